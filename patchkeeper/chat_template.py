@@ -1,0 +1,50 @@
+"""The no-thinking chat template is itself a patch: derived from the model's own."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from patchkeeper.config.models import ChatTemplateFromModel, Service
+from patchkeeper.errors import ConfigError
+
+CONTAINER_PATH = "/patchkeeper/chat_template.jinja"
+
+
+def _model_template(model_dir: Path) -> str:
+    jinja = model_dir / "chat_template.jinja"
+    if jinja.is_file():
+        return jinja.read_text(encoding="utf-8")
+    config = model_dir / "tokenizer_config.json"
+    try:
+        template = json.loads(config.read_text(encoding="utf-8")).get("chat_template")
+    except (OSError, ValueError) as err:
+        raise ConfigError(f"{config}: cannot read the model's chat template: {err}") from None
+    if isinstance(template, list):  # [{"name": "default", "template": ...}, ...]
+        named = {t.get("name"): t.get("template") for t in template if isinstance(t, dict)}
+        template = named.get("default")
+    if not isinstance(template, str):
+        raise ConfigError(f"{config}: no chat_template (and no chat_template.jinja beside it)")
+    return template
+
+
+def derive(spec: ChatTemplateFromModel, model_dir: Path) -> str:
+    """Prepend `{%- set name = value %}` overrides to the model's template."""
+    header = "".join(
+        f"{{%- set {name} = {json.dumps(value)} %}}\n" for name, value in sorted(spec.set.items())
+    )
+    return header + _model_template(model_dir)
+
+
+def render(service: Service, recipe_path: Path) -> str | None:
+    """The template text the overlay should carry, or None when the recipe has none."""
+    spec = service.chat_template
+    if spec is None:
+        return None
+    if isinstance(spec, Path):
+        return spec.read_text(encoding="utf-8")
+    if service.model.host_path is None:
+        raise ConfigError(
+            f"{recipe_path}: service.chat_template: 'from: model' needs service.model.host_path"
+        )
+    return derive(spec, service.model.host_path)

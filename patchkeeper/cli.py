@@ -1,0 +1,97 @@
+"""The command line: thin wrappers over `patchkeeper.commands`.
+
+Exit codes: 0 ok; 1 a patch does not apply; 2 bad input; 3 upstream,
+registry or daemon unreachable.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from patchkeeper import __version__
+from patchkeeper.errors import PatchkeeperError
+
+app = typer.Typer(
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    help="Keep local patches on top of nightly LLM-server container images.",
+)
+
+RecipeOpt = Annotated[
+    Path, typer.Option("--recipe", help="recipe YAML file", exists=False, dir_okay=False)
+]
+ImageOpt = Annotated[
+    str | None,
+    typer.Option("--image", help="image reference; default: newest tag matching the recipe"),
+]
+JsonOpt = Annotated[bool, typer.Option("--json", help="print one JSON document on stdout")]
+
+
+def _guarded(as_json: bool, action: Callable[[], int]) -> None:
+    """Run a command; map patchkeeper errors to their exit codes with a clear message."""
+    try:
+        code = action()
+    except PatchkeeperError as err:
+        if as_json:
+            typer.echo(json.dumps({"error": str(err), "exit_code": err.exit_code}))
+        else:
+            typer.secho(f"error: {err}", err=True, fg="red")
+        raise typer.Exit(err.exit_code) from None
+    raise typer.Exit(code)
+
+
+@app.command()
+def sync(
+    recipe: RecipeOpt,
+    image: ImageOpt = None,
+    out: Annotated[Path, typer.Option("--out", help="overlay root")] = Path("overlays"),
+    as_json: JsonOpt = False,
+) -> None:
+    """Port the recipe's patches onto one image and write its read-only overlay."""
+    from patchkeeper.commands import sync as command
+
+    _guarded(as_json, lambda: command.run(recipe, image, out, as_json))
+
+
+@app.command()
+def status(recipe: RecipeOpt, image: ImageOpt = None, as_json: JsonOpt = False) -> None:
+    """Show each patch's state for one image; writes nothing."""
+    from patchkeeper.commands import status as command
+
+    _guarded(as_json, lambda: command.run(recipe, image, as_json))
+
+
+@app.command()
+def compose(
+    overlay: Annotated[Path, typer.Option("--overlay", help="an overlay directory")],
+) -> None:
+    """Print an overlay's docker-compose override."""
+    from patchkeeper.commands import compose as command
+
+    _guarded(False, lambda: command.run(overlay))
+
+
+@app.command()
+def demo(
+    workdir: Annotated[Path, typer.Option("--workdir", help="where to build it")] = Path(".demo"),
+) -> None:
+    """Build the offline demo (upstream repo + nightly image) and sync it."""
+    import patchkeeper.commands.demo as command
+
+    _guarded(False, lambda: command.run(workdir))
+
+
+@app.command()
+def version() -> None:
+    """Print patchkeeper's version."""
+    typer.echo(__version__)
+
+
+def main() -> None:
+    app()

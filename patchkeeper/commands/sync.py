@@ -1,0 +1,40 @@
+"""`patchkeeper sync`: plan, refuse on conflict, write the overlay, report."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from patchkeeper.commands._common import make_plan
+from patchkeeper.errors import EXIT_CONFLICT, EXIT_OK
+from patchkeeper.overlay import compose
+from patchkeeper.overlay.write import write_overlay
+from patchkeeper.report import document, print_json, print_table
+from patchkeeper.ui import err_console, out_console
+
+
+def run(recipe: Path, image: str | None, out: Path, as_json: bool) -> int:
+    plan = make_plan(recipe, image, show_progress=not as_json)
+    if plan.conflicts:
+        if as_json:
+            print_json(document(plan.lock), out_console)
+        else:
+            print_table(plan.lock, out_console)
+            err_console.print("[red]sync refused: a patch does not apply; nothing was written[/]")
+        return EXIT_CONFLICT
+    service = plan.recipe.service
+    overlay, created = write_overlay(
+        out,
+        plan.overlay_name,
+        plan.lock,
+        plan.overlay_files(),
+        plan.template,
+        compose.dump(compose.base_service(service, str(plan.image.ref))),
+        lambda final: compose.dump(compose.override(service, plan.lock, final)),
+    )
+    if as_json:
+        print_json(document(plan.lock, overlay, created), out_console)
+    else:
+        print_table(plan.lock, out_console, overlay)
+        if not created:
+            err_console.print("identical overlay already existed; left untouched")
+    return EXIT_OK

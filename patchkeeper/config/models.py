@@ -1,0 +1,183 @@
+"""Typed, validated shapes of `patchsets/*.yaml` and `recipes/*.yaml`.
+
+Unknown keys are errors: a misspelt `witnes:` must not silently drop a check.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path, PurePosixPath
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+_REPO = re.compile(r"^[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+$")
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Upstream(_Strict):
+    """Where the patched project lives upstream."""
+
+    github: str | None = Field(None, description="owner/name on GitHub")
+    git: str | None = Field(None, description="any clone URL, file:// included")
+    branch: str = "main"
+
+    @field_validator("github")
+    @classmethod
+    def _github_is_owner_name(cls, value: str | None) -> str | None:
+        if value is not None and not _REPO.match(value):
+            raise ValueError(f"must be 'owner/name', got {value!r}")
+        return value
+
+    @model_validator(mode="after")
+    def _needs_a_remote(self) -> Upstream:
+        if not self.github and not self.git:
+            raise ValueError("give 'github: owner/name' or 'git: <clone URL>' (or both)")
+        return self
+
+    @property
+    def clone_url(self) -> str:
+        return self.git or f"https://github.com/{self.github}.git"
+
+
+class Patch(_Strict):
+    """One entry of a patchset: an upstream PR or a local diff."""
+
+    pr: int | None = Field(None, gt=0)
+    diff: Path | None = None
+    id: str | None = Field(None, pattern=r"^[A-Za-z0-9_.-]+$")
+    why: str = Field(min_length=1)
+    witness: str | None = None
+    exclude: tuple[str, ...] = Field(
+        (), description="glob patterns (repo-relative) deliberately not ported, e.g. test/**"
+    )
+
+    @model_validator(mode="after")
+    def _exactly_one_source(self) -> Patch:
+        if (self.pr is None) == (self.diff is None):
+            raise ValueError("give exactly one of 'pr: N' or 'diff: path'")
+        return self
+
+    @property
+    def key(self) -> str:
+        """Stable identifier used in locks and reports."""
+        if self.id:
+            return self.id
+        if self.pr is not None:
+            return f"pr-{self.pr}"
+        assert self.diff is not None
+        return self.diff.stem
+
+
+class Patchset(_Strict):
+    """A named, ordered list of patches against one upstream repository."""
+
+    name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
+    upstream: Upstream
+    source_root: PurePosixPath
+    patches: tuple[Patch, ...] = Field(min_length=1)
+    path: Path = Field(Path("."), exclude=True, description="file it was read from")
+
+    @field_validator("source_root")
+    @classmethod
+    def _absolute(cls, value: PurePosixPath) -> PurePosixPath:
+        if not value.is_absolute() or ".." in value.parts:
+            raise ValueError(f"must be an absolute path inside the image, got {str(value)!r}")
+        return value
+
+    @model_validator(mode="after")
+    def _unique_ids(self) -> Patchset:
+        seen: set[str] = set()
+        for patch in self.patches:
+            if patch.key in seen:
+                raise ValueError(f"two patches share the id {patch.key!r}; give one an 'id:'")
+            seen.add(patch.key)
+        return self
+
+
+class ChatTemplateFromModel(_Strict):
+    """Derive the template from the model's own, with variables forced first."""
+
+    from_: Literal["model"] = Field(alias="from")
+    set: dict[str, bool | int | str] = Field(default_factory=dict)
+
+    @field_validator("set")
+    @classmethod
+    def _identifiers(cls, value: dict[str, Any]) -> dict[str, Any]:
+        for name in value:
+            if not name.isidentifier():
+                raise ValueError(f"{name!r} is not a Jinja variable name")
+        return value
+
+
+class Model(_Strict):
+    path: PurePosixPath = Field(description="model directory inside the container")
+    host_path: Path | None = Field(None, description="same directory on the host; mounted ro")
+
+
+class Healthcheck(_Strict):
+    path: str = "/health"
+    test: tuple[str, ...] = Field(default=(), description="compose test; default: curl the path")
+    interval: str = "30s"
+    timeout: str = "10s"
+    retries: int = 5
+    start_period: str = "600s"
+
+
+class Service(_Strict):
+    """How the recipe's server runs: rendered into compose files."""
+
+    name: str = Field("sglang", pattern=r"^[a-z0-9][a-z0-9_-]*$")
+    container_name: str | None = None
+    port: int = Field(30000, gt=0, lt=65536)
+    model: Model
+    command: tuple[str, ...] = ("python3", "-m", "sglang.launch_server")
+    args: tuple[str, ...] = ()
+    environment: dict[str, str] = Field(default_factory=dict)
+    volumes: tuple[str, ...] = ()
+    chat_template: ChatTemplateFromModel | Path | None = None
+    healthcheck: Healthcheck = Healthcheck()
+    gpus: Literal["all"] | int | None = "all"
+    ipc: str | None = "host"
+    shm_size: str | None = None
+    network_mode: str | None = "host"
+
+
+TagPattern = Annotated[str, Field(description="regex with named groups date and sha")]
+
+
+class Recipe(_Strict):
+    """One image repository, the patchsets to keep on it, and its service."""
+
+    name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
+    image: str = Field(min_length=1)
+    tags: TagPattern
+    patchsets: tuple[Path, ...] = Field(min_length=1)
+    service: Service
+    path: Path = Field(Path("."), exclude=True, description="file it was read from")
+
+    @field_validator("tags")
+    @classmethod
+    def _named_groups(cls, value: str) -> str:
+        try:
+            groups = re.compile(value).groupindex
+        except re.error as err:
+            raise ValueError(f"not a valid regex: {err}") from None
+        missing = {"date", "sha"} - set(groups)
+        if missing:
+            raise ValueError(f"regex lacks named group(s) {sorted(missing)}")
+        return value
+
+    @field_validator("image")
+    @classmethod
+    def _repository_only(cls, value: str) -> str:
+        last = value.rsplit("/", 1)[-1]
+        if "@" in value or ":" in last:
+            raise ValueError("give the repository only (tags come from 'tags:')")
+        return value
+
+    def tag_pattern(self) -> re.Pattern[str]:
+        return re.compile(self.tags)

@@ -1,0 +1,1 @@
+"""The offline demo scenario and the builders the tests share with it."""

@@ -1,0 +1,114 @@
+"""Image source backed by a Docker Engine (docker SDK): no pull, no run.
+
+Files are copied out of a created-but-never-started container, one archive
+request per path, so only the requested bytes cross the socket.
+"""
+
+from __future__ import annotations
+
+import io
+import stat
+import tarfile
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import PurePosixPath
+from typing import Any
+
+import docker
+import docker.errors
+
+from patchkeeper.errors import ImageError, UnreachableError, UnsafeInputError
+from patchkeeper.image.model import ImageFile, ImageRef, ResolvedImage
+from patchkeeper.image.paths import MAX_FILE_BYTES, MAX_SYMLINK_HOPS, follow_link
+
+
+class EngineSource:
+    """Reads images already present in the local Docker Engine."""
+
+    name = "engine"
+
+    def __init__(self, client: docker.DockerClient | None = None) -> None:
+        try:
+            self.client = client or docker.from_env()
+            self.client.ping()
+        except docker.errors.DockerException as err:
+            raise UnreachableError(f"Docker daemon unreachable: {err}") from None
+
+    def tags(self, repository: str) -> list[str]:
+        prefix = f"{repository}:"
+        return sorted(
+            tag[len(prefix) :]
+            for image in self.client.images.list(name=repository)
+            for tag in image.tags
+            if tag.startswith(prefix)
+        )
+
+    def resolve(self, ref: ImageRef) -> ResolvedImage:
+        try:
+            image = self.client.images.get(str(ref))
+        except docker.errors.ImageNotFound:
+            raise ImageError(f"image {ref} is not in the local Docker engine") from None
+        except docker.errors.APIError as err:
+            raise UnreachableError(f"Docker daemon error resolving {ref}: {err}") from None
+        repo_digests = [
+            d.split("@", 1)[1]
+            for d in image.attrs.get("RepoDigests") or []
+            if d.split("@", 1)[0] == ref.repository
+        ]
+        if ref.digest and ref.digest not in repo_digests:
+            raise ImageError(f"image {ref}: the engine knows no such digest for it")
+        return ResolvedImage(
+            ref=ref,
+            image_id=image.id,
+            digest=ref.digest or (repo_digests[0] if repo_digests else None),
+            labels=dict(image.labels or {}),
+            created=image.attrs.get("Created"),
+        )
+
+    @contextmanager
+    def _stopped_container(self, image: ResolvedImage) -> Iterator[Any]:
+        container = self.client.containers.create(
+            image.image_id, command=["patchkeeper-never-runs"], network_disabled=True
+        )
+        try:
+            yield container
+        finally:
+            container.remove(force=True)
+
+    def read(
+        self, image: ResolvedImage, paths: Sequence[PurePosixPath]
+    ) -> dict[PurePosixPath, ImageFile | None]:
+        with self._stopped_container(image) as container:
+            return {path: self._read_one(container, path) for path in paths}
+
+    def _read_one(self, container: Any, path: PurePosixPath) -> ImageFile | None:
+        current = path
+        for _ in range(MAX_SYMLINK_HOPS):
+            try:
+                chunks, info = container.get_archive(str(current))
+            except docker.errors.NotFound:
+                return None
+            mode = int(info["mode"])
+            if info.get("linkTarget") and mode & (1 << 27):  # Go's os.ModeSymlink
+                current = follow_link(current, info["linkTarget"])
+                continue
+            if mode & (1 << 31):  # Go's os.ModeDir
+                raise UnsafeInputError(f"image path {path} is a directory in the image")
+            if int(info["size"]) > MAX_FILE_BYTES:
+                raise UnsafeInputError(
+                    f"image path {path} is {info['size']} bytes, over the {MAX_FILE_BYTES} limit"
+                )
+            content = _single_regular_file(b"".join(chunks), current)
+            return ImageFile(path, content, stat.S_IMODE(mode) or 0o644, current)
+        raise UnsafeInputError(f"image path {path}: more than {MAX_SYMLINK_HOPS} symlink hops")
+
+
+def _single_regular_file(archive: bytes, path: PurePosixPath) -> bytes:
+    """Accept exactly one regular-file member named like the request."""
+    with tarfile.open(fileobj=io.BytesIO(archive), mode="r:") as tar:
+        members = tar.getmembers()
+        if len(members) != 1 or not members[0].isreg() or members[0].name != path.name:
+            raise UnsafeInputError(f"image path {path}: unexpected archive from the engine")
+        extracted = tar.extractfile(members[0])
+        assert extracted is not None
+        return extracted.read(MAX_FILE_BYTES + 1)

@@ -1,0 +1,91 @@
+"""Image references, resolved images, and the one interface every image source implements."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import PurePosixPath
+from typing import Protocol
+
+from patchkeeper.errors import ConfigError
+
+_DIGEST = re.compile(r"^sha256:[0-9a-f]{64}$")
+_TAG = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
+
+
+@dataclass(frozen=True)
+class ImageRef:
+    """`repository[:tag][@sha256:...]`, parsed without guessing a registry."""
+
+    repository: str
+    tag: str | None = None
+    digest: str | None = None
+
+    @classmethod
+    def parse(cls, text: str) -> ImageRef:
+        rest, _, digest = text.partition("@")
+        repository, tag = rest, None
+        last = rest.rsplit("/", 1)[-1]
+        if ":" in last:
+            repository, tag = rest.rsplit(":", 1)
+        if not repository or (tag is not None and not _TAG.match(tag)):
+            raise ConfigError(f"image reference {text!r}: bad repository or tag")
+        if digest and not _DIGEST.match(digest):
+            raise ConfigError(f"image reference {text!r}: digest must be sha256:<64 hex>")
+        return cls(repository, tag, digest or None)
+
+    def __str__(self) -> str:
+        tag = f":{self.tag}" if self.tag else ""
+        digest = f"@{self.digest}" if self.digest else ""
+        return f"{self.repository}{tag}{digest}"
+
+
+@dataclass(frozen=True)
+class ResolvedImage:
+    """An image pinned down: `digest` is the manifest digest when one is known.
+
+    `image_id` (the config digest) identifies the content whatever the source;
+    caches key on it.
+    """
+
+    ref: ImageRef
+    image_id: str
+    digest: str | None
+    labels: Mapping[str, str] = field(default_factory=dict)
+    created: str | None = None
+
+    @property
+    def pinned(self) -> str:
+        """A reference that can never move: repo@digest, else the image id."""
+        return f"{self.ref.repository}@{self.digest}" if self.digest else self.image_id
+
+
+@dataclass(frozen=True)
+class ImageFile:
+    """A regular file read from an image (after following symlinks inside it)."""
+
+    path: PurePosixPath
+    content: bytes
+    mode: int
+    resolved: PurePosixPath
+
+    @property
+    def via_symlink(self) -> bool:
+        return self.resolved != self.path
+
+
+class ImageSource(Protocol):
+    """Engine, registry and layout sources all answer these three questions."""
+
+    name: str
+
+    def tags(self, repository: str) -> list[str]: ...
+
+    def resolve(self, ref: ImageRef) -> ResolvedImage: ...
+
+    def read(
+        self, image: ResolvedImage, paths: Sequence[PurePosixPath]
+    ) -> dict[PurePosixPath, ImageFile | None]:
+        """Read regular files; None for a path the image does not have."""
+        ...

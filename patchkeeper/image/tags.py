@@ -1,0 +1,33 @@
+"""Pick the newest nightly among an image repository's tags."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from patchkeeper.errors import ImageError
+
+
+@dataclass(frozen=True, order=True)
+class NightlyTag:
+    date: str
+    tag: str
+    sha: str
+
+
+def nightly_tags(tags: Iterable[str], pattern: re.Pattern[str]) -> list[NightlyTag]:
+    """Tags matching the recipe's regex, oldest first (by the `date` group, then name)."""
+    found = []
+    for tag in tags:
+        match = pattern.fullmatch(tag)
+        if match:
+            found.append(NightlyTag(match["date"], tag, match["sha"]))
+    return sorted(found)
+
+
+def newest_tag(tags: Iterable[str], pattern: re.Pattern[str], repository: str) -> NightlyTag:
+    found = nightly_tags(tags, pattern)
+    if not found:
+        raise ImageError(f"no tag of {repository} matches {pattern.pattern!r}")
+    return found[-1]

@@ -1,0 +1,1 @@
+"""Stage 7 of the pipeline: immutable per-image overlays, their lock and compose files."""

@@ -1,0 +1,113 @@
+"""`patchkeeper.lock.json`: what an overlay holds, and why, for one exact image."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from patchkeeper.errors import ConfigError
+
+LOCK_NAME = "patchkeeper.lock.json"
+FORMAT = 1
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class LockedImage(_Model):
+    ref: str
+    digest: str | None
+    id: str
+    pinned: str
+    commit: str
+    source: str
+
+
+class LockedPatchset(_Model):
+    name: str
+    upstream: str
+    branch: str
+    source_root: str
+    commit: str
+
+
+class Hunks(_Model):
+    applied: int
+    present: int
+    conflict: int
+
+
+class LockedHunk(_Model):
+    header: str
+    status: str
+    line: int | None
+    reason: str = ""
+
+
+class LockedPatchFile(_Model):
+    path: str
+    kind: str
+    action: str
+    note: str = ""
+    hunks: list[LockedHunk] = []
+
+
+class LockedPatch(_Model):
+    id: str
+    patchset: str
+    pr: int | None
+    diff_file: str | None
+    state: str
+    via: str
+    pr_state: str
+    title: str | None
+    why: str
+    witness: str | None
+    head: str | None
+    merge_commit: str | None
+    base: str | None
+    diff_sha256: str
+    hunks: Hunks
+    files: list[LockedPatchFile]
+
+
+class LockedFile(_Model):
+    path: str
+    vanilla_sha256: str | None
+    patched_sha256: str
+    mode: int
+
+
+class LockedTemplate(_Model):
+    container_path: str
+    sha256: str
+
+
+class Lock(_Model):
+    format: int = FORMAT
+    generated_by: str
+    recipe: str
+    service: str
+    fingerprint: str
+    image: LockedImage
+    patchsets: list[LockedPatchset]
+    patches: list[LockedPatch]
+    files: list[LockedFile]
+    chat_template: LockedTemplate | None
+    warnings: list[str]
+
+    def dump(self) -> str:
+        return json.dumps(self.model_dump(mode="json"), indent=2, sort_keys=False) + "\n"
+
+
+def read_lock(overlay: Path) -> Lock:
+    path = overlay / LOCK_NAME
+    try:
+        return Lock.model_validate_json(path.read_bytes())
+    except FileNotFoundError:
+        raise ConfigError(f"{overlay}: not an overlay (no {LOCK_NAME})") from None
+    except ValidationError as err:
+        raise ConfigError(f"{path}: invalid lock: {err}") from None

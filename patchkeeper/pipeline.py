@@ -1,0 +1,231 @@
+"""The sync pipeline, end to end, with I/O passed in at the edges.
+
+config -> upstream resolution -> image identity -> containment -> vanilla
+extraction -> hunk application -> lock. Writing the overlay is the caller's
+last step, and only when nothing conflicts.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import PurePosixPath
+
+from patchkeeper import __version__
+from patchkeeper.chat_template import CONTAINER_PATH as TEMPLATE_PATH
+from patchkeeper.chat_template import render as render_template
+from patchkeeper.config.models import Patchset, Recipe
+from patchkeeper.errors import UnsafeInputError, redact
+from patchkeeper.image.identity import ImageIdentity, identify
+from patchkeeper.image.model import ImageFile, ImageRef, ImageSource, ResolvedImage
+from patchkeeper.image.tags import newest_tag
+from patchkeeper.overlay import lock as L
+from patchkeeper.patching.hunks import HunkStatus
+from patchkeeper.patching.port import ParsedChange, PatchOutcome, PortResult, port, sha256
+from patchkeeper.upstream.model import PrState, UpstreamResolver
+
+ResolverFactory = Callable[[Patchset], UpstreamResolver]
+
+
+@dataclass(frozen=True)
+class Plan:
+    """Everything sync knows before it writes: the lock and the bytes behind it."""
+
+    recipe: Recipe
+    image: ResolvedImage
+    source: str
+    identities: tuple[ImageIdentity, ...]
+    result: PortResult
+    modes: dict[PurePosixPath, int]
+    template: str | None
+    lock: L.Lock
+    warnings: tuple[str, ...] = field(default=())
+
+    @property
+    def conflicts(self) -> list[PatchOutcome]:
+        return self.result.conflicts
+
+    @property
+    def overlay_name(self) -> str:
+        return self.image.ref.tag or self.image.image_id.replace(":", "-")[:19]
+
+    def overlay_files(self) -> dict[PurePosixPath, tuple[bytes, int]]:
+        return {p: (data, self.modes[p]) for p, data in self.result.changed_files().items()}
+
+
+def choose_image(recipe: Recipe, source: ImageSource, image: str | None) -> ImageRef:
+    """`--image` as given, or the newest tag of the recipe's repository."""
+    if image:
+        ref = ImageRef.parse(image)
+        if ref.tag or ref.digest:
+            return ref
+        repository = ref.repository
+    else:
+        repository = recipe.image
+    newest = newest_tag(source.tags(repository), recipe.tag_pattern(), repository)
+    return ImageRef(repository, newest.tag)
+
+
+def _read_vanilla(
+    source: ImageSource, image: ResolvedImage, paths: Sequence[PurePosixPath]
+) -> tuple[dict[PurePosixPath, bytes | None], dict[PurePosixPath, int]]:
+    files: dict[PurePosixPath, ImageFile | None] = source.read(image, sorted(paths))
+    for path, file in files.items():
+        if file is not None and file.via_symlink:
+            raise UnsafeInputError(
+                f"image path {path} is a symlink to {file.resolved}; refusing to patch through it"
+            )
+    contents = {p: (f.content if f else None) for p, f in files.items()}
+    modes = {p: f.mode for p, f in files.items() if f}
+    return contents, modes
+
+
+def plan(
+    recipe: Recipe,
+    patchsets: Sequence[Patchset],
+    source: ImageSource,
+    ref: ImageRef,
+    resolver_for: ResolverFactory,
+) -> Plan:
+    image = source.resolve(ref)
+    warnings: list[str] = []
+    identities = []
+    parsed: list[ParsedChange] = []
+    upstream_ids: set[str] = set()
+    for patchset in patchsets:
+        identity = identify(source, image, patchset.source_root, recipe.tag_pattern())
+        identities.append(identity)
+        warnings += identity.warnings
+        resolver = resolver_for(patchset)
+        resolver.prepare(patchset.patches, [identity.commit])
+        changes = [resolver.resolve(patchset.name, p) for p in patchset.patches]
+        merged = [c for c in changes if c.state is PrState.MERGED and c.merge_commit]
+        if merged and not resolver.has_commit(identity.commit):
+            warnings.append(
+                f"{patchset.name}: image commit {identity.commit} is not in "
+                f"{redact(patchset.upstream.clone_url)}; deciding by content alone"
+            )
+        elif merged:
+            inside = resolver.contained([c.merge_commit or "" for c in merged], [identity.commit])
+            upstream_ids |= {c.id for c in merged if c.merge_commit in inside[identity.commit]}
+        parsed += [ParsedChange.of(c, patchset.source_root) for c in changes]
+    needed = set().union(*(p.paths_to_read() for p in parsed if p.change.id not in upstream_ids))
+    vanilla, modes = _read_vanilla(source, image, sorted(needed))
+    result = port(parsed, vanilla, upstream_ids)
+    for path in result.changed_files():
+        modes.setdefault(path, 0o644)
+    template = render_template(recipe.service, recipe.path)
+    lock = build_lock(
+        recipe, patchsets, image, source.name, identities, result, template, modes, warnings
+    )
+    return Plan(
+        recipe,
+        image,
+        source.name,
+        tuple(identities),
+        result,
+        modes,
+        template,
+        lock,
+        tuple(warnings),
+    )
+
+
+def _patch_entry(outcome: PatchOutcome) -> L.LockedPatch:
+    change, patch = outcome.change, outcome.change.patch
+    return L.LockedPatch(
+        id=change.id,
+        patchset=change.patchset,
+        pr=patch.pr,
+        diff_file=patch.diff.name if patch.diff else None,
+        state=outcome.state,
+        via=outcome.via,
+        pr_state=change.state,
+        title=change.title,
+        why=patch.why,
+        witness=patch.witness,
+        head=change.head,
+        merge_commit=change.merge_commit,
+        base=change.base,
+        diff_sha256=change.diff_sha256,
+        hunks=L.Hunks(
+            applied=outcome.count(HunkStatus.APPLIED),
+            present=outcome.count(HunkStatus.PRESENT),
+            conflict=outcome.count(HunkStatus.CONFLICT),
+        ),
+        files=[
+            L.LockedPatchFile(
+                path=str(f.path),
+                kind=f.kind,
+                action=f.action,
+                note=f.note,
+                hunks=[
+                    L.LockedHunk(
+                        header=h.hunk.header, status=h.status, line=h.line, reason=h.reason
+                    )
+                    for h in f.hunks
+                ],
+            )
+            for f in outcome.files
+        ],
+    )
+
+
+def build_lock(
+    recipe: Recipe,
+    patchsets: Sequence[Patchset],
+    image: ResolvedImage,
+    source: str,
+    identities: Sequence[ImageIdentity],
+    result: PortResult,
+    template: str | None,
+    modes: dict[PurePosixPath, int],
+    warnings: Sequence[str],
+) -> L.Lock:
+    files = [
+        L.LockedFile(
+            path=str(path),
+            vanilla_sha256=sha256(result.vanilla.get(path)),
+            patched_sha256=sha256(data) or "",
+            mode=modes[path],
+        )
+        for path, data in result.changed_files().items()
+    ]
+    body = dict(
+        generated_by=f"patchkeeper {__version__}",
+        recipe=recipe.name,
+        service=recipe.service.name,
+        fingerprint="",
+        image=L.LockedImage(
+            ref=str(image.ref),
+            digest=image.digest,
+            id=image.image_id,
+            pinned=image.pinned,
+            commit=identities[0].commit,
+            source=source,
+        ),
+        patchsets=[
+            L.LockedPatchset(
+                name=ps.name,
+                upstream=redact(ps.upstream.clone_url),
+                branch=ps.upstream.branch,
+                source_root=str(ps.source_root),
+                commit=identity.commit,
+            )
+            for ps, identity in zip(patchsets, identities, strict=True)
+        ],
+        patches=[_patch_entry(o) for o in result.outcomes],
+        files=files,
+        chat_template=L.LockedTemplate(
+            container_path=TEMPLATE_PATH, sha256=hashlib.sha256(template.encode()).hexdigest()
+        )
+        if template is not None
+        else None,
+        warnings=[],
+    )
+    lock = L.Lock.model_validate(body)
+    content = lock.model_dump(mode="json", exclude={"generated_by", "fingerprint", "warnings"})
+    fingerprint = hashlib.sha256(json.dumps(content, sort_keys=True).encode()).hexdigest()
+    return lock.model_copy(update={"fingerprint": fingerprint, "warnings": list(warnings)})

@@ -1,0 +1,79 @@
+"""Human and machine renderings of a plan: a Rich table, or one JSON document."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from patchkeeper.overlay.lock import Lock, LockedPatch
+
+_ACTION = {
+    "upstream": "none: already in image",
+    "applied": "overlay",
+    "partial": "overlay (rest present)",
+    "conflict": "CONFLICT",
+}
+_STYLE = {"upstream": "green", "applied": "cyan", "partial": "yellow", "conflict": "bold red"}
+
+
+def document(
+    lock: Lock, overlay: Path | None = None, created: bool | None = None
+) -> dict[str, Any]:
+    """The `--json` contract: the lock plus where the overlay is."""
+    doc = lock.model_dump(mode="json")
+    doc["overlay"] = str(overlay) if overlay else None
+    if created is not None:
+        doc["overlay_created"] = created
+    return doc
+
+
+def print_json(doc: dict[str, Any], console: Console) -> None:
+    console.print_json(json.dumps(doc), highlight=False)
+
+
+def _in_image(patch: LockedPatch) -> str:
+    if patch.state == "upstream":
+        return "yes (ancestry)" if patch.via == "ancestry" else "yes (content)"
+    if patch.state == "partial":
+        return "partly"
+    return "no"
+
+
+def print_table(lock: Lock, console: Console, overlay: Path | None = None) -> None:
+    image = lock.image
+    console.print(f"[bold]{image.ref}[/]  {image.digest or image.id}  source commit {image.commit}")
+    table = Table(show_lines=False)
+    for column in ("patch", "why", "merged?", "in this image?", "action", "hunks a/p/c"):
+        table.add_column(column, overflow="fold")
+    for patch in lock.patches:
+        label = f"#{patch.pr}" if patch.pr else patch.id
+        hunks = f"{patch.hunks.applied}/{patch.hunks.present}/{patch.hunks.conflict}"
+        style = _STYLE.get(patch.state, "")
+        table.add_row(
+            label,
+            patch.why,
+            patch.pr_state,
+            _in_image(patch),
+            f"[{style}]{_ACTION[patch.state]}[/]",
+            hunks,
+        )
+    console.print(table)
+    for patch in lock.patches:
+        for file in patch.files:
+            if file.action == "conflict":
+                where = f"[red]conflict[/] {patch.id} {file.path}"
+                bad = [h for h in file.hunks if h.status == "conflict"]
+                if not bad:
+                    console.print(f"{where}: {file.note}")
+                for hunk in bad:
+                    console.print(f"{where} {hunk.header}: {hunk.reason}")
+            elif file.note:
+                console.print(f"[yellow]note[/] {patch.id} {file.path}: {file.note}")
+    for warning in lock.warnings:
+        console.print(f"[yellow]warning[/] {warning}")
+    if overlay:
+        console.print(f"overlay: {overlay}  ({len(lock.files)} file(s) mounted read-only)")

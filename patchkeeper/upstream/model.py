@@ -1,0 +1,64 @@
+"""Value objects and the resolver interface that git and GitHub sources share."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Protocol
+
+from patchkeeper.config.models import Patch
+
+
+class PrState(StrEnum):
+    MERGED = "merged"
+    OPEN = "open"
+    CLOSED = "closed"  # closed without merge (or, from git alone, not mergeable)
+    LOCAL = "local"  # a local diff file, not an upstream PR
+
+
+@dataclass(frozen=True)
+class UpstreamChange:
+    """What one patch means upstream: its state and the exact diff to port."""
+
+    patchset: str
+    patch: Patch
+    state: PrState
+    diff: str
+    head: str | None = None
+    merge_commit: str | None = None
+    base: str | None = None
+    title: str | None = None
+
+    @property
+    def diff_sha256(self) -> str:
+        return hashlib.sha256(self.diff.encode()).hexdigest()
+
+    @property
+    def id(self) -> str:
+        """Unique across a recipe's patchsets."""
+        return f"{self.patchset}/{self.patch.key}"
+
+    @property
+    def label(self) -> str:
+        return f"PR #{self.patch.pr}" if self.patch.pr else f"diff {self.patch.key}"
+
+
+class UpstreamResolver(Protocol):
+    """Turns patch entries into changes and answers ancestry questions.
+
+    The git implementation works offline against any remote; a GitHub
+    implementation can enrich titles and states on top of it.
+    """
+
+    def prepare(self, patches: Sequence[Patch], extra_commits: Sequence[str] = ()) -> None:
+        """Fetch whatever the following calls need, in as few round trips as possible."""
+
+    def resolve(self, patchset: str, patch: Patch) -> UpstreamChange: ...
+
+    def has_commit(self, sha: str) -> bool: ...
+
+    def contained(self, commits: Sequence[str], tips: Sequence[str]) -> dict[str, frozenset[str]]:
+        """For each tip, which of `commits` are its ancestors (or itself)."""
+        ...
