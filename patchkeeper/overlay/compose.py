@@ -99,6 +99,7 @@ def override(service: Service, lock: Lock, overlay_dir: Path) -> dict[str, Any]:
 def dump(document: dict[str, Any]) -> str:
     yaml = YAML(typ="rt")
     yaml.default_flow_style = False
+    yaml.width = 4096  # keep long paths on one line
     buffer = io.StringIO()
     yaml.dump(document, buffer)
     return buffer.getvalue()

@@ -118,25 +118,12 @@ def _port_file(
         note = "deleted upstream; a read-only mount cannot delete it" if source else ""
         action = FileAction.LEFT_IN_PLACE if source is not None else FileAction.UNCHANGED
         return FileOutcome(path, file.kind, action, note=note)
-    if file.kind is FileChange.ADDED or (file.kind is FileChange.RENAMED and source is None):
-        base: bytes | None = target
-    elif file.kind is FileChange.RENAMED:
-        base = target if target is not None else source
-    else:
-        base = target
-    if base is None and file.kind is not FileChange.ADDED:
+    if file.kind is FileChange.ADDED:
+        return _port_added(file, path, target, current)
+    base = target if target is not None else source  # a rename ports the old file's content
+    if base is None:
         return FileOutcome(path, file.kind, FileAction.CONFLICT, note="absent from the image")
-    lines, results = apply_hunks(_lines(base or b"", str(path)), file.hunks)
-    if file.kind is FileChange.ADDED and base is not None and results:
-        statuses = {r.status for r in results}
-        if statuses != {HunkStatus.PRESENT}:
-            return FileOutcome(
-                path,
-                file.kind,
-                FileAction.CONFLICT,
-                tuple(HunkResult(r.hunk, HunkStatus.CONFLICT, reason="exists") for r in results),
-                "added upstream, but the image has a different file at this path",
-            )
+    lines, results = apply_hunks(_lines(base, str(path)), file.hunks)
     if any(r.status is HunkStatus.CONFLICT for r in results):
         return FileOutcome(path, file.kind, FileAction.CONFLICT, tuple(results))
     new = "".join(lines).encode()
@@ -144,11 +131,33 @@ def _port_file(
     note = ""
     if file.kind is FileChange.RENAMED and source is not None and target is None:
         note = f"renamed from {file.old_path}; the old file stays in the image"
-    if new == base:
+    if new == base and target is not None:
         action = FileAction.UNCHANGED
     else:
-        action = FileAction.CREATED if base is None or target is None else FileAction.PATCHED
+        action = FileAction.CREATED if target is None else FileAction.PATCHED
     return FileOutcome(path, file.kind, action, tuple(results), note)
+
+
+def _port_added(
+    file: FilePatch,
+    path: PurePosixPath,
+    target: bytes | None,
+    current: dict[PurePosixPath, bytes | None],
+) -> FileOutcome:
+    """A file the change adds: create it, or find it already there, byte for byte."""
+    content = "".join(line for hunk in file.hunks for line in hunk.new).encode()
+    if target is None:
+        current[path] = content
+        results = tuple(HunkResult(h, HunkStatus.APPLIED) for h in file.hunks)
+        return FileOutcome(path, file.kind, FileAction.CREATED, results)
+    if target == content:
+        results = tuple(HunkResult(h, HunkStatus.PRESENT, 1) for h in file.hunks)
+        return FileOutcome(path, file.kind, FileAction.UNCHANGED, results)
+    results = tuple(
+        HunkResult(h, HunkStatus.CONFLICT, reason="the image has another file here")
+        for h in file.hunks
+    )
+    return FileOutcome(path, file.kind, FileAction.CONFLICT, results, "added upstream, differs")
 
 
 def _state(files: Sequence[FileOutcome]) -> tuple[PatchState, str]:
