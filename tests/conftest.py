@@ -6,6 +6,9 @@ Docker-backed tests never skip: a missing daemon is a failure (CI starts one).
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
+import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -17,7 +20,9 @@ from patchkeeper.demo.setup import Demo, lay_out
 
 
 @pytest.fixture(autouse=True)
-def private_cache(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> Path:
+def private_cache(
+    tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
+) -> Path:
     cache = tmp_path_factory.mktemp("cache")
     monkeypatch.setenv("PATCHKEEPER_CACHE_DIR", str(cache))
     return cache
@@ -42,3 +47,38 @@ def demo(tmp_path_factory: pytest.TempPathFactory, docker_client: Any) -> Iterat
     built = lay_out(tmp_path_factory.mktemp("demo") / "demo", docker_client)
     yield built
     docker_client.images.remove(built.image, force=True)
+
+
+WHEEL_CACHE = Path(
+    os.environ.get("PATCHKEEPER_TEST_WHEELS", Path.home() / ".cache/patchkeeper-tests")
+)
+
+
+@pytest.fixture(scope="session")
+def sglang_0513_files() -> dict[str, bytes]:
+    """SGLang 0.5.13's Python package from its PyPI wheel, laid out as in the repository."""
+    WHEEL_CACHE.mkdir(parents=True, exist_ok=True)
+    wheels = sorted(WHEEL_CACHE.glob("sglang-0.5.13-*.whl"))
+    if not wheels:
+        subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "pip",
+                "download",
+                "-q",
+                "--no-deps",
+                "--only-binary=:all:",
+                "sglang==0.5.13",
+                "-d",
+                str(WHEEL_CACHE),
+            ],
+            check=True,
+        )
+        wheels = sorted(WHEEL_CACHE.glob("sglang-0.5.13-*.whl"))
+    with zipfile.ZipFile(wheels[0]) as wheel:
+        return {
+            f"python/{name}": wheel.read(name)
+            for name in wheel.namelist()
+            if name.startswith("sglang/") and not name.endswith("/")
+        }

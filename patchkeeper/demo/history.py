@@ -105,11 +105,14 @@ class History:
         return self.head()
 
     def open_pr(self, number: int, title: str, edits: list[Edit], base: str = "HEAD") -> str:
-        """An open PR: a head ref plus GitHub's test-merge ref."""
+        """An open PR: a head ref plus, when it merges cleanly, GitHub's test-merge ref."""
         head = self._pr_branch(number, title, edits, self.head(base))
         self.git("checkout", "-q", "--detach", "main")
-        self.git("merge", "-q", "--no-ff", "-m", f"Merge {head} into main", head)
-        self.merge_refs[number] = self.head()
+        try:
+            self.git("merge", "-q", "--no-ff", "-m", f"Merge {head} into main", head)
+            self.merge_refs[number] = self.head()
+        except subprocess.CalledProcessError:
+            self.git("merge", "--abort")
         self.git("checkout", "-q", "main")
         return head
 

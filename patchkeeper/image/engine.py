@@ -88,6 +88,10 @@ class EngineSource:
                 chunks, info = container.get_archive(str(current))
             except docker.errors.NotFound:
                 return None
+            except docker.errors.APIError as err:  # e.g. a symlink loop the engine caught
+                raise UnsafeInputError(
+                    f"image path {path}: symlink hops: {err.explanation}"
+                ) from None
             mode = int(info["mode"])
             if info.get("linkTarget") and mode & (1 << 27):  # Go's os.ModeSymlink
                 current = follow_link(current, info["linkTarget"])

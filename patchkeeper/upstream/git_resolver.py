@@ -113,10 +113,12 @@ class GitResolver:
         return self.mirror.has_commit(sha)
 
     def contained(self, commits: Sequence[str], tips: Sequence[str]) -> dict[str, frozenset[str]]:
-        known = [t for t in tips if self.has_commit(t)]
-        lines = (
-            self.mirror.repo.git.rev_list("--topo-order", "--reverse", "--parents", *known)
-            if known
-            else ""
+        if not tips:
+            return {}
+        # One rev-list for every tip; tips unknown upstream simply contain nothing.
+        lines = str(
+            self.mirror.repo.git.rev_list(
+                "--ignore-missing", "--topo-order", "--reverse", "--parents", *tips
+            )
         )
         return ancestry_masks(lines.splitlines(), commits, tips)

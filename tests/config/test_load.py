@@ -48,11 +48,18 @@ def test_errors_name_file_line_and_field(tmp_path: Path) -> None:
         ("- a list\n", "expected a mapping"),
         ("upstream: {branch: main}\nsource_root: /x\npatches: [{pr: 1, why: w}]\n", "give 'github"),
         ("upstream: {git: x}\nsource_root: rel\npatches: [{pr: 1, why: w}]\n", "absolute path"),
-        ("upstream: {git: x}\nsource_root: /x\npatches: [{pr: 1, diff: a, why: w}]\n", "exactly one"),
-        ("upstream: {git: x}\nsource_root: /x\npatches: [{pr: 1, why: w}, {pr: 1, why: v}]\n",
-         "share the id"),
-        ("upstream: {git: x}\nsource_root: /x\npatches: [{diff: missing.diff, why: w}]\n",
-         "not found"),
+        (
+            "upstream: {git: x}\nsource_root: /x\npatches: [{pr: 1, diff: a, why: w}]\n",
+            "exactly one",
+        ),
+        (
+            "upstream: {git: x}\nsource_root: /x\npatches: [{pr: 1, why: w}, {pr: 1, why: v}]\n",
+            "share the id",
+        ),
+        (
+            "upstream: {git: x}\nsource_root: /x\npatches: [{diff: missing.diff, why: w}]\n",
+            "not found",
+        ),
     ],
 )
 def test_bad_patchsets_are_refused_clearly(tmp_path: Path, text: str, needle: str) -> None:

@@ -58,7 +58,9 @@ def test_symlink_changes_are_refused() -> None:
 
 
 def test_binary_diffs_are_refused() -> None:
-    text = "diff --git a/x.bin b/x.bin\nindex 1..2 100644\nBinary files a/x.bin and b/x.bin differ\n"
+    text = (
+        "diff --git a/x.bin b/x.bin\nindex 1..2 100644\nBinary files a/x.bin and b/x.bin differ\n"
+    )
     with pytest.raises(UnsafeInputError, match="binary"):
         parse_diff(text, "PR #9")
 
