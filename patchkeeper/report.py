@@ -12,7 +12,7 @@ from rich.table import Table
 from patchkeeper.overlay.lock import Lock, LockedPatch
 
 _ACTION = {
-    "upstream": "none: already in image",
+    "upstream": "none",
     "applied": "overlay",
     "partial": "overlay (rest present)",
     "conflict": "CONFLICT",
@@ -46,9 +46,12 @@ def _in_image(patch: LockedPatch) -> str:
 def print_table(lock: Lock, console: Console, overlay: Path | None = None) -> None:
     image = lock.image
     console.print(f"[bold]{image.ref}[/]  {image.digest or image.id}  source commit {image.commit}")
-    table = Table(show_lines=False)
-    for column in ("patch", "why", "merged?", "in this image?", "action", "hunks a/p/c"):
-        table.add_column(column, overflow="fold")
+    table = Table(caption="hunks: applied/present/conflict", min_width=0)
+    for column in ("patch", "why", "merged?", "in image?", "action", "hunks"):
+        if column == "why":
+            table.add_column(column, overflow="fold", min_width=24)
+        else:
+            table.add_column(column, no_wrap=True)
     for patch in lock.patches:
         label = f"#{patch.pr}" if patch.pr else patch.id
         hunks = f"{patch.hunks.applied}/{patch.hunks.present}/{patch.hunks.conflict}"
