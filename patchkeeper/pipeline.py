@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import PurePosixPath
 
 from patchkeeper import __version__
@@ -35,13 +35,10 @@ class Plan:
 
     recipe: Recipe
     image: ResolvedImage
-    source: str
-    identities: tuple[ImageIdentity, ...]
     result: PortResult
     modes: dict[PurePosixPath, int]
     template: str | None
     lock: L.Lock
-    warnings: tuple[str, ...] = field(default=())
 
     @property
     def conflicts(self) -> list[PatchOutcome]:
@@ -99,7 +96,7 @@ def plan(
         identities.append(identity)
         warnings += identity.warnings
         resolver = resolver_for(patchset)
-        resolver.prepare(patchset.patches, [identity.commit])
+        resolver.prepare(patchset.patches)
         changes = [resolver.resolve(patchset.name, p) for p in patchset.patches]
         merged = [c for c in changes if c.state is PrState.MERGED and c.merge_commit]
         if merged and not resolver.has_commit(identity.commit):
@@ -120,17 +117,7 @@ def plan(
     lock = build_lock(
         recipe, patchsets, image, source.name, identities, result, template, modes, warnings
     )
-    return Plan(
-        recipe,
-        image,
-        source.name,
-        tuple(identities),
-        result,
-        modes,
-        template,
-        lock,
-        tuple(warnings),
-    )
+    return Plan(recipe, image, result, modes, template, lock)
 
 
 def _patch_entry(outcome: PatchOutcome) -> L.LockedPatch:

@@ -31,7 +31,7 @@ class GitResolver:
         self.progress = progress
         self.branch = f"refs/heads/{upstream.branch}"
 
-    def prepare(self, patches: Sequence[Patch], extra_commits: Sequence[str] = ()) -> None:
+    def prepare(self, patches: Sequence[Patch]) -> None:
         pulls = [p.pr for p in patches if p.pr is not None]
         self.mirror.fetch(self.upstream.branch, pulls, self.progress)
         self.__dict__.pop("_landed_by_subject", None)

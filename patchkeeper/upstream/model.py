@@ -52,7 +52,7 @@ class UpstreamResolver(Protocol):
     implementation can enrich titles and states on top of it.
     """
 
-    def prepare(self, patches: Sequence[Patch], extra_commits: Sequence[str] = ()) -> None:
+    def prepare(self, patches: Sequence[Patch]) -> None:
         """Fetch whatever the following calls need, in as few round trips as possible."""
 
     def resolve(self, patchset: str, patch: Patch) -> UpstreamChange: ...
