@@ -14,6 +14,7 @@ from typing import Annotated
 import typer
 
 from patchkeeper import __version__
+from patchkeeper.commands._common import SourceKind, SourceOptions
 from patchkeeper.errors import PatchkeeperError
 
 app = typer.Typer(
@@ -31,6 +32,26 @@ ImageOpt = Annotated[
     typer.Option("--image", help="image reference; default: newest tag matching the recipe"),
 ]
 JsonOpt = Annotated[bool, typer.Option("--json", help="print one JSON document on stdout")]
+SourceOpt = Annotated[
+    str,
+    typer.Option(
+        "--image-source",
+        help="auto (local engine if it has the image, else registry), engine, registry, layout",
+    ),
+]
+LayoutOpt = Annotated[
+    Path | None, typer.Option("--layout", help="OCI layout directory or docker-save tarball")
+]
+PlatformOpt = Annotated[str, typer.Option("--platform", help="os/arch for multi-platform images")]
+
+
+def _source(kind: str, layout: Path | None, platform: str) -> SourceOptions:
+    try:
+        return SourceOptions(SourceKind(kind), layout, platform)
+    except ValueError:
+        raise typer.BadParameter(
+            f"{kind!r}: choose auto, engine, registry or layout", param_hint="--image-source"
+        ) from None
 
 
 def _guarded(as_json: bool, action: Callable[[], int]) -> None:
@@ -52,19 +73,31 @@ def sync(
     image: ImageOpt = None,
     out: Annotated[Path, typer.Option("--out", help="overlay root")] = Path("overlays"),
     as_json: JsonOpt = False,
+    image_source: SourceOpt = "auto",
+    layout: LayoutOpt = None,
+    platform: PlatformOpt = "linux/amd64",
 ) -> None:
     """Port the recipe's patches onto one image and write its read-only overlay."""
     from patchkeeper.commands import sync as command
 
-    _guarded(as_json, lambda: command.run(recipe, image, out, as_json))
+    options = _source(image_source, layout, platform)
+    _guarded(as_json, lambda: command.run(recipe, image, out, as_json, options))
 
 
 @app.command()
-def status(recipe: RecipeOpt, image: ImageOpt = None, as_json: JsonOpt = False) -> None:
+def status(
+    recipe: RecipeOpt,
+    image: ImageOpt = None,
+    as_json: JsonOpt = False,
+    image_source: SourceOpt = "auto",
+    layout: LayoutOpt = None,
+    platform: PlatformOpt = "linux/amd64",
+) -> None:
     """Show each patch's state for one image; writes nothing."""
     from patchkeeper.commands import status as command
 
-    _guarded(as_json, lambda: command.run(recipe, image, as_json))
+    options = _source(image_source, layout, platform)
+    _guarded(as_json, lambda: command.run(recipe, image, as_json, options))
 
 
 @app.command()

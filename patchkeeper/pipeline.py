@@ -12,13 +12,14 @@ import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import PurePosixPath
+from typing import Any
 
 from patchkeeper import __version__
 from patchkeeper.chat_template import CONTAINER_PATH as TEMPLATE_PATH
 from patchkeeper.chat_template import render as render_template
 from patchkeeper.config.models import Patchset, Recipe
 from patchkeeper.errors import UnsafeInputError, redact
-from patchkeeper.image.identity import ImageIdentity, identify
+from patchkeeper.image.identity import ImageIdentity, git_metadata_paths, identify
 from patchkeeper.image.model import ImageFile, ImageRef, ImageSource, ResolvedImage
 from patchkeeper.image.tags import newest_tag
 from patchkeeper.overlay import lock as L
@@ -39,6 +40,7 @@ class Plan:
     modes: dict[PurePosixPath, int]
     template: str | None
     lock: L.Lock
+    image_read: dict[str, Any]
 
     @property
     def conflicts(self) -> list[PatchOutcome]:
@@ -87,18 +89,34 @@ def plan(
     resolver_for: ResolverFactory,
 ) -> Plan:
     image = source.resolve(ref)
+    resolved = []
+    for patchset in patchsets:
+        resolver = resolver_for(patchset)
+        resolver.prepare(patchset.patches)
+        changes = [resolver.resolve(patchset.name, p) for p in patchset.patches]
+        resolved.append(
+            (patchset, resolver, [ParsedChange.of(c, patchset.source_root) for c in changes])
+        )
+    # One pass over the image for everything sync may ask (the source caches it):
+    # each checkout's git metadata and every file any patch touches.
+    warm = {p for _, _, parsed in resolved for change in parsed for p in change.paths_to_read()}
+    for patchset in patchsets:
+        warm |= set(git_metadata_paths(patchset.source_root, patchset.upstream.branch))
+    _read_vanilla(source, image, sorted(warm))
+
     warnings: list[str] = []
     identities = []
     parsed: list[ParsedChange] = []
     upstream_ids: set[str] = set()
-    for patchset in patchsets:
+    for patchset, resolver, changes_of_set in resolved:
         identity = identify(source, image, patchset.source_root, recipe.tag_pattern())
         identities.append(identity)
         warnings += identity.warnings
-        resolver = resolver_for(patchset)
-        resolver.prepare(patchset.patches)
-        changes = [resolver.resolve(patchset.name, p) for p in patchset.patches]
-        merged = [c for c in changes if c.state is PrState.MERGED and c.merge_commit]
+        merged = [
+            c.change
+            for c in changes_of_set
+            if c.change.state is PrState.MERGED and c.change.merge_commit
+        ]
         if merged and not resolver.has_commit(identity.commit):
             warnings.append(
                 f"{patchset.name}: image commit {identity.commit} is not in "
@@ -107,7 +125,7 @@ def plan(
         elif merged:
             inside = resolver.contained([c.merge_commit or "" for c in merged], [identity.commit])
             upstream_ids |= {c.id for c in merged if c.merge_commit in inside[identity.commit]}
-        parsed += [ParsedChange.of(c, patchset.source_root) for c in changes]
+        parsed += changes_of_set
     needed = set().union(*(p.paths_to_read() for p in parsed if p.change.id not in upstream_ids))
     vanilla, modes = _read_vanilla(source, image, sorted(needed))
     result = port(parsed, vanilla, upstream_ids)
@@ -117,7 +135,7 @@ def plan(
     lock = build_lock(
         recipe, patchsets, image, source.name, identities, result, template, modes, warnings
     )
-    return Plan(recipe, image, result, modes, template, lock)
+    return Plan(recipe, image, result, modes, template, lock, source.accounting())
 
 
 def _patch_entry(outcome: PatchOutcome) -> L.LockedPatch:

@@ -21,10 +21,15 @@ _STYLE = {"upstream": "green", "applied": "cyan", "partial": "yellow", "conflict
 
 
 def document(
-    lock: Lock, overlay: Path | None = None, created: bool | None = None
+    lock: Lock,
+    overlay: Path | None = None,
+    created: bool | None = None,
+    image_read: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """The `--json` contract: the lock plus where the overlay is."""
+    """The `--json` contract: the lock, where the overlay is, and what reading the image cost."""
     doc = lock.model_dump(mode="json")
+    if image_read is not None:
+        doc["image_read"] = image_read
     doc["overlay"] = str(overlay) if overlay else None
     if created is not None:
         doc["overlay_created"] = created

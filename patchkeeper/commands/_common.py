@@ -2,24 +2,87 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from enum import StrEnum
 from pathlib import Path
 
 from patchkeeper.config.load import load_patchsets, load_recipe
-from patchkeeper.config.models import Patchset
+from patchkeeper.config.models import Patchset, Recipe
+from patchkeeper.errors import ConfigError, ImageError, UnreachableError
 from patchkeeper.image.cache import CachedSource
 from patchkeeper.image.engine import EngineSource
+from patchkeeper.image.layout import LayoutSource
+from patchkeeper.image.model import ImageRef, ImageSource
+from patchkeeper.image.registry import RegistrySource
 from patchkeeper.pipeline import Plan, choose_image, plan
 from patchkeeper.ui import GitFetchProgress, progress_bars
 from patchkeeper.upstream.git_resolver import GitResolver
 from patchkeeper.upstream.mirror import GitMirror
 
 
-def make_plan(recipe_path: Path, image: str | None, show_progress: bool) -> Plan:
+class SourceKind(StrEnum):
+    AUTO = "auto"
+    ENGINE = "engine"
+    REGISTRY = "registry"
+    LAYOUT = "layout"
+
+
+@dataclass(frozen=True)
+class SourceOptions:
+    """Where images are read from (`--image-source`, `--layout`, `--platform`)."""
+
+    kind: SourceKind = SourceKind.AUTO
+    layout: Path | None = None
+    platform: str = "linux/amd64"
+
+
+def _in_engine(engine: EngineSource | None, ref: ImageRef) -> bool:
+    if engine is None:
+        return False
+    try:
+        engine.resolve(ref)
+    except ImageError:
+        return False
+    return True
+
+
+def pick_source(
+    options: SourceOptions, recipe: Recipe, image: str | None, progress: object = None
+) -> tuple[ImageSource, ImageRef]:
+    """The cheapest source that has the image: the local engine costs no network bytes."""
+    kind, layout, platform = options.kind, options.layout, options.platform
+    if kind is SourceKind.LAYOUT or layout is not None:
+        if layout is None:
+            raise ConfigError("--image-source layout needs --layout PATH")
+        source: ImageSource = LayoutSource(layout, platform, progress)
+    elif kind is SourceKind.ENGINE:
+        source = EngineSource()
+    elif kind is SourceKind.REGISTRY:
+        source = RegistrySource(platform, progress)
+    else:
+        try:
+            engine: EngineSource | None = EngineSource()
+        except UnreachableError:
+            engine = None
+        registry = RegistrySource(platform, progress)
+        if engine is not None and not image:
+            try:
+                ref = choose_image(recipe, engine, None)
+                return engine, ref
+            except ImageError:
+                pass  # no matching tag locally: ask the registry
+        ref = choose_image(recipe, registry, image)
+        return (engine, ref) if engine and _in_engine(engine, ref) else (registry, ref)
+    return source, choose_image(recipe, source, image)
+
+
+def make_plan(
+    recipe_path: Path, image: str | None, show_progress: bool, options: SourceOptions
+) -> Plan:
     recipe = load_recipe(recipe_path)
     patchsets = load_patchsets(recipe)
-    source = CachedSource(EngineSource())
-    ref = choose_image(recipe, source, image)
     with progress_bars(show_progress) as progress:
+        source, ref = pick_source(options, recipe, image, progress)
 
         def resolver_for(patchset: Patchset) -> GitResolver:
             label = f"fetching {patchset.upstream.clone_url}"
@@ -29,4 +92,4 @@ def make_plan(recipe_path: Path, image: str | None, show_progress: bool) -> Plan
                 GitFetchProgress(progress, label),
             )
 
-        return plan(recipe, patchsets, source, ref, resolver_for)
+        return plan(recipe, patchsets, CachedSource(source), ref, resolver_for)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from patchkeeper.commands import sync
+from patchkeeper.commands._common import SourceOptions
 from patchkeeper.demo.setup import lay_out
 from patchkeeper.image.engine import EngineSource
 from patchkeeper.ui import err_console
@@ -15,4 +16,4 @@ def run(workdir: Path) -> int:
     with err_console.status("building the demo upstream repository and nightly image"):
         demo = lay_out(workdir, EngineSource().client)
     err_console.print(f"demo recipe: {demo.recipe}\n$ patchkeeper sync --recipe {demo.recipe}")
-    return sync.run(demo.recipe, None, workdir / "overlays", as_json=False)
+    return sync.run(demo.recipe, None, workdir / "overlays", False, SourceOptions())

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from patchkeeper.commands._common import make_plan
+from patchkeeper.commands._common import SourceOptions, make_plan
 from patchkeeper.errors import EXIT_CONFLICT, EXIT_OK
 from patchkeeper.overlay import compose
 from patchkeeper.overlay.write import write_overlay
@@ -12,11 +12,11 @@ from patchkeeper.report import document, print_json, print_table
 from patchkeeper.ui import err_console, out_console
 
 
-def run(recipe: Path, image: str | None, out: Path, as_json: bool) -> int:
-    plan = make_plan(recipe, image, show_progress=not as_json)
+def run(recipe: Path, image: str | None, out: Path, as_json: bool, source: SourceOptions) -> int:
+    plan = make_plan(recipe, image, not as_json, source)
     if plan.conflicts:
         if as_json:
-            print_json(document(plan.lock), out_console)
+            print_json(document(plan.lock, image_read=plan.image_read), out_console)
         else:
             print_table(plan.lock, out_console)
             err_console.print("[red]sync refused: a patch does not apply; nothing was written[/]")
@@ -32,7 +32,7 @@ def run(recipe: Path, image: str | None, out: Path, as_json: bool) -> int:
         lambda final: compose.dump(compose.override(service, plan.lock, final)),
     )
     if as_json:
-        print_json(document(plan.lock, overlay, created), out_console)
+        print_json(document(plan.lock, overlay, created, plan.image_read), out_console)
     else:
         print_table(plan.lock, out_console, overlay)
         if not created:

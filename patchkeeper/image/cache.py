@@ -8,6 +8,7 @@ import os
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path, PurePosixPath
+from typing import Any
 
 from patchkeeper.image.model import ImageFile, ImageRef, ImageSource, ResolvedImage
 from patchkeeper.paths import cache_dir
@@ -26,6 +27,9 @@ class CachedSource:
 
     def resolve(self, ref: ImageRef) -> ResolvedImage:
         return self.inner.resolve(ref)
+
+    def accounting(self) -> dict[str, Any]:
+        return self.inner.accounting()
 
     def read(
         self, image: ResolvedImage, paths: Sequence[PurePosixPath]

@@ -65,6 +65,9 @@ class EngineSource:
             created=image.attrs.get("Created"),
         )
 
+    def accounting(self) -> dict[str, Any]:
+        return {"source": self.name, "fetched_bytes": 0, "layers": []}
+
     @contextmanager
     def _stopped_container(self, image: ResolvedImage) -> Iterator[Any]:
         container = self.client.containers.create(

@@ -25,6 +25,12 @@ class ImageIdentity:
     warnings: tuple[str, ...] = ()
 
 
+def git_metadata_paths(root: PurePosixPath, branch: str) -> list[PurePosixPath]:
+    """The files `read_commit` usually needs, so a caller can fetch them in one pass."""
+    dot_git = root / ".git"
+    return [dot_git / "HEAD", dot_git / "packed-refs", dot_git / "refs/heads" / branch]
+
+
 def _text(source: ImageSource, image: ResolvedImage, path: PurePosixPath) -> str | None:
     file = source.read(image, [path])[path]
     return None if file is None else file.content.decode("utf-8", "replace")

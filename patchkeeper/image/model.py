@@ -6,7 +6,7 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import PurePosixPath
-from typing import Protocol
+from typing import Any, Protocol
 
 from patchkeeper.errors import ConfigError
 
@@ -88,4 +88,8 @@ class ImageSource(Protocol):
         self, image: ResolvedImage, paths: Sequence[PurePosixPath]
     ) -> dict[PurePosixPath, ImageFile | None]:
         """Read regular files; None for a path the image does not have."""
+        ...
+
+    def accounting(self) -> dict[str, Any]:
+        """What reading cost: source name, bytes fetched (per layer where there are layers)."""
         ...

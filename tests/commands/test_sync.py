@@ -124,7 +124,7 @@ def test_unreachable_daemon_exits_3(
     demo: Demo, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("DOCKER_HOST", f"unix://{tmp_path}/no-daemon.sock")
-    code, doc = sync(demo.recipe, tmp_path / "out")
+    code, doc = sync(demo.recipe, tmp_path / "out", "--image-source", "engine")
     assert code == 3 and "Docker daemon unreachable" in doc["error"]
     assert not (tmp_path / "out").exists()
 

@@ -1,0 +1,156 @@
+"""Image source for images on disk: OCI image layouts and `docker save` archives.
+
+For air-gapped users and `skopeo copy` output. Nothing is extracted: blobs are
+streamed from the layout directory or straight out of the archive.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import hashlib
+import json
+import re
+import tarfile
+from collections.abc import Iterator
+from pathlib import Path, PurePosixPath
+from typing import IO, Any
+
+from patchkeeper.errors import ConfigError, ImageError
+from patchkeeper.image.layers import LayerBlob, LayeredSource, read_config
+from patchkeeper.image.manifests import choose_platform, is_index
+from patchkeeper.image.model import ImageRef, ResolvedImage
+
+REF_NAME = "org.opencontainers.image.ref.name"
+CONTAINERD_NAME = "io.containerd.image.name"
+_DIGEST = re.compile(r"^sha256:[0-9a-f]{64}$")
+
+
+class _Store:
+    """Named files of a layout, from a directory or from inside a tar archive."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        # held open for the source's lifetime: blobs are streamed from it on demand
+        self.tar = tarfile.open(path, "r:") if path.is_file() else None  # noqa: SIM115
+        self.members = {m.name.removeprefix("./"): m for m in self.tar} if self.tar else {}
+
+    def exists(self, name: str) -> bool:
+        return name in self.members if self.tar else (self.path / name).is_file()
+
+    @contextlib.contextmanager
+    def open(self, name: str) -> Iterator[IO[bytes]]:
+        parts = PurePosixPath(name).parts
+        if not parts or ".." in parts or name.startswith("/"):
+            raise ImageError(f"{self.path}: refusing path {name!r} in the layout")
+        if self.tar:
+            member = self.members.get(name)
+            handle = self.tar.extractfile(member) if member and member.isreg() else None
+            if handle is None:
+                raise ImageError(f"{self.path}: no file {name} in the archive")
+            with handle:
+                yield handle
+        else:
+            with (self.path / name).open("rb") as handle:
+                yield handle
+
+    def read(self, name: str) -> bytes:
+        with self.open(name) as handle:
+            return handle.read()
+
+    def json(self, name: str) -> Any:
+        try:
+            return json.loads(self.read(name))
+        except ValueError:
+            raise ImageError(f"{self.path}: {name} is not JSON") from None
+
+    def size(self, name: str) -> int:
+        return self.members[name].size if self.tar else (self.path / name).stat().st_size
+
+
+def _blob_name(digest: str) -> str:
+    if not _DIGEST.match(digest):
+        raise ImageError(f"unsupported or malformed blob digest {digest!r}")
+    return f"blobs/sha256/{digest[7:]}"
+
+
+class LayoutSource(LayeredSource):
+    """An OCI image layout directory, or a `docker save` tarball (either format)."""
+
+    name = "layout"
+
+    def __init__(self, path: Path, platform: str = "linux/amd64", progress: Any = None) -> None:
+        super().__init__(progress)
+        if not path.exists():
+            raise ConfigError(f"{path}: no such image layout or archive")
+        self.store = _Store(path)
+        self.platform = platform
+
+    def _named(self) -> dict[str, dict[str, Any]]:
+        """tag or full reference -> OCI descriptor (from index.json annotations)."""
+        if not self.store.exists("index.json"):
+            return {}
+        found = {}
+        for entry in self.store.json("index.json").get("manifests", []):
+            notes = entry.get("annotations") or {}
+            for name in (notes.get(REF_NAME), notes.get(CONTAINERD_NAME)):
+                if name:
+                    found[name] = entry
+        return found
+
+    def _legacy(self) -> list[dict[str, Any]]:
+        return list(self.store.json("manifest.json")) if self.store.exists("manifest.json") else []
+
+    def tags(self, repository: str) -> list[str]:
+        names = list(self._named()) + [t for m in self._legacy() for t in m.get("RepoTags") or []]
+        tags = {n.rsplit(":", 1)[1] for n in names if n.startswith(f"{repository}:")}
+        tags |= {n for n in names if ":" not in n and "/" not in n}  # bare OCI ref names
+        return sorted(tags)
+
+    def resolve(self, ref: ImageRef) -> ResolvedImage:
+        named = self._named()
+        for key in (str(ref), f"{ref.repository}:{ref.tag}", ref.tag or ""):
+            if key in named:
+                return self._resolve_oci(ref, named[key])
+        for manifest in self._legacy():
+            if f"{ref.repository}:{ref.tag}" in (manifest.get("RepoTags") or []):
+                return self._resolve_legacy(ref, manifest)
+        raise ImageError(f"{self.store.path}: no image {ref} in this layout or archive")
+
+    def _resolve_oci(self, ref: ImageRef, descriptor: dict[str, Any]) -> ResolvedImage:
+        digest = descriptor["digest"]
+        body = self.store.json(_blob_name(digest))
+        if is_index(body, descriptor.get("mediaType", "")):
+            body = self.store.json(_blob_name(choose_platform(body, self.platform, str(ref))))
+        config_digest = body["config"]["digest"]
+        config = read_config(self.store.read(_blob_name(config_digest)), config_digest, str(ref))
+        layers = [
+            LayerBlob(
+                layer["digest"],
+                int(layer.get("size", 0)),
+                layer.get("mediaType", ""),
+                functools.partial(self.store.open, _blob_name(layer["digest"])),
+            )
+            for layer in body.get("layers", [])
+        ]
+        return self.register(ref, config_digest, digest, config, layers)
+
+    def _resolve_legacy(self, ref: ImageRef, manifest: dict[str, Any]) -> ResolvedImage:
+        """`docker save` before OCI: layers are uncompressed tars named by path."""
+        config_bytes = self.store.read(str(manifest["Config"]))
+        config_digest = "sha256:" + hashlib.sha256(config_bytes).hexdigest()
+        config = read_config(config_bytes, config_digest, str(ref))
+        diff_ids = (config.get("rootfs") or {}).get("diff_ids") or []
+        names = list(manifest.get("Layers") or [])
+        if len(diff_ids) != len(names):
+            raise ImageError(f"{self.store.path}: {ref}: layers and diff_ids disagree")
+        layers = [
+            LayerBlob(
+                diff_id,
+                self.store.size(name),
+                "application/vnd.oci.image.layer.v1.tar",
+                functools.partial(self.store.open, name),
+            )
+            for diff_id, name in zip(diff_ids, names, strict=True)
+        ]
+        return self.register(ref, config_digest, None, config, layers)
