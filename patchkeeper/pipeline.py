@@ -63,7 +63,12 @@ def choose_image(recipe: Recipe, source: ImageSource, image: str | None) -> Imag
         repository = ref.repository
     else:
         repository = recipe.image
-    newest = newest_tag(source.tags(repository), recipe.tag_pattern(), repository)
+    newest = newest_tag(
+        source.tags(repository),
+        recipe.tag_pattern(),
+        repository,
+        lambda tag: source.resolve(ImageRef(repository, tag)).created,
+    )
     return ImageRef(repository, newest.tag)
 
 

@@ -859,6 +859,7 @@ class TokenRegistryServer(RegistryServer):
     issuer: str = ""
     public: tuple[str, ...] = ()
     token_requests: list[TokenRequest] = field(default_factory=list)
+    rootcertbundle: Path | None = None  # the token signer's certificate (PEM)
 
 
 def _wait_until_up(
@@ -1178,6 +1179,7 @@ def run_token_registry(
                 issuer=issuer,
                 public=tuple(public),
                 token_requests=tokens.requests,
+                rootcertbundle=bundle,
             )
 
 
@@ -1387,6 +1389,32 @@ def docker_save(client: Any, reference: str, path: Path, *, named: bool = True) 
         for chunk in image.save(named=name):
             out.write(chunk)
     return path
+
+
+def engine_pull(
+    client: Any,
+    reference: str,
+    *,
+    auth: tuple[str, str] | None = None,
+    platform: str | None = None,
+) -> Any:
+    """Pull `reference` ("host:port/repo:tag" or "...@sha256:...") into the engine and return
+    the docker SDK image. Unlike `client.images.pull`, a failed pull raises RuntimeError
+    with the engine's message (e.g. a layer it cannot unpack)."""
+    if "@" in reference:
+        repository, tag = reference.split("@", 1)
+    else:
+        repository, colon, tag = reference.rpartition(":")
+        if not colon or "/" in tag:
+            repository, tag = reference, "latest"
+    auth_config = {"username": auth[0], "password": auth[1]} if auth else None
+    stream = client.api.pull(
+        repository, tag, stream=True, decode=True, auth_config=auth_config, platform=platform
+    )
+    errors = [message["error"] for message in stream if "error" in message]
+    if errors:
+        raise RuntimeError(f"docker pull {reference} failed: {'; '.join(errors)}")
+    return client.images.get(reference)
 
 
 def engine_read(client: Any, reference: str, paths: Iterable[str]) -> dict[str, list[Entry] | None]:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from patchkeeper.errors import ImageError
@@ -26,8 +26,17 @@ def nightly_tags(tags: Iterable[str], pattern: re.Pattern[str]) -> list[NightlyT
     return sorted(found)
 
 
-def newest_tag(tags: Iterable[str], pattern: re.Pattern[str], repository: str) -> NightlyTag:
+def newest_tag(
+    tags: Iterable[str],
+    pattern: re.Pattern[str],
+    repository: str,
+    created: Callable[[str], str | None],
+) -> NightlyTag:
+    """The newest by `date`; two builds on one day are told apart by `created(tag)`."""
     found = nightly_tags(tags, pattern)
     if not found:
         raise ImageError(f"no tag of {repository} matches {pattern.pattern!r}")
-    return found[-1]
+    latest = [t for t in found if t.date == found[-1].date]
+    if len(latest) == 1:
+        return latest[0]
+    return max(latest, key=lambda t: (created(t.tag) or "", t.tag))
