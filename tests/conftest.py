@@ -18,6 +18,9 @@ import pytest
 
 from patchkeeper.demo.setup import Demo, lay_out
 
+# Registries with credentials and a flaky proxy, as fixtures for every test module.
+pytest_plugins = ["tests.oci"]
+
 
 @pytest.fixture(autouse=True)
 def private_cache(

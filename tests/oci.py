@@ -361,7 +361,7 @@ class Image:
     working_dir: str | None = None
     user: str | None = None
     flavor: Flavor = "oci"
-    annotations: Mapping[str, str] = field(default_factory=dict)  # OCI manifest annotations
+    annotations: Mapping[str, str] = field(default_factory=dict)  # OCI manifests only
     extra_config: Mapping[str, Any] = field(default_factory=dict)  # merged into config.config
 
     def as_docker(self) -> Image:
@@ -428,9 +428,7 @@ class Image:
             "config": config,
             "layers": [lay.descriptor(self.flavor) for lay in self.layers],
         }
-        if self.annotations:
-            if self.flavor != "oci":
-                raise ValueError("Docker schema2 manifests have no annotations")
+        if self.annotations and self.flavor == "oci":  # schema2 has no annotations
             manifest["annotations"] = dict(self.annotations)
         return manifest
 
@@ -1407,11 +1405,16 @@ def engine_pull(
         repository, colon, tag = reference.rpartition(":")
         if not colon or "/" in tag:
             repository, tag = reference, "latest"
+    import docker.errors
+
     auth_config = {"username": auth[0], "password": auth[1]} if auth else None
-    stream = client.api.pull(
-        repository, tag, stream=True, decode=True, auth_config=auth_config, platform=platform
-    )
-    errors = [message["error"] for message in stream if "error" in message]
+    try:
+        stream = client.api.pull(
+            repository, tag, stream=True, decode=True, auth_config=auth_config, platform=platform
+        )
+        errors = [message["error"] for message in stream if "error" in message]
+    except docker.errors.APIError as err:
+        errors = [str(err.explanation or err)]
     if errors:
         raise RuntimeError(f"docker pull {reference} failed: {'; '.join(errors)}")
     return client.images.get(reference)

@@ -28,7 +28,8 @@ from tenacity import (
     Retrying,
     retry_if_exception,
     stop_after_attempt,
-    wait_exponential_jitter,
+    wait_exponential,
+    wait_random,
 )
 
 from patchkeeper.errors import ImageError, UnreachableError
@@ -93,7 +94,7 @@ def _wait(state: Any) -> float:
         after = error.response.headers.get("Retry-After", "")
         if after.isdigit():
             return min(float(after), 60.0)
-    return float(wait_exponential_jitter(initial=0.5, max=20)(state))
+    return float((wait_exponential(multiplier=0.5, max=20) + wait_random(0, 0.5))(state))
 
 
 @dataclass(frozen=True)
@@ -118,6 +119,7 @@ class RegistryClient:
         self._credentials = credentials(registry)
         self._auth: dict[str, str] = {}  # scope -> Authorization header value
         self.attempts = attempts
+        self.page_size = 1000
         self.requests = 0
 
     def _raw(self, method: str, url: str, scope: str, headers: dict[str, str]) -> httpx.Response:
@@ -197,7 +199,7 @@ class RegistryClient:
 
     def tags(self, repository: str) -> list[str]:
         scope = f"repository:{repository}:pull"
-        url: str | None = f"/v2/{repository}/tags/list?n=1000"
+        url: str | None = f"/v2/{repository}/tags/list?n={self.page_size}"
         found: list[str] = []
         while url:
             response = self.request("GET", url, scope)
