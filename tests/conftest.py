@@ -47,7 +47,7 @@ def docker_client() -> Any:
 @pytest.fixture(scope="session")
 def demo(tmp_path_factory: pytest.TempPathFactory, docker_client: Any) -> Iterator[Demo]:
     """The embedded demo: upstream with four PRs and a nightly image in the engine."""
-    built = lay_out(tmp_path_factory.mktemp("demo") / "demo", docker_client)
+    built = lay_out(tmp_path_factory.mktemp("demo") / "demo", docker_client, "pk-test/demo-sglang")
     yield built
     docker_client.images.remove(built.image, force=True)
 

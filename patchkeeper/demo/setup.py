@@ -78,13 +78,13 @@ class Demo:
     image: str
 
 
-def lay_out(workdir: Path, client: Any) -> Demo:
+def lay_out(workdir: Path, client: Any, repository: str = REPOSITORY) -> Demo:
     """Build everything the demo needs under `workdir` (replacing an earlier demo)."""
     shutil.rmtree(workdir, ignore_errors=True)
     workdir.mkdir(parents=True)
     upstream = build_upstream(workdir)
     tree = upstream.history.source_tree(upstream.nightly_commit, workdir / "source")
-    reference = f"{REPOSITORY}:{upstream.tag}"
+    reference = f"{repository}:{upstream.tag}"
     build_image(
         client,
         reference,
@@ -96,5 +96,5 @@ def lay_out(workdir: Path, client: Any) -> Demo:
     (model / "tokenizer_config.json").write_text(json.dumps({"chat_template": MODEL_TEMPLATE}))
     (workdir / "sglang-demo.yaml").write_text(PATCHSET.format(url=upstream.url, root=SOURCE_ROOT))
     recipe = workdir / "demo.yaml"
-    recipe.write_text(RECIPE.format(repository=REPOSITORY, tags=TAG_PATTERN, model=model))
+    recipe.write_text(RECIPE.format(repository=repository, tags=TAG_PATTERN, model=model))
     return Demo(upstream, recipe, reference)

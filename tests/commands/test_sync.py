@@ -280,3 +280,44 @@ def test_conflict_exits_1_names_the_hunk_and_writes_nothing(release: Any, tmp_pa
     )
     assert human.exit_code == 1
     assert "conflict" in human.stdout and "pr-101" in human.stdout
+
+
+def test_every_image_source_gives_the_same_overlay(
+    demo: Demo, docker_client: Any, tmp_path: Path
+) -> None:
+    registry = os.environ.get("PATCHKEEPER_TEST_REGISTRY", "127.0.0.1:5000")
+    tag = demo.image.rsplit(":", 1)[1]
+    remote = f"{registry}/pk-test/demo-sglang:{tag}"
+    docker_client.images.get(demo.image).tag(remote)
+    for line in docker_client.images.push(remote, stream=True, decode=True):
+        assert "error" not in line, line
+    docker_client.images.remove(remote)
+    archive = tmp_path / "demo.tar"
+    with archive.open("wb") as handle:
+        for chunk in docker_client.images.get(demo.image).save(named=True):
+            handle.write(chunk)
+
+    runs = {  # registry first: the file cache is keyed by image id, shared by all sources
+        "registry": ("--image-source", "registry", "--image", remote),
+        "layout": ("--image-source", "layout", "--layout", str(archive), "--image", demo.image),
+        "auto": ("--image", demo.image),
+    }
+    docs = {}
+    for name, args in runs.items():
+        code, doc = sync(demo.recipe, tmp_path / name, *args)
+        assert code == 0, doc
+        docs[name] = doc
+    assert docs["auto"]["image_read"] == {"source": "engine", "fetched_bytes": 0, "layers": []}
+    assert docs["registry"]["image_read"]["source"] == "registry"
+    assert docs["registry"]["image_read"]["fetched_bytes"] > 0
+    assert docs["layout"]["image_read"]["source"] == "layout"
+    outcome = {
+        name: (
+            doc["image"]["id"],
+            doc["image"]["commit"],
+            [(p["id"], p["state"], p["hunks"]) for p in doc["patches"]],
+            [(f["path"], f["patched_sha256"]) for f in doc["files"]],
+        )
+        for name, doc in docs.items()
+    }
+    assert outcome["auto"] == outcome["registry"] == outcome["layout"]
