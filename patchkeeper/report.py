@@ -48,7 +48,12 @@ def _in_image(patch: LockedPatch) -> str:
     return "no"
 
 
-def print_table(lock: Lock, console: Console, overlay: Path | None = None) -> None:
+def print_table(
+    lock: Lock,
+    console: Console,
+    overlay: Path | None = None,
+    image_read: dict[str, Any] | None = None,
+) -> None:
     image = lock.image
     console.print(f"[bold]{image.ref}[/]  {image.digest or image.id}  source commit {image.commit}")
     table = Table(caption="hunks: applied/present/conflict", min_width=0)
@@ -83,5 +88,10 @@ def print_table(lock: Lock, console: Console, overlay: Path | None = None) -> No
                 console.print(f"[yellow]note[/] {patch.id} {file.path}: {file.note}")
     for warning in lock.warnings:
         console.print(f"[yellow]warning[/] {warning}")
+    if image_read and image_read.get("layers"):
+        console.print(
+            f"read from {image_read['source']}: {image_read['fetched_bytes']:,} of "
+            f"{image_read['image_bytes']:,} image bytes fetched"
+        )
     if overlay:
         console.print(f"overlay: {overlay}  ({len(lock.files)} file(s) mounted read-only)")

@@ -15,5 +15,5 @@ def run(recipe: Path, image: str | None, as_json: bool, source: SourceOptions) -
     if as_json:
         print_json(document(plan.lock, image_read=plan.image_read), out_console)
     else:
-        print_table(plan.lock, out_console)
+        print_table(plan.lock, out_console, image_read=plan.image_read)
     return EXIT_CONFLICT if plan.conflicts else EXIT_OK

@@ -34,7 +34,7 @@ def run(recipe: Path, image: str | None, out: Path, as_json: bool, source: Sourc
     if as_json:
         print_json(document(plan.lock, overlay, created, plan.image_read), out_console)
     else:
-        print_table(plan.lock, out_console, overlay)
+        print_table(plan.lock, out_console, overlay, plan.image_read)
         if not created:
             err_console.print("identical overlay already existed; left untouched")
     return EXIT_OK
