@@ -11,6 +11,7 @@ credential helpers (docker SDK), and never appear in messages.
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import functools
 import hashlib
@@ -152,7 +153,7 @@ class RegistryClient:
         headers = headers or {}
         try:
             response = self._raw(method, url, scope, headers)
-            if response.status_code == 401 and scope not in self._auth:
+            if response.status_code == 401:  # no token yet, or it expired: answer once
                 challenge = response.headers.get("WWW-Authenticate", "")
                 response.close()
                 self._auth[scope] = self._authorize(challenge, scope)
@@ -176,7 +177,8 @@ class RegistryClient:
         if scheme == "basic":
             if not self._credentials:
                 raise ImageError(f"registry {self.registry} needs credentials (basic auth)")
-            return httpx.BasicAuth(*self._credentials)._auth_header
+            user, secret = self._credentials
+            return "Basic " + base64.b64encode(f"{user}:{secret}".encode()).decode()
         params = dict(_CHALLENGE.findall(challenge))
         if scheme != "bearer" or "realm" not in params:
             raise ImageError(f"registry {self.registry}: unsupported auth challenge {scheme!r}")
