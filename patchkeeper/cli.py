@@ -102,9 +102,11 @@ def status(
 
 @app.command()
 def compose(
-    overlay: Annotated[Path, typer.Option("--overlay", help="an overlay directory")],
+    overlay: Annotated[
+        list[Path], typer.Option("--overlay", help="an overlay directory (repeat for a fleet)")
+    ],
 ) -> None:
-    """Print an overlay's docker-compose override."""
+    """Print the docker-compose override of one or several overlays."""
     from patchkeeper.commands import compose as command
 
     _guarded(False, lambda: command.run(overlay))

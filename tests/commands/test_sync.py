@@ -321,3 +321,28 @@ def test_every_image_source_gives_the_same_overlay(
         for name, doc in docs.items()
     }
     assert outcome["auto"] == outcome["registry"] == outcome["layout"]
+
+
+def test_compose_merges_a_fleet_sorted_and_refuses_clashes(demo: Demo, tmp_path: Path) -> None:
+    _, doc = sync(demo.recipe, tmp_path / "a")
+    second = tmp_path / "second.yaml"
+    second.write_text(
+        demo.recipe.read_text()
+        .replace("name: sglang\n", "name: aaa-sglang\n")
+        .replace("[sglang-demo.yaml]", f"[{demo.recipe.parent / 'sglang-demo.yaml'}]")
+    )
+    _, other = sync(second, tmp_path / "b")
+    args = ["compose", "--overlay", doc["overlay"], "--overlay", other["overlay"]]
+    first_run = runner.invoke(app, args)
+    assert first_run.exit_code == 0
+    services = [
+        line
+        for line in first_run.stdout.splitlines()
+        if line.startswith("  ") and not line.startswith("   ")
+    ]
+    assert services == ["  aaa-sglang:", "  sglang:"]
+    assert runner.invoke(app, args).stdout == first_run.stdout  # deterministic
+    clash = runner.invoke(
+        app, ["compose", "--overlay", doc["overlay"], "--overlay", doc["overlay"]]
+    )
+    assert clash.exit_code == 2 and "already set" in clash.stderr
