@@ -213,6 +213,15 @@ def _settle(seen: _Seen, path: str) -> _Answer | bool | None:
     return False
 
 
+def _deciders(path: str) -> set[str]:
+    """Member names whose appearance can settle `path` (the only ones worth re-checking on)."""
+    names = {path}
+    for candidate in [path, *_ancestors(path)]:
+        parent, name = candidate.rsplit("/", 1)
+        names |= {candidate, f"{parent}/{WHITEOUT}{name}"}
+    return names
+
+
 def _hidden_below(seen: _Seen, path: str) -> bool:
     """An opaque directory in this layer hides `path` in every lower layer."""
     return any(f"{a}/{OPAQUE}" in seen.names for a in _ancestors(path))
@@ -306,6 +315,7 @@ class LayerReader:
         stats = self.stats[blob.digest]
         tick = self.on_layer(blob)
         fresh = _Seen()
+        relevant = set().union(*(_deciders(p) for p in wanted))
         try:
             with blob.open() as raw, _tar_stream(_Counting(raw, stats, tick)) as tar:
                 for member in tar:
@@ -321,7 +331,9 @@ class LayerReader:
                         handle = tar.extractfile(member)
                         assert handle is not None
                         fresh.contents[path] = self.cache.put_content(handle.read())
-                    if all(isinstance(_settle(fresh, p), _Answer) for p in wanted):
+                    if path in relevant and all(
+                        isinstance(_settle(fresh, p), _Answer) for p in wanted
+                    ):
                         break
                 else:
                     fresh.complete = True

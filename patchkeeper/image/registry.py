@@ -288,8 +288,12 @@ class RegistrySource(LayeredSource):
         if is_index(top.body, top.media_type):
             manifest = client.manifest(name, choose_platform(top.body, self.platform, str(ref)))
         config_digest = manifest.body["config"]["digest"]
-        with client.blob(name, config_digest) as stream:
-            config = read_config(stream.read(), config_digest, str(ref))
+        config_bytes = self.cache.content(config_digest.removeprefix("sha256:"))
+        if config_bytes is None:  # content-addressed: once fetched, never again
+            with client.blob(name, config_digest) as stream:
+                config_bytes = stream.read()
+        config = read_config(config_bytes, config_digest, str(ref))
+        self.cache.put_content(config_bytes)
         layers = [
             LayerBlob(
                 layer["digest"],
