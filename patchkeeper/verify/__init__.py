@@ -1,0 +1,1 @@
+"""Stage 8 of the pipeline: prove an overlay against the protocol Claude Code speaks."""
