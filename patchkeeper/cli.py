@@ -123,6 +123,40 @@ def demo(
 
 
 @app.command()
+def smoke(
+    base_url: Annotated[str, typer.Option("--base-url", help="e.g. http://127.0.0.1:8072")],
+    as_json: JsonOpt = False,
+    junit: Annotated[Path | None, typer.Option("--junit", help="write JUnit XML here")] = None,
+    check: Annotated[
+        list[str] | None, typer.Option("--check", help="run only these checks (repeatable)")
+    ] = None,
+    model: Annotated[str | None, typer.Option("--model", help="default: first listed")] = None,
+    speculative: Annotated[
+        str | None, typer.Option("--speculative", help="expected algorithm, e.g. NEXTN")
+    ] = None,
+    min_accept_length: Annotated[float, typer.Option("--min-accept-length")] = 1.0,
+    claude_cli: Annotated[
+        str | None, typer.Option("--claude-cli", help="path of the Claude Code CLI to run")
+    ] = None,
+) -> None:
+    """Run the protocol smoke suite against an Anthropic-compatible endpoint."""
+    from patchkeeper.commands import smoke as command
+    from patchkeeper.verify.smoke import ALL, SmokeOptions
+
+    unknown = sorted(set(check or []) - set(ALL))
+    if unknown:
+        raise typer.BadParameter(f"unknown check(s) {unknown}; known: {ALL}", param_hint="--check")
+    options = SmokeOptions(
+        base_url,
+        model=model,
+        speculative_algorithm=speculative,
+        min_accept_length=min_accept_length,
+        claude_cli=claude_cli,
+    )
+    _guarded(as_json, lambda: command.run(options, list(check or []), as_json, junit))
+
+
+@app.command()
 def version() -> None:
     """Print patchkeeper's version."""
     typer.echo(__version__)

@@ -1,0 +1,78 @@
+"""Smoke and verify results as a Rich table, JSON, JUnit XML and a Markdown summary."""
+
+from __future__ import annotations
+
+import os
+import xml.etree.ElementTree as ET
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from patchkeeper.verify.smoke import CheckResult, Status
+
+_STYLE = {Status.PASSED: "green", Status.FAILED: "bold red", Status.NOT_RUN: "dim"}
+
+
+def passed(results: Sequence[CheckResult]) -> bool:
+    return not any(r.status is Status.FAILED for r in results)
+
+
+def as_json(results: Sequence[CheckResult]) -> list[dict[str, Any]]:
+    return [
+        {
+            "name": r.name,
+            "status": r.status.value,
+            "reason": r.reason,
+            "seconds": round(r.seconds, 3),
+        }
+        for r in results
+    ]
+
+
+def print_table(results: Sequence[CheckResult], console: Console, title: str) -> None:
+    table = Table(title=title)
+    for column in ("check", "result", "reason", "s"):
+        table.add_column(column, overflow="fold", no_wrap=column != "reason")
+    for r in results:
+        table.add_row(r.name, f"[{_STYLE[r.status]}]{r.status}[/]", r.reason, f"{r.seconds:.1f}")
+    console.print(table)
+
+
+def write_junit(results: Sequence[CheckResult], path: Path, suite: str) -> None:
+    """One testcase per check; failures carry the reason, not-run ones are skipped."""
+    root = ET.Element(
+        "testsuite",
+        name=suite,
+        tests=str(len(results)),
+        failures=str(sum(r.status is Status.FAILED for r in results)),
+        skipped=str(sum(r.status is Status.NOT_RUN for r in results)),
+        time=f"{sum(r.seconds for r in results):.3f}",
+    )
+    for r in results:
+        case = ET.SubElement(
+            root, "testcase", classname=suite, name=r.name, time=f"{r.seconds:.3f}"
+        )
+        if r.status is Status.FAILED:
+            ET.SubElement(case, "failure", message=r.reason).text = r.reason
+        elif r.status is Status.NOT_RUN:
+            ET.SubElement(case, "skipped", message=r.reason)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    ET.ElementTree(root).write(path, encoding="utf-8", xml_declaration=True)
+
+
+def markdown(results: Sequence[CheckResult], title: str) -> str:
+    icon = {Status.PASSED: "pass", Status.FAILED: "**FAIL**", Status.NOT_RUN: "not run"}
+    escaped = [(r, r.reason.replace("|", "\\|")) for r in results]
+    rows = "".join(f"| {icon[r.status]} | `{r.name}` | {reason} |\n" for r, reason in escaped)
+    return f"### {title}\n\n| | check | detail |\n|---|---|---|\n{rows}\n"
+
+
+def append_step_summary(text: str) -> None:
+    """GitHub Actions shows what is appended to $GITHUB_STEP_SUMMARY on the run page."""
+    target = os.environ.get("GITHUB_STEP_SUMMARY")
+    if target:
+        with open(target, "a", encoding="utf-8") as handle:
+            handle.write(text)

@@ -1,0 +1,398 @@
+"""Protocol smoke checks against any Anthropic-compatible endpoint.
+
+Each check is one small, named request with a precise reason when it fails.
+Every streamed response any check receives is also held to the strict stream
+grammar (`sse_grammar`), because that is where clients disagree.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import tempfile
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+import httpx
+from httpx_sse import SSEError, connect_sse
+
+from patchkeeper.errors import UnreachableError
+from patchkeeper.verify.sse import STOP_REASONS, StreamReport, parse_events, validate
+
+
+class Status(StrEnum):
+    PASSED = "passed"
+    FAILED = "failed"
+    NOT_RUN = "not run"  # not asked for, or the model did not exercise it
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    name: str
+    status: Status
+    reason: str = ""
+    seconds: float = 0.0
+
+
+@dataclass(frozen=True)
+class SmokeOptions:
+    base_url: str
+    model: str | None = None
+    api_key: str = "dummy"
+    timeout: float = 300.0
+    max_tokens: int = 48
+    concurrency: int = 4
+    speculative_algorithm: str | None = None
+    min_accept_length: float = 1.0
+    claude_cli: str | None = None
+
+
+class Failed(Exception):
+    """A check's verdict: it failed, for this reason."""
+
+
+class NotExercised(Exception):
+    """The endpoint answered correctly but never did what the check looks at."""
+
+
+@dataclass
+class Client:
+    """HTTP to the endpoint, remembering every stream for the grammar check."""
+
+    options: SmokeOptions
+    http: httpx.Client = field(init=False)
+    streams: list[tuple[str, StreamReport]] = field(default_factory=list)
+    model: str = "default"
+
+    def __post_init__(self) -> None:
+        self.http = httpx.Client(
+            base_url=self.options.base_url.rstrip("/"),
+            timeout=self.options.timeout,
+            headers={
+                "x-api-key": self.options.api_key,
+                "anthropic-version": "2023-06-01",
+                "content-type": "application/json",
+            },
+        )
+
+    def body(self, messages: list[dict[str, Any]], **extra: Any) -> dict[str, Any]:
+        return {
+            "model": self.model,
+            "max_tokens": self.options.max_tokens,
+            "messages": messages,
+            **extra,
+        }
+
+    def post(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
+        response = self.http.post(path, json=body)
+        if response.status_code != 200:
+            raise Failed(f"POST {path}: HTTP {response.status_code}: {response.text[:300]}")
+        return _json(response, path)
+
+    def stream(self, check: str, body: dict[str, Any]) -> StreamReport:
+        raw: list[tuple[str, str]] = []
+        with connect_sse(
+            self.http, "POST", "/v1/messages", json={**body, "stream": True}
+        ) as source:
+            response = source.response
+            if response.status_code != 200:
+                response.read()
+                raise Failed(f"stream: HTTP {response.status_code}: {response.text[:300]}")
+            try:
+                raw = [(sse.event, sse.data) for sse in source.iter_sse()]
+            except SSEError as err:
+                raise Failed(f"stream: not an event stream: {err}") from None
+        events, problems = parse_events(raw)
+        report = validate(events)
+        report.violations[:0] = problems
+        self.streams.append((check, report))
+        return report
+
+
+def _json(response: httpx.Response, what: str) -> dict[str, Any]:
+    try:
+        value = response.json()
+    except ValueError:
+        raise Failed(f"{what}: response is not JSON: {response.text[:200]!r}") from None
+    if not isinstance(value, dict):
+        raise Failed(f"{what}: response is not a JSON object")
+    return value
+
+
+def _grammar(report: StreamReport) -> None:
+    if not report.ok:
+        raise Failed("stream breaks the grammar: " + "; ".join(report.violations[:3]))
+
+
+HELLO = [{"role": "user", "content": "Say hello in one short sentence."}]
+
+
+def check_messages_basic(client: Client) -> str:
+    reply = client.post("/v1/messages", client.body(HELLO))
+    problems = []
+    if reply.get("type") != "message" or reply.get("role") != "assistant":
+        problems.append(f"type/role are {reply.get('type')!r}/{reply.get('role')!r}")
+    content = reply.get("content")
+    if not isinstance(content, list) or not all(
+        isinstance(b, dict) and "type" in b for b in content
+    ):
+        problems.append("content is not a list of typed blocks")
+    if reply.get("stop_reason") not in STOP_REASONS:
+        problems.append(f"stop_reason {reply.get('stop_reason')!r}")
+    usage = reply.get("usage") or {}
+    if not isinstance(usage.get("input_tokens"), int) or not isinstance(
+        usage.get("output_tokens"), int
+    ):
+        problems.append(f"usage lacks integer input/output tokens: {usage}")
+    if problems:
+        raise Failed("non-streaming response: " + "; ".join(problems))
+    report = client.stream("messages_basic", client.body(HELLO))
+    _grammar(report)
+    if not report.blocks:
+        raise Failed("streaming response has no content block")
+    return f"non-streaming and streaming answers well formed ({len(report.text())} chars streamed)"
+
+
+def check_models_list(client: Client) -> str:
+    response = client.http.get("/v1/models")
+    if response.status_code != 200:
+        raise Failed(f"GET /v1/models: HTTP {response.status_code}")
+    data = _json(response, "/v1/models").get("data") or []
+    ids = [str(m["id"]) for m in data if isinstance(m, dict) and isinstance(m.get("id"), str)]
+    if not ids:
+        raise Failed("GET /v1/models lists no model ids")
+    return f"models: {', '.join(ids[:3])}"
+
+
+def check_count_tokens(client: Client) -> str:
+    reply = client.post("/v1/messages/count_tokens", {"model": client.model, "messages": HELLO})
+    count = reply.get("input_tokens")
+    if not isinstance(count, int) or count <= 0:
+        raise Failed(f"input_tokens is {count!r}")
+    return f"input_tokens={count}"
+
+
+def check_mid_conversation_system(client: Client) -> str:
+    """Claude Code follows the user turn with a role "system" entry inside `messages`."""
+    user = {"role": "user", "content": "What is two plus two?"}
+    system = {"role": "system", "content": "Reminder MARKER-7f3: answer with a single digit."}
+    baseline = client.stream("mid_conversation_system", client.body([user]))
+    _grammar(baseline)
+    with_system = client.stream("mid_conversation_system", client.body([user, system]))
+    _grammar(with_system)
+    before = int(baseline.usage.get("input_tokens") or 0)
+    after = int(with_system.usage.get("input_tokens") or 0)
+    if after <= before:
+        raise Failed(f"accepted, but input_tokens did not grow ({before} -> {after}): dropped?")
+    return f"accepted and counted ({before} -> {after} input tokens)"
+
+
+TOOLS = [
+    {
+        "name": name,
+        "description": f"Get the current {what} for a city.",
+        "input_schema": {
+            "type": "object",
+            "properties": {"city": {"type": "string"}},
+            "required": ["city"],
+        },
+    }
+    for name, what in (("get_weather", "weather"), ("get_time", "local time"))
+]
+
+
+def check_tool_stream_blocks(client: Client) -> str:
+    prompt = "Call get_weather for Paris, then get_time for Paris. Use both tools now."
+    report = client.stream(
+        "tool_stream_blocks",
+        client.body(
+            [{"role": "user", "content": prompt}], tools=TOOLS, tool_choice={"type": "any"}
+        ),
+    )
+    _grammar(report)
+    calls = report.of_type("tool_use")
+    if len(calls) < 2:
+        raise NotExercised(f"the model made {len(calls)} tool call(s); the check needs two")
+    return f"{len(calls)} tool_use blocks, {len(report.blocks)} blocks in all, grammar holds"
+
+
+def check_thinking_disabled(client: Client) -> str:
+    report = client.stream("thinking_disabled", client.body(HELLO, thinking={"type": "disabled"}))
+    _grammar(report)
+    if report.of_type("thinking"):
+        raise Failed("thinking is disabled, yet the stream has a thinking block")
+    if "<think>" in report.text() or "</think>" in report.text():
+        raise Failed(f"thinking is disabled, yet the text has think tags: {report.text()[:80]!r}")
+    return "no thinking blocks, no think tags"
+
+
+def check_prefix_cache(client: Client) -> str:
+    prefix = " ".join(f"Rule {i}: keep answers short and precise." for i in range(300))
+    usages = []
+    for question in ("Name a colour.", "Name a fruit."):
+        reply = client.post(
+            "/v1/messages", client.body([{"role": "user", "content": question}], system=prefix)
+        )
+        usages.append(reply.get("usage") or {})
+    cached = usages[1].get("cache_read_input_tokens") or 0
+    if not isinstance(cached, int) or cached <= 0:
+        raise Failed(f"second request reports cache_read_input_tokens={cached!r}: {usages[1]}")
+    return f"cache_read_input_tokens={cached} on the repeat"
+
+
+def check_concurrency(client: Client) -> str:
+    n = client.options.concurrency
+
+    def one(i: int) -> StreamReport:
+        return client.stream(
+            "concurrency", client.body([{"role": "user", "content": f"Count to {i + 2}."}])
+        )
+
+    with ThreadPoolExecutor(n) as pool:
+        reports = list(pool.map(one, range(n)))
+    broken = [i for i, r in enumerate(reports) if not r.ok]
+    if broken:
+        raise Failed(
+            f"{len(broken)} of {n} parallel streams broke the grammar: "
+            + "; ".join(reports[broken[0]].violations[:2])
+        )
+    return f"{n} parallel streams, all valid"
+
+
+def check_speculative(client: Client) -> str:
+    wanted = client.options.speculative_algorithm
+    if not wanted:
+        raise NotExercised("no speculative algorithm expected")
+    response = client.http.get("/get_server_info")
+    if response.status_code != 200:
+        raise Failed(f"GET /get_server_info: HTTP {response.status_code}")
+    info = _json(response, "/get_server_info")
+    algorithm = info.get("speculative_algorithm") or (info.get("server_args") or {}).get(
+        "speculative_algorithm"
+    )
+    if str(algorithm).upper() != wanted.upper():
+        raise Failed(f"server runs speculative algorithm {algorithm!r}, expected {wanted!r}")
+    states = info.get("internal_states") or [{}]
+    accept = states[0].get("avg_spec_accept_length") if states else None
+    if not isinstance(accept, (int, float)):
+        raise Failed(f"server reports no avg_spec_accept_length: {states[:1]}")
+    if accept < client.options.min_accept_length:
+        raise Failed(f"average accept length {accept:.2f} < {client.options.min_accept_length}")
+    return f"{algorithm}, average accept length {accept:.2f}"
+
+
+def check_claude_code(client: Client) -> str:
+    cli = client.options.claude_cli
+    if not cli:
+        raise NotExercised("no Claude Code CLI given (--claude-cli)")
+    with tempfile.TemporaryDirectory(prefix="patchkeeper-claude-") as home:
+        env = {
+            "HOME": home,
+            "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+            "ANTHROPIC_BASE_URL": client.options.base_url,
+            "ANTHROPIC_API_KEY": "dummy",
+            "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC": "1",
+            "CLAUDE_CODE_DISABLE_NONSTREAMING_FALLBACK": "1",
+            "DISABLE_TELEMETRY": "1",
+            "DISABLE_AUTOUPDATER": "1",
+            "DISABLE_ERROR_REPORTING": "1",
+        }
+        try:
+            done = subprocess.run(
+                [
+                    cli,
+                    "-p",
+                    "Reply with the single word OK.",
+                    "--output-format",
+                    "json",
+                    "--model",
+                    client.model,
+                ],
+                env=env,
+                capture_output=True,
+                text=True,
+                timeout=client.options.timeout,
+            )
+        except (OSError, subprocess.TimeoutExpired) as err:
+            raise Failed(f"claude CLI did not run: {err}") from None
+    try:
+        result = json.loads(done.stdout.strip().splitlines()[-1]) if done.stdout.strip() else {}
+    except ValueError:
+        result = {}
+    if done.returncode != 0 or result.get("is_error") is not False:
+        detail = result.get("result") or done.stderr.strip()[-200:] or done.stdout[-200:]
+        raise Failed(
+            f"claude exited {done.returncode}, is_error={result.get('is_error')}: {detail}"
+        )
+    return f"claude -p answered: {str(result.get('result', ''))[:60]!r}"
+
+
+CHECKS: dict[str, Callable[[Client], str]] = {
+    "messages_basic": check_messages_basic,
+    "models_list": check_models_list,
+    "count_tokens": check_count_tokens,
+    "mid_conversation_system": check_mid_conversation_system,
+    "tool_stream_blocks": check_tool_stream_blocks,
+    "thinking_disabled": check_thinking_disabled,
+    "prefix_cache": check_prefix_cache,
+    "concurrency": check_concurrency,
+    "speculative": check_speculative,
+    "claude_code": check_claude_code,
+}
+ALL = [*CHECKS, "sse_grammar"]
+
+
+def _first_model(client: Client) -> str:
+    try:
+        response = client.http.get("/v1/models")
+        data = response.json().get("data") or [] if response.status_code == 200 else []
+        return str(data[0]["id"]) if data else "default"
+    except (ValueError, KeyError, AttributeError):
+        return "default"
+
+
+def run_suite(options: SmokeOptions, names: list[str] | None = None) -> list[CheckResult]:
+    """Run the named checks (default: all) and the grammar check over their streams."""
+    client = Client(options)
+    try:
+        client.http.get("/v1/models")
+    except httpx.HTTPError as err:
+        raise UnreachableError(f"endpoint {options.base_url} unreachable: {err}") from None
+    client.model = options.model or _first_model(client)
+    results = []
+    for name, check in CHECKS.items():
+        if names and name not in names:
+            continue
+        started = time.monotonic()
+        try:
+            status, reason = Status.PASSED, check(client)
+        except Failed as err:
+            status, reason = Status.FAILED, str(err)
+        except NotExercised as err:
+            status, reason = Status.NOT_RUN, str(err)
+        except httpx.HTTPError as err:
+            status, reason = Status.FAILED, f"transport error: {err}"
+        results.append(CheckResult(name, status, reason, time.monotonic() - started))
+    broken = [(name, r) for name, r in client.streams if not r.ok]
+    if broken:
+        first, report = broken[0]
+        grammar = CheckResult(
+            "sse_grammar",
+            Status.FAILED,
+            f"{len(broken)} of {len(client.streams)} streams broke it; first ({first}): "
+            + "; ".join(report.violations[:3]),
+        )
+    else:
+        grammar = CheckResult(
+            "sse_grammar",
+            Status.PASSED if client.streams else Status.NOT_RUN,
+            f"{len(client.streams)} streams, all valid",
+        )
+    if not names or "sse_grammar" in names:
+        results.append(grammar)
+    return results
