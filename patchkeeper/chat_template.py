@@ -10,6 +10,23 @@ from patchkeeper.errors import ConfigError
 
 CONTAINER_PATH = "/patchkeeper/chat_template.jinja"
 
+# Qwen3-shaped: it refuses a system turn anywhere but first, as Qwen3's own does;
+# the adapter tier renders with it when an overlay carries no template.
+QWEN_LIKE_TEMPLATE = """\
+{%- for message in messages %}
+{%- if message.role == "system" and not loop.first %}
+{{- raise_exception("System message must be at the beginning.") }}
+{%- endif %}
+{{- "<|im_start|>" + message.role + "\\n" + message.content + "<|im_end|>\\n" }}
+{%- endfor %}
+{%- if add_generation_prompt %}
+{{- "<|im_start|>assistant\\n" }}
+{%- if enable_thinking is defined and enable_thinking is false %}
+{{- "<think>\\n\\n</think>\\n\\n" }}
+{%- endif %}
+{%- endif %}
+"""
+
 
 def _model_template(model_dir: Path) -> str:
     jinja = model_dir / "chat_template.jinja"

@@ -157,6 +157,35 @@ def smoke(
 
 
 @app.command()
+def verify(
+    overlay: Annotated[Path, typer.Option("--overlay", help="an overlay directory")],
+    tier: Annotated[str, typer.Option("--tier", help="adapter (no GPU, no model) or boot")] = (
+        "adapter"
+    ),
+    sglang_version: Annotated[
+        str, typer.Option("--sglang-version", help="the image's sglang release (host runtime)")
+    ] = "0.5.13",
+    chat_template: Annotated[
+        Path | None, typer.Option("--chat-template", help="default: the overlay's, else Qwen-like")
+    ] = None,
+    claude_cli: Annotated[
+        str | None, typer.Option("--claude-cli", help="run the Claude Code CLI check with it")
+    ] = None,
+    as_json: JsonOpt = False,
+    junit: Annotated[Path | None, typer.Option("--junit", help="write JUnit XML here")] = None,
+) -> None:
+    """Prove an overlay: run the suite on vanilla and overlaid SGLang, judge witnesses."""
+    from patchkeeper.commands import verify as command
+
+    _guarded(
+        as_json,
+        lambda: command.run(
+            overlay, tier, sglang_version, chat_template, claude_cli, as_json, junit
+        ),
+    )
+
+
+@app.command()
 def version() -> None:
     """Print patchkeeper's version."""
     typer.echo(__version__)

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from patchkeeper.chat_template import QWEN_LIKE_TEMPLATE as MODEL_TEMPLATE
 from patchkeeper.demo.image import build_image
 from patchkeeper.demo.scenario import (
     REPOSITORY,
@@ -17,22 +18,6 @@ from patchkeeper.demo.scenario import (
     build_upstream,
 )
 from patchkeeper.image.identity import REVISION_LABEL
-
-# A Qwen3-shaped template: it refuses a system turn anywhere but first.
-MODEL_TEMPLATE = """\
-{%- for message in messages %}
-{%- if message.role == "system" and not loop.first %}
-{{- raise_exception("System message must be at the beginning.") }}
-{%- endif %}
-{{- "<|im_start|>" + message.role + "\\n" + message.content + "<|im_end|>\\n" }}
-{%- endfor %}
-{%- if add_generation_prompt %}
-{{- "<|im_start|>assistant\\n" }}
-{%- if enable_thinking is defined and enable_thinking is false %}
-{{- "<think>\\n\\n</think>\\n\\n" }}
-{%- endif %}
-{%- endif %}
-"""
 
 PATCHSET = """\
 # The fixes a local model needs before Claude Code can talk to it.

@@ -185,11 +185,16 @@ def check_mid_conversation_system(client: Client) -> str:
     _grammar(baseline)
     with_system = client.stream("mid_conversation_system", client.body([user, system]))
     _grammar(with_system)
-    before = int(baseline.usage.get("input_tokens") or 0)
-    after = int(with_system.usage.get("input_tokens") or 0)
+    before, after = _prompt_tokens(baseline.usage), _prompt_tokens(with_system.usage)
     if after <= before:
         raise Failed(f"accepted, but input_tokens did not grow ({before} -> {after}): dropped?")
     return f"accepted and counted ({before} -> {after} input tokens)"
+
+
+def _prompt_tokens(usage: dict[str, Any]) -> int:
+    """Everything the prompt cost, whether or not some of it came from the cache."""
+    keys = ("input_tokens", "cache_read_input_tokens", "cache_creation_input_tokens")
+    return sum(int(usage.get(key) or 0) for key in keys)
 
 
 TOOLS = [
