@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import tempfile
 from pathlib import Path
 
 from platformdirs import user_cache_path
@@ -13,3 +14,15 @@ def cache_dir() -> Path:
     path = Path(override) if override else user_cache_path("patchkeeper", appauthor=False)
     path.mkdir(parents=True, exist_ok=True)
     return path
+
+
+def atomic_write(target: Path, data: bytes) -> None:
+    """Write via a temporary file and a rename, so readers never see half a file."""
+    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".tmp-")
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+        os.replace(tmp, target)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise

@@ -4,14 +4,12 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path, PurePosixPath
 from typing import Any
 
 from patchkeeper.image.model import ImageFile, ImageRef, ImageSource, ResolvedImage
-from patchkeeper.paths import cache_dir
+from patchkeeper.paths import atomic_write, cache_dir
 
 
 class CachedSource:
@@ -74,22 +72,11 @@ class CachedSource:
         if file is None:
             meta: dict[str, object] = {"path": str(path), "absent": True}
         else:
-            _atomic_write(key.with_suffix(".bin"), file.content)
+            atomic_write(key.with_suffix(".bin"), file.content)
             meta = {
                 "path": str(path),
                 "resolved": str(file.resolved),
                 "mode": file.mode,
                 "sha256": hashlib.sha256(file.content).hexdigest(),
             }
-        _atomic_write(key.with_suffix(".json"), json.dumps(meta).encode())
-
-
-def _atomic_write(target: Path, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".tmp-")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+        atomic_write(key.with_suffix(".json"), json.dumps(meta).encode())

@@ -22,9 +22,7 @@ import gzip
 import hashlib
 import io
 import json
-import os
 import tarfile
-import tempfile
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
@@ -35,7 +33,7 @@ import zstandard
 from patchkeeper.errors import ImageError, UnsafeInputError
 from patchkeeper.image.model import ImageFile, ImageRef, ResolvedImage
 from patchkeeper.image.paths import MAX_FILE_BYTES, MAX_SYMLINK_HOPS, follow_link
-from patchkeeper.paths import cache_dir
+from patchkeeper.paths import atomic_write, cache_dir
 
 WHITEOUT = ".wh."
 OPAQUE = ".wh..wh..opq"
@@ -92,7 +90,7 @@ class LayerCache:
 
     def save(self, digest: str, seen: _Seen) -> None:
         payload = {"names": seen.names, "contents": seen.contents, "complete": seen.complete}
-        _atomic_write(self._index(digest), json.dumps(payload).encode())
+        atomic_write(self._index(digest), json.dumps(payload).encode())
 
     def content(self, sha256: str) -> bytes | None:
         try:
@@ -105,19 +103,8 @@ class LayerCache:
         digest = hashlib.sha256(data).hexdigest()
         target = self.root / "contents" / digest
         if not target.exists():
-            _atomic_write(target, data)
+            atomic_write(target, data)
         return digest
-
-
-def _atomic_write(target: Path, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".tmp-")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 class _Counting(io.RawIOBase):
