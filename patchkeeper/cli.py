@@ -159,11 +159,12 @@ def smoke(
 @app.command()
 def verify(
     overlay: Annotated[Path, typer.Option("--overlay", help="an overlay directory")],
-    tier: Annotated[str, typer.Option("--tier", help="adapter (no GPU, no model) or boot")] = (
-        "adapter"
-    ),
+    tier: Annotated[
+        str,
+        typer.Option("--tier", help="adapter (no GPU, no model) or boot (real SGLang on CPU, MTP)"),
+    ] = ("adapter"),
     sglang_version: Annotated[
-        str, typer.Option("--sglang-version", help="the image's sglang release (host runtime)")
+        str, typer.Option("--sglang-version", help="adapter tier: the image's sglang release")
     ] = "0.5.13",
     chat_template: Annotated[
         Path | None, typer.Option("--chat-template", help="default: the overlay's, else Qwen-like")

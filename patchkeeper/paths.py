@@ -16,6 +16,14 @@ def cache_dir() -> Path:
     return path
 
 
+def env_dir() -> Path:
+    """Where verify keeps its SGLang venvs and tiny model (large, worth keeping)."""
+    override = os.environ.get("PATCHKEEPER_ENV_DIR")
+    path = Path(override) if override else cache_dir() / "envs"
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
 def atomic_write(target: Path, data: bytes) -> None:
     """Write via a temporary file and a rename, so readers never see half a file."""
     fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".tmp-")

@@ -1,28 +1,32 @@
-"""The adapter tier: SGLang's real Anthropic adapter, vanilla or overlaid, on the host.
+"""Serving what the suite runs against: the adapter tier and the CPU boot tier, on the host.
 
-The adapter runs in its own venv (sglang installed without its GPU stack) in front
+Adapter tier: SGLang's real Anthropic adapter in its own torch-free venv, in front
 of a scripted chat engine that still renders every conversation through the
 recipe's chat template, so template-level failures show up as they would in the
-real server. No GPU, no model, no image pull.
+real server. Boot tier: real SGLang on CPU with a tiny local model and MTP
+(NEXTN) speculative decoding. Either way the overlay is a copy of the package
+with the overlay's files laid over it, put first on PYTHONPATH.
 """
 
 from __future__ import annotations
 
 import os
+import signal
 import socket
 import subprocess
 import tempfile
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Iterator, Mapping
+from contextlib import AbstractContextManager, contextmanager, suppress
 from pathlib import Path
+from typing import IO
 
 import httpx
 
 from patchkeeper.errors import ImageError
+from patchkeeper.verify.cpu.env import launch_command
 
 SERVER = Path(__file__).with_name("adapter_server.py")
-START_DEADLINE_S = 90.0
 
 
 def _free_port() -> int:
@@ -32,52 +36,77 @@ def _free_port() -> int:
 
 
 @contextmanager
-def adapter_endpoint(python: Path, template: Path, pythonpath: Path | None = None) -> Iterator[str]:
-    """Serve the adapter (overlaid when `pythonpath` is given); yield its base URL."""
-    port = _free_port()
-    env = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1"}
-    env.pop("PYTHONPATH", None)
-    if pythonpath is not None:
-        env["PYTHONPATH"] = str(pythonpath)
+def served(
+    argv: list[str], env: Mapping[str, str], base_url: str, deadline_s: float
+) -> Iterator[str]:
+    """Run a server until the block ends; yield its URL once /health answers."""
     with tempfile.TemporaryFile() as log:
         process = subprocess.Popen(
-            [
-                str(python),
-                str(SERVER),
-                "--port",
-                str(port),
-                "--chat-template",
-                str(template),
-                "--log-level",
-                "warning",
-            ],
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
+            argv, env=dict(env), stdout=log, stderr=subprocess.STDOUT, start_new_session=True
         )
-        base_url = f"http://127.0.0.1:{port}"
         try:
-            _wait_healthy(base_url, process, log)
+            _wait_healthy(base_url, process, log, deadline_s)
             yield base_url
         finally:
-            process.terminate()
+            with suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGTERM)
             try:
-                process.wait(10)
+                process.wait(15)
             except subprocess.TimeoutExpired:
-                process.kill()
+                with suppress(ProcessLookupError):
+                    os.killpg(process.pid, signal.SIGKILL)
+                process.wait()
 
 
-def _wait_healthy(base_url: str, process: subprocess.Popen[bytes], log: object) -> None:
-    deadline = time.monotonic() + START_DEADLINE_S
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            break
+def _wait_healthy(
+    base_url: str, process: subprocess.Popen[bytes], log: IO[bytes], deadline_s: float
+) -> None:
+    deadline = time.monotonic() + deadline_s
+    while time.monotonic() < deadline and process.poll() is None:
         try:
             if httpx.get(f"{base_url}/health", timeout=2.0).status_code == 200:
                 return
         except httpx.HTTPError:
             pass
-        time.sleep(0.3)
-    log.seek(0)  # type: ignore[attr-defined]
-    tail = log.read()[-1500:].decode("utf-8", "replace")  # type: ignore[attr-defined]
-    raise ImageError(f"the SGLang adapter did not become healthy: {tail.strip()}")
+        time.sleep(0.5)
+    log.seek(0)
+    tail = log.read()[-2000:].decode("utf-8", "replace").strip()
+    state = "exited" if process.poll() is not None else f"not healthy after {deadline_s:.0f} s"
+    raise ImageError(f"server {state}: {tail}")
+
+
+def _environment(extra: Mapping[str, str], overlay: Path | None) -> dict[str, str]:
+    env = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1", **extra}
+    paths = [p for p in (extra.get("PYTHONPATH"), str(overlay) if overlay else None) if p]
+    if paths:
+        env["PYTHONPATH"] = os.pathsep.join(paths)
+    else:
+        env.pop("PYTHONPATH", None)
+    return env
+
+
+def adapter_endpoint(
+    python: Path, template: Path, pythonpath: Path | None = None
+) -> AbstractContextManager[str]:
+    """Serve the adapter (overlaid when `pythonpath` is given)."""
+    port = _free_port()
+    argv = [
+        str(python),
+        str(SERVER),
+        "--port",
+        str(port),
+        "--chat-template",
+        str(template),
+        "--log-level",
+        "warning",
+    ]
+    return served(argv, _environment({}, pythonpath), f"http://127.0.0.1:{port}", 90.0)
+
+
+def boot_endpoint(
+    python: Path, model: Path, pythonpath: Path | None = None
+) -> AbstractContextManager[str]:
+    """Boot real SGLang on CPU with NEXTN speculative decoding (overlaid when given)."""
+    port = _free_port()
+    argv, extra = launch_command(python, model, port, speculative=True)
+    return served(argv, _environment(extra, pythonpath), f"http://127.0.0.1:{port}", 300.0)

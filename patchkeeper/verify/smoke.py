@@ -48,6 +48,7 @@ class SmokeOptions:
     max_tokens: int = 48
     concurrency: int = 4
     speculative_algorithm: str | None = None
+    prefix_rules: int = 300  # size of prefix_cache's shared prefix (~12 tokens each)
     min_accept_length: float = 1.0
     claude_cli: str | None = None
 
@@ -237,7 +238,8 @@ def check_thinking_disabled(client: Client) -> str:
 
 
 def check_prefix_cache(client: Client) -> str:
-    prefix = " ".join(f"Rule {i}: keep answers short and precise." for i in range(300))
+    rules = range(client.options.prefix_rules)
+    prefix = " ".join(f"Rule {i}: keep answers short and precise." for i in rules)
     usages = []
     for question in ("Name a colour.", "Name a fruit."):
         reply = client.post(
@@ -269,6 +271,12 @@ def check_concurrency(client: Client) -> str:
     return f"{n} parallel streams, all valid"
 
 
+def _algorithm(name: object) -> str:
+    """SGLang runs (and reports) NEXTN, the MTP draft, as EAGLE."""
+    upper = str(name).upper()
+    return "EAGLE" if upper == "NEXTN" else upper
+
+
 def check_speculative(client: Client) -> str:
     wanted = client.options.speculative_algorithm
     if not wanted:
@@ -280,7 +288,7 @@ def check_speculative(client: Client) -> str:
     algorithm = info.get("speculative_algorithm") or (info.get("server_args") or {}).get(
         "speculative_algorithm"
     )
-    if str(algorithm).upper() != wanted.upper():
+    if _algorithm(algorithm) != _algorithm(wanted):
         raise Failed(f"server runs speculative algorithm {algorithm!r}, expected {wanted!r}")
     states = info.get("internal_states") or [{}]
     accept = states[0].get("avg_spec_accept_length") if states else None

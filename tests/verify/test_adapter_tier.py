@@ -28,12 +28,15 @@ CHECKS = ["mid_conversation_system", "tool_stream_blocks", "sse_grammar"]
 
 @pytest.fixture(scope="session")
 def sglang_0513() -> Path:
-    return ensure_env("0.5.13", WHEEL_CACHE / "envs")
+    return ensure_env("0.5.13", WHEEL_CACHE / "envs")  # the same place verify uses in tests
 
 
 @pytest.fixture(scope="session")
 def claude_cli() -> str:
-    candidates = [os.environ.get("PATCHKEEPER_CLAUDE_CLI", ""), str(REPO / ".tools/node_modules/.bin/claude")]
+    candidates = [
+        os.environ.get("PATCHKEEPER_CLAUDE_CLI", ""),
+        str(REPO / ".tools/node_modules/.bin/claude"),
+    ]
     found = next((c for c in candidates if c and Path(c).is_file()), None)
     if found is None:
         pytest.fail("Claude Code CLI missing: scripts/setup installs it into .tools/")
@@ -70,7 +73,9 @@ def test_the_schema_half_alone_still_fails_in_the_template(
     target = rootfs / str(SOURCE_ROOT / PROTOCOL).lstrip("/")
     target.parent.mkdir(parents=True)
     vanilla = adapter_files()[PROTOCOL].decode()
-    target.write_text(vanilla.replace('Literal["user", "assistant"]', 'Literal["user", "assistant", "system"]'))
+    target.write_text(
+        vanilla.replace('Literal["user", "assistant"]', 'Literal["user", "assistant", "system"]')
+    )
     package = overlay_package(sglang_0513, rootfs, str(SOURCE_ROOT), tmp_path / "site")
     system = results(sglang_0513, template, package)["mid_conversation_system"]
     assert system.status is Status.FAILED
@@ -86,25 +91,47 @@ def full_overlay(demo: Demo, docker_client: Any, tmp_path_factory: pytest.TempPa
     reference = f"{demo.image.rsplit(':', 1)[0]}:nightly-dev-cu13-20260601-{first[:8]}"
     build_image(docker_client, reference, {str(SOURCE_ROOT): tree}, with_busybox=False)
     out = tmp_path_factory.mktemp("overlays")
-    done = CliRunner().invoke(app, ["sync", "--recipe", str(demo.recipe), "--image", reference, "--out", str(out), "--json"])
+    done = CliRunner().invoke(
+        app,
+        ["sync", "--recipe", str(demo.recipe), "--image", reference, "--out", str(out), "--json"],
+    )
     doc = json.loads(done.stdout)
     assert done.exit_code == 0, doc
     assert {p["pr"]: p["state"] for p in doc["patches"]} == {
-        24294: "applied", 26773: "applied", 28906: "applied", 25876: "applied"
+        24294: "applied",
+        26773: "applied",
+        28906: "applied",
+        25876: "applied",
     }
     return Path(doc["overlay"])
 
 
 def test_verify_proves_the_whole_fixes_and_claude_code_agrees(
-    full_overlay: Path, sglang_0513: Path, claude_cli: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    full_overlay: Path,
+    sglang_0513: Path,
+    claude_cli: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     summary = tmp_path / "summary.md"
     monkeypatch.setenv("GITHUB_STEP_SUMMARY", str(summary))
     junit = tmp_path / "verify.xml"
     done = CliRunner().invoke(
         app,
-        ["verify", "--overlay", str(full_overlay), "--tier", "adapter", "--sglang-version", "0.5.13",
-         "--claude-cli", claude_cli, "--json", "--junit", str(junit)],
+        [
+            "verify",
+            "--overlay",
+            str(full_overlay),
+            "--tier",
+            "adapter",
+            "--sglang-version",
+            "0.5.13",
+            "--claude-cli",
+            claude_cli,
+            "--json",
+            "--junit",
+            str(junit),
+        ],
     )
     doc = json.loads(done.stdout)
     assert done.exit_code == 0, doc
@@ -113,7 +140,10 @@ def test_verify_proves_the_whole_fixes_and_claude_code_agrees(
     assert all(c["status"] != "failed" for c in overlay.values()), overlay
     for name in ("mid_conversation_system", "tool_stream_blocks", "claude_code"):
         assert vanilla[name]["status"] == "failed" and overlay[name]["status"] == "passed"
-    assert "Content block is not a text block" in vanilla["claude_code"]["reason"] or "400" in vanilla["claude_code"]["reason"]
+    assert (
+        "Content block is not a text block" in vanilla["claude_code"]["reason"]
+        or "400" in vanilla["claude_code"]["reason"]
+    )
     verdicts = {p["patch"]: p for p in doc["patches"]}
     assert verdicts["sglang-demo/pr-24294"]["proven"] is True
     assert verdicts["sglang-demo/pr-26773"]["proven"] is True
@@ -130,9 +160,22 @@ def test_smoke_command_exit_code_and_junit_on_a_broken_endpoint(
     junit = tmp_path / "smoke.xml"
     with adapter_endpoint(sglang_0513, template) as url:
         done = subprocess.run(
-            [str(REPO / ".venv/bin/patchkeeper"), "smoke", "--base-url", url, "--check", "tool_stream_blocks",
-             "--check", "sse_grammar", "--json", "--junit", str(junit)],
-            capture_output=True, text=True, timeout=300,
+            [
+                str(REPO / ".venv/bin/patchkeeper"),
+                "smoke",
+                "--base-url",
+                url,
+                "--check",
+                "tool_stream_blocks",
+                "--check",
+                "sse_grammar",
+                "--json",
+                "--junit",
+                str(junit),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=300,
         )
     assert done.returncode == 1, done.stderr
     doc = json.loads(done.stdout)
