@@ -79,7 +79,8 @@ def _adapter_tier(
     template: Path | None,
     claude_cli: str | None,
     scratch: Path,
-) -> tuple[list[CheckResult], list[Verdict]]:
+) -> tuple[list[CheckResult], list[CheckResult], list[Verdict]]:
+    """(overlay checks, vanilla checks, witness verdicts)."""
     python = ensure_env(version, env_dir())
     rendered = _template(overlay, template, scratch)
     package = overlay_package(python, overlay / ROOTFS, lock.patchsets[0].source_root, scratch)
@@ -89,7 +90,7 @@ def _adapter_tier(
         with status, adapter_endpoint(python, rendered, path) as url:
             results[name] = run_suite(SmokeOptions(url, claude_cli=claude_cli), ADAPTER_CHECKS)
     checks = [overlay_files(lock, package), *results["overlay"]]
-    return checks, judge(lock.patches, results["vanilla"], results["overlay"])
+    return checks, results["vanilla"], judge(lock.patches, results["vanilla"], results["overlay"])
 
 
 def _boot_tier(lock: Lock, overlay: Path, scratch: Path) -> list[CheckResult]:
@@ -119,9 +120,10 @@ def run(
 ) -> int:
     lock = read_lock(overlay)
     verdicts: list[Verdict] = []
+    vanilla: list[CheckResult] = []
     with tempfile.TemporaryDirectory(prefix="patchkeeper-verify-") as scratch:
         if tier == "adapter":
-            checks, verdicts = _adapter_tier(
+            checks, vanilla, verdicts = _adapter_tier(
                 lock, overlay, sglang_version, chat_template, claude_cli, Path(scratch)
             )
             title = f"verify adapter tier: {lock.image.ref} + overlay (sglang {sglang_version})"
@@ -137,6 +139,7 @@ def run(
             "tier": tier,
             "passed": ok,
             "checks": reporting.as_json(checks),
+            "vanilla": reporting.as_json(vanilla),
             "patches": [asdict(v) for v in verdicts],
         }
         out_console.print_json(json.dumps(doc))
