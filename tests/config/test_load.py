@@ -83,3 +83,22 @@ def test_recipe_tag_regex_needs_named_groups(tmp_path: Path) -> None:
 def test_missing_file(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="file not found"):
         load_recipe(tmp_path / "nope.yaml")
+
+
+@pytest.mark.parametrize("recipe", sorted((REPO / "recipes").glob("*.yaml")), ids=lambda p: p.name)
+def test_every_shipped_recipe_loads(recipe: Path) -> None:
+    loaded = load_recipe(recipe)
+    assert load_patchsets(loaded)
+    assert loaded.tag_pattern().fullmatch("nightly-dev-cu13-20260621-1a2b3c4d")
+
+
+def test_cpu_recipe_launches_exactly_what_the_boot_tier_runs() -> None:
+    from patchkeeper.verify.cpu.env import launch_command, server_args
+
+    service = load_recipe(REPO / "recipes/cpu-tiny-mtp.yaml").service
+    assert list(service.args) == server_args(speculative=True)
+    _, env = launch_command(Path(__file__), REPO, 1, speculative=True)
+    assert {k: v for k, v in service.environment.items() if k != "PYTHONPATH"} == {
+        k: v for k, v in env.items() if k != "PYTHONPATH"
+    }
+    assert service.gpus is None
