@@ -31,6 +31,7 @@ import json
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path, PurePosixPath
 
 from filelock import FileLock
@@ -71,7 +72,8 @@ def _venv_python(venv: Path) -> Path:
     return venv / "bin" / "python"
 
 
-def _run(command: list[str], what: str) -> None:
+def run_step(command: list[str], what: str) -> None:
+    """Run a setup command; on failure raise with the tail of its output."""
     done = subprocess.run(command, capture_output=True, text=True, check=False)
     if done.returncode != 0:
         tail = "\n".join((done.stdout + done.stderr).strip().splitlines()[-15:])
@@ -79,34 +81,41 @@ def _run(command: list[str], what: str) -> None:
         raise UnreachableError(f"{what} failed (exit {done.returncode}):\n{tail}")
 
 
-def ensure_env(version: str, root: Path, *, base_python: str = sys.executable) -> Path:
-    """The python of a venv under `root` with sglang `version` and the adapter's deps.
+def cached_venv(venv: Path, groups: list[list[str]], base_python: str) -> Path:
+    """The python of `venv`, built once from pip install `groups` (in order) and reused.
 
-    Built once and reused while its recorded requirements match; a build that did not
-    finish (no marker) is removed and redone. A lock keeps concurrent callers from
-    building the same venv twice.
+    Reused while its recorded requirements match; a build that did not finish (no
+    marker) is removed and redone. A lock keeps concurrent callers from building the
+    same venv twice. Every group's first item may be `--no-deps`.
     """
-    wanted = list(requirements(version))
-    venv = root / f"sglang-{version}"
+    wanted = [item for group in groups for item in group]
     marker = venv / _MARKER
-    root.mkdir(parents=True, exist_ok=True)
+    venv.parent.mkdir(parents=True, exist_ok=True)
     with FileLock(str(venv) + ".lock"):
         if marker.is_file():
             try:
                 recorded = json.loads(marker.read_text(encoding="utf-8"))
             except ValueError:
                 recorded = None
-            if recorded == {"requirements": wanted}:
+            if isinstance(recorded, dict) and recorded.get("requirements") == wanted:
                 return _venv_python(venv)
         if venv.exists():
             shutil.rmtree(venv)
-        _run([base_python, "-m", "venv", str(venv)], f"creating {venv}")
+        started = time.monotonic()
+        run_step([base_python, "-m", "venv", str(venv)], f"creating {venv}")
         pip = [str(_venv_python(venv)), "-m", "pip", "install", "--quiet", "--no-input"]
-        # --no-deps: sglang's own requirements are the GPU stack (torch, CUDA, kernels).
-        _run([*pip, "--no-deps", wanted[0]], f"installing {wanted[0]}")
-        _run([*pip, *wanted[1:]], f"installing the adapter dependencies of sglang {version}")
-        marker.write_text(json.dumps({"requirements": wanted}), encoding="utf-8")
+        for group in groups:
+            run_step([*pip, *group], f"installing {' '.join(group[:3])} into {venv}")
+        record = {"requirements": wanted, "build_seconds": round(time.monotonic() - started, 1)}
+        marker.write_text(json.dumps(record), encoding="utf-8")
     return _venv_python(venv)
+
+
+def ensure_env(version: str, root: Path, *, base_python: str = sys.executable) -> Path:
+    """The python of a venv under `root` with sglang `version` and the adapter's deps."""
+    sglang, *extras = requirements(version)
+    # --no-deps: sglang's own requirements are the GPU stack (torch, CUDA, kernels).
+    return cached_venv(root / f"sglang-{version}", [["--no-deps", sglang], extras], base_python)
 
 
 def _installed_package(python: Path) -> Path:

@@ -16,16 +16,11 @@ and the `sgl_kernel` stand-in from `sgl_kernel_stub/` ahead of site-packages.
 
 from __future__ import annotations
 
-import json
-import shutil
-import subprocess
 import sys
-import time
 from pathlib import Path
 
-from filelock import FileLock
-
-from patchkeeper.errors import ConfigError, UnreachableError
+from patchkeeper.errors import ConfigError
+from patchkeeper.verify.sglang_env import cached_venv, run_step
 
 SGLANG_VERSION = "0.5.23"
 TORCH = ("torch==2.14.1", "torchvision==0.29.1")
@@ -69,54 +64,15 @@ RUNTIME = (
 )
 STUB_DIR = Path(__file__).resolve().parent / "sgl_kernel_stub"
 TINY_MODEL_SCRIPT = Path(__file__).resolve().parent / "tiny_model.py"
-_MARKER = "patchkeeper-boot-env.json"
-
-
-def requirements() -> list[str]:
-    """Everything installed, in install order: sglang, torch, the runtime deps."""
-    return [f"sglang=={SGLANG_VERSION}", *TORCH, *RUNTIME]
-
-
-def _python(venv: Path) -> Path:
-    return venv / "bin" / "python"
-
-
-def _run(command: list[str], what: str) -> None:
-    done = subprocess.run(command, capture_output=True, text=True, check=False)
-    if done.returncode != 0:
-        tail = "\n".join((done.stdout + done.stderr).strip().splitlines()[-15:])
-        raise UnreachableError(f"{what} failed (exit {done.returncode}):\n{tail}")
 
 
 def ensure_boot_env(root: Path, *, base_python: str = sys.executable) -> Path:
     """The python of a venv under `root` that can serve a model with real sglang on CPU.
 
-    Built once (minutes, ~6 GB) and reused while its recorded requirements match; an
-    unfinished build (no marker) is removed and redone, under a lock.
+    Built once (minutes, ~6 GB: the CUDA torch build pulls nvidia libraries) and reused.
     """
-    wanted = requirements()
-    venv = root / f"sglang-boot-{SGLANG_VERSION}"
-    marker = venv / _MARKER
-    root.mkdir(parents=True, exist_ok=True)
-    with FileLock(str(venv) + ".lock"):
-        if marker.is_file():
-            try:
-                recorded = json.loads(marker.read_text(encoding="utf-8"))
-            except ValueError:
-                recorded = None
-            if isinstance(recorded, dict) and recorded.get("requirements") == wanted:
-                return _python(venv)
-        if venv.exists():
-            shutil.rmtree(venv)
-        started = time.monotonic()
-        _run([base_python, "-m", "venv", str(venv)], f"creating {venv}")
-        pip = [str(_python(venv)), "-m", "pip", "install", "--quiet", "--no-input"]
-        _run([*pip, "--no-deps", wanted[0]], f"installing {wanted[0]}")
-        _run([*pip, *TORCH], "installing torch")
-        _run([*pip, *RUNTIME], f"installing the CPU runtime deps of sglang {SGLANG_VERSION}")
-        record = {"requirements": wanted, "build_seconds": round(time.monotonic() - started, 1)}
-        marker.write_text(json.dumps(record), encoding="utf-8")
-    return _python(venv)
+    groups = [["--no-deps", f"sglang=={SGLANG_VERSION}"], list(TORCH), list(RUNTIME)]
+    return cached_venv(root / f"sglang-boot-{SGLANG_VERSION}", groups, base_python)
 
 
 def build_tiny_model(python: Path, dest: Path, *, mtp: bool = True) -> Path:
@@ -124,7 +80,7 @@ def build_tiny_model(python: Path, dest: Path, *, mtp: bool = True) -> Path:
     command = [str(python), str(TINY_MODEL_SCRIPT), str(dest)]
     if not mtp:
         command.append("--no-mtp")
-    _run(command, f"building the tiny model in {dest}")
+    run_step(command, f"building the tiny model in {dest}")
     return dest
 
 
