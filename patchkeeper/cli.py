@@ -92,11 +92,30 @@ def status(
     image_source: SourceOpt = "auto",
     layout: LayoutOpt = None,
     platform: PlatformOpt = "linux/amd64",
+    tags: Annotated[
+        int | None, typer.Option("--tags", help="timeline: patches x the last N nightly tags")
+    ] = None,
+    tags_from: Annotated[
+        Path | None, typer.Option("--tags-from", help="timeline: tag names from this file")
+    ] = None,
+    verify_commits: Annotated[
+        bool, typer.Option("--verify-commits", help="timeline: read each commit from its image")
+    ] = False,
+    markdown: Annotated[bool, typer.Option("--markdown", help="timeline as Markdown")] = False,
 ) -> None:
-    """Show each patch's state for one image; writes nothing."""
+    """Show each patch's state for one image, or (--tags N) across nightlies; writes nothing."""
+    options = _source(image_source, layout, platform)
+    if tags is not None or tags_from is not None:
+        from patchkeeper.commands import timeline
+
+        output = "json" if as_json else "markdown" if markdown else "table"
+        count = tags if tags is not None else 10**6
+        _guarded(
+            as_json,
+            lambda: timeline.run(recipe, count, tags_from, verify_commits, options, output),
+        )
     from patchkeeper.commands import status as command
 
-    options = _source(image_source, layout, platform)
     _guarded(as_json, lambda: command.run(recipe, image, as_json, options))
 
 

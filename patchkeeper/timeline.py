@@ -1,0 +1,64 @@
+"""PRs x nightlies: the first nightly that contains each patch ("can I drop it yet?")."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from patchkeeper.image.tags import NightlyTag
+from patchkeeper.upstream.model import UpstreamChange, UpstreamResolver
+
+
+@dataclass(frozen=True)
+class Row:
+    change: UpstreamChange
+    contained: tuple[bool | None, ...]  # per tag, oldest first; None: tag commit unknown
+
+    @property
+    def label(self) -> str:
+        return f"#{self.change.patch.pr}" if self.change.patch.pr else self.change.patch.key
+
+    def first(self, tags: Sequence[NightlyTag]) -> str | None:
+        return next((t.tag for t, inside in zip(tags, self.contained, strict=True) if inside), None)
+
+
+@dataclass(frozen=True)
+class Timeline:
+    tags: tuple[NightlyTag, ...]
+    commits: tuple[str | None, ...]
+    rows: tuple[Row, ...]
+
+
+def build(
+    resolver: UpstreamResolver,
+    changes: Sequence[UpstreamChange],
+    tags: Sequence[NightlyTag],
+    commits: Sequence[str | None],
+) -> Timeline:
+    """One containment pass for every (PR, tag) pair; unmerged PRs are in no nightly."""
+    known = [c for c in commits if c]
+    merges = [c.merge_commit for c in changes if c.merge_commit]
+    inside = resolver.contained(merges, known) if known and merges else {}
+    rows = []
+    for change in changes:
+        cells: list[bool | None] = []
+        for commit in commits:
+            if commit is None:
+                cells.append(None)
+            else:
+                found = inside.get(commit, frozenset())
+                cells.append(bool(change.merge_commit) and change.merge_commit in found)
+        rows.append(Row(change, tuple(cells)))
+    return Timeline(tuple(tags), tuple(commits), tuple(rows))
+
+
+def markdown(timeline: Timeline) -> str:
+    head = "| patch | state | first nightly with it | " + " | ".join(t.date for t in timeline.tags)
+    rule = "|---|---|---|" + "---|" * len(timeline.tags)
+    mark = {True: "yes", False: "·", None: "?"}
+    lines = [head + " |", rule]
+    for row in timeline.rows:
+        cells = " | ".join(mark[c] for c in row.contained)
+        first = row.first(timeline.tags) or "none yet"
+        lines.append(f"| {row.label} | {row.change.state} | {first} | {cells} |")
+    return "\n".join(lines) + "\n"
