@@ -120,6 +120,23 @@ def status(
 
 
 @app.command()
+def prune(
+    recipe: RecipeOpt,
+    tags: Annotated[int, typer.Option("--tags", help="track the last N nightly tags")] = 14,
+    tags_from: Annotated[
+        Path | None, typer.Option("--tags-from", help="tag names from this file")
+    ] = None,
+    write: Annotated[bool, typer.Option("--write", help="edit the patchset file")] = False,
+    image_source: SourceOpt = "auto",
+) -> None:
+    """Retire patches that every tracked nightly already contains (dry run by default)."""
+    from patchkeeper.commands import prune as command
+
+    options = _source(image_source, None, "linux/amd64")
+    _guarded(False, lambda: command.run(recipe, tags, tags_from, options, write))
+
+
+@app.command()
 def compose(
     overlay: Annotated[
         list[Path], typer.Option("--overlay", help="an overlay directory (repeat for a fleet)")

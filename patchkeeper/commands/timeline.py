@@ -10,6 +10,7 @@ from rich.table import Table
 
 from patchkeeper.commands._common import SourceOptions, pick_source
 from patchkeeper.config.load import load_patchsets, load_recipe
+from patchkeeper.config.models import Patchset
 from patchkeeper.errors import EXIT_OK, ConfigError
 from patchkeeper.image.identity import read_commit
 from patchkeeper.image.model import ImageRef
@@ -20,14 +21,14 @@ from patchkeeper.upstream.git_resolver import GitResolver
 from patchkeeper.upstream.mirror import GitMirror
 
 
-def run(
+def compute(
     recipe_path: Path,
     count: int,
     tags_from: Path | None,
     verify_commits: bool,
     source: SourceOptions,
-    output: str,
-) -> int:
+) -> tuple[Patchset, Timeline]:
+    """The first patchset of the recipe against its last `count` nightlies."""
     recipe = load_recipe(recipe_path)
     patchset = load_patchsets(recipe)[0]
     image_source = None
@@ -53,7 +54,18 @@ def run(
             commits.append(read_commit(image_source, image, patchset.source_root))
         else:
             commits.append(resolver.mirror.rev(tag.sha))
-    timeline = build(resolver, changes, tags, commits)
+    return patchset, build(resolver, changes, tags, commits)
+
+
+def run(
+    recipe_path: Path,
+    count: int,
+    tags_from: Path | None,
+    verify_commits: bool,
+    source: SourceOptions,
+    output: str,
+) -> int:
+    _, timeline = compute(recipe_path, count, tags_from, verify_commits, source)
     if output == "json":
         sys.stdout.write(json.dumps(_document(timeline), indent=2) + "\n")
     elif output == "markdown":

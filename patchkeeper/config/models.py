@@ -72,13 +72,22 @@ class Patch(_Strict):
         return self.diff.stem
 
 
+class RetiredPatch(BaseModel):
+    """A patch `prune` took out because upstream made it unnecessary, and why."""
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+
+    reason: str
+
+
 class Patchset(_Strict):
     """A named, ordered list of patches against one upstream repository."""
 
     name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
     upstream: Upstream
     source_root: PurePosixPath
-    patches: tuple[Patch, ...] = Field(min_length=1)
+    patches: tuple[Patch, ...]
+    retired: tuple[RetiredPatch, ...] = ()
     path: Path = Field(Path("."), exclude=True, description="file it was read from")
 
     @field_validator("source_root")

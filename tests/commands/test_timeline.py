@@ -8,10 +8,26 @@ from pathlib import Path
 from typer.testing import CliRunner
 
 from patchkeeper.cli import app
+from patchkeeper.config import load_patchset
 from patchkeeper.demo.history import Edit, History
 
+PATCHSET = """\
+# Fixes we carry.
+upstream: {{git: {url}}}
+source_root: /src
+patches:
+  # the first fix
+  - pr: 1
+    why: one
+  - pr: 2  # still needed?
+    why: two
+  - pr: 3
+    why: three
+"""
 
-def test_first_nightly_per_patch(tmp_path: Path) -> None:
+
+def nightly_history(tmp_path: Path) -> tuple[Path, Path, list[str]]:
+    """Three nightlies: #1 lands before the second, #2 before the third, #3 stays open."""
     history = History(tmp_path / "work", {"a.txt": b"a\n", "b.txt": b"b\n", "c.txt": b"c\n"})
     nightlies = [f"nightly-dev-cu13-20260601-{history.head()[:8]}"]
     history.squash_pr(1, "Fix one", [Edit("a.txt", "a\n", "A\n")])
@@ -22,10 +38,7 @@ def test_first_nightly_per_patch(tmp_path: Path) -> None:
     nightlies.append(f"nightly-dev-cu13-20260603-{history.head()[:8]}")
     history.open_pr(3, "Fix three", [Edit("c.txt", "c2\n", "C\n")])
     url = history.publish(tmp_path / "upstream.git")
-    (tmp_path / "ps.yaml").write_text(
-        f"upstream: {{git: {url}}}\nsource_root: /src\npatches:\n"
-        "  - {pr: 1, why: one}\n  - {pr: 2, why: two}\n  - {pr: 3, why: three}\n"
-    )
+    (tmp_path / "ps.yaml").write_text(PATCHSET.format(url=url))
     recipe = tmp_path / "r.yaml"
     recipe.write_text(
         "image: example/sglang\n"
@@ -36,7 +49,11 @@ def test_first_nightly_per_patch(tmp_path: Path) -> None:
     listing.write_text(
         "\n".join(["latest", *reversed(nightlies), "nightly-dev-cu13-20260604-deadbeef"])
     )
+    return recipe, listing, nightlies
 
+
+def test_first_nightly_per_patch(tmp_path: Path) -> None:
+    recipe, listing, nightlies = nightly_history(tmp_path)
     runner = CliRunner()
     done = runner.invoke(
         app,
@@ -67,3 +84,32 @@ def test_first_nightly_per_patch(tmp_path: Path) -> None:
     assert md.exit_code == 0
     assert "| #1 | merged | " + nightlies[1] in md.stdout
     assert "| #3 | open | none yet |" in md.stdout
+
+
+def test_prune_retires_what_every_tracked_nightly_has_keeping_comments(tmp_path: Path) -> None:
+    recipe, listing, nightlies = nightly_history(tmp_path)
+    patchset = tmp_path / "ps.yaml"
+    before = patchset.read_text()
+    runner = CliRunner()
+    args = ["prune", "--recipe", str(recipe), "--tags-from", str(listing), "--tags", "2"]
+    unknown = runner.invoke(app, [*args, "--write"])  # newest tag's commit is unknown upstream
+    assert unknown.exit_code == 0 and "every patch is still needed" in unknown.stdout
+    assert patchset.read_text() == before
+
+    listing.write_text("\n".join(nightlies))  # the last two nightlies both have #1, not #2
+    dry = runner.invoke(app, args)
+    assert dry.exit_code == 0 and "retire pr-1" in dry.stdout and "pr-2" not in dry.stdout
+    assert patchset.read_text() == before
+
+    done = runner.invoke(app, [*args, "--write"])
+    assert done.exit_code == 0, done.stdout
+    after = patchset.read_text()
+    assert after.startswith("# Fixes we carry.\n")
+    assert any(
+        line.startswith("  - pr: 2") and "# still needed?" in line for line in after.splitlines()
+    )
+    loaded = load_patchset(patchset)
+    assert [p.pr for p in loaded.patches] == [2, 3]
+    [retired] = loaded.retired
+    assert retired.model_extra == {"pr": 1, "why": "one"}
+    assert "in every tracked nightly (2 tags" in retired.reason and nightlies[1] in retired.reason
