@@ -55,7 +55,7 @@ import time
 from collections import defaultdict
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path, PurePosixPath
 from typing import Any
 from urllib.parse import urlsplit
@@ -69,7 +69,7 @@ from patchkeeper.image.cache import CachedSource
 from patchkeeper.image.engine import EngineSource
 from patchkeeper.image.model import ImageFile, ImageRef, ResolvedImage
 from patchkeeper.image.registry import RegistrySource
-from tests.oci import Image, Layer, layer, push, tree
+from tests.oci import BackgroundHTTPServer, Image, Layer, layer, push, tree
 
 MIB = 1 << 20
 SOURCE_ROOT = PurePosixPath("/sgl-workspace/sglang")
@@ -111,7 +111,7 @@ class Traffic:
         return sum(self.by_key.get(digest, 0) for digest in digests)
 
 
-class CountingProxy(contextlib.AbstractContextManager["CountingProxy"]):
+class CountingProxy(BackgroundHTTPServer):
     """A streaming reverse proxy to `upstream` that counts the response-body bytes it wrote.
 
     Blobs are keyed by digest, manifests as "manifest", anything else ("/v2/" pings) as
@@ -124,19 +124,7 @@ class CountingProxy(contextlib.AbstractContextManager["CountingProxy"]):
         self.upstream = upstream
         self._traffic = Traffic()
         self._lock = threading.Lock()
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler_class())
-        self._server.daemon_threads = True
-        self.host = f"127.0.0.1:{self._server.server_address[1]}"
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
-
-    def __enter__(self) -> CountingProxy:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._server.shutdown()
-        self._server.server_close()
-        self._thread.join(timeout=10)
+        super().__init__()
 
     def take(self) -> Traffic:
         """The traffic since the last call, and start counting afresh."""

@@ -1,9 +1,8 @@
 """Errors that map one-to-one onto the documented exit codes.
 
 Exit codes (the CLI contract): 0 ok; 1 a patch does not apply, or a smoke or
-verify check failed; 2 bad input
-(config, arguments, malformed or unsafe diff or image content); 3 upstream,
-registry or daemon unreachable.
+verify check failed; 2 bad input (config, arguments, malformed or unsafe diff or
+image content); 3 upstream, registry or daemon unreachable.
 """
 
 from __future__ import annotations

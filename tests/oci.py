@@ -33,12 +33,12 @@ import threading
 import time
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from contextlib import AbstractContextManager, ExitStack, contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field, replace
 from functools import cached_property
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any, Literal, TypeAlias
+from typing import Any, Literal, Self, TypeAlias
 from urllib.parse import parse_qs, urlsplit
 
 import bcrypt
@@ -1001,7 +1001,33 @@ def _parse_scope(scope: str) -> tuple[str, str, tuple[str, ...]] | None:
     return kind, name, tuple(action for action in actions.split(",") if action)
 
 
-class TokenServer(AbstractContextManager["TokenServer"]):
+class BackgroundHTTPServer:
+    """An http.server on a free loopback port, served from a daemon thread inside `with`.
+
+    Subclasses set their own state first, then call `super().__init__()`, and provide
+    the request handler class through `_handler_class`.
+    """
+
+    def __init__(self) -> None:
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler_class())
+        self._server.daemon_threads = True
+        self.host = f"127.0.0.1:{self._server.server_address[1]}"
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+
+    def _handler_class(self) -> type[BaseHTTPRequestHandler]:
+        raise NotImplementedError
+
+    def __enter__(self) -> Self:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+        self._thread.join(timeout=10)
+
+
+class TokenServer(BackgroundHTTPServer):
     """A Docker-Hub-style token server (GET realm?service=..&scope=.. with optional Basic
     credentials) in a thread. Users get every action they ask for; anonymous callers get
     `pull` on repositories matching `public` (fnmatch patterns) and a 401 when nothing they
@@ -1024,19 +1050,8 @@ class TokenServer(AbstractContextManager["TokenServer"]):
         self.expires_in = expires_in
         self.requests: list[TokenRequest] = []
         self._lock = threading.Lock()
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler_class())
-        self._server.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self._server.server_address[1]}/token"
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
-
-    def __enter__(self) -> TokenServer:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._server.shutdown()
-        self._server.server_close()
-        self._thread.join(timeout=10)
+        super().__init__()
+        self.url = f"http://{self.host}/token"
 
     def grant(self, account: str | None, scope: str) -> tuple[str, str, tuple[str, ...]] | None:
         parsed = _parse_scope(scope)
@@ -1226,7 +1241,7 @@ class ProxiedRequest:
     injected: bool  # True: the proxy failed it on purpose
 
 
-class FlakyProxy(AbstractContextManager["FlakyProxy"]):
+class FlakyProxy(BackgroundHTTPServer):
     """A reverse proxy to `upstream` ("host:port") that answers the first len(failures)
     requests for each path (query ignored) with those statuses and `Retry-After`, then
     forwards. The Host header is passed through, so Location URLs point at the proxy."""
@@ -1240,20 +1255,8 @@ class FlakyProxy(AbstractContextManager["FlakyProxy"]):
         self.requests: list[ProxiedRequest] = []
         self._counts: defaultdict[str, int] = defaultdict(int)
         self._lock = threading.Lock()
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler_class())
-        self._server.daemon_threads = True
-        self.host = f"127.0.0.1:{self._server.server_address[1]}"
+        super().__init__()
         self.url = f"http://{self.host}"
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
-
-    def __enter__(self) -> FlakyProxy:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._server.shutdown()
-        self._server.server_close()
-        self._thread.join(timeout=10)
 
     def _next_failure(self, path: str) -> int | None:
         with self._lock:

@@ -19,9 +19,9 @@ from patchkeeper.overlay.lock import Lock, read_lock
 from patchkeeper.paths import env_dir
 from patchkeeper.ui import err_console, out_console
 from patchkeeper.verify import reporting
-from patchkeeper.verify.adapter import adapter_endpoint, boot_endpoint
 from patchkeeper.verify.cpu.env import SGLANG_VERSION as BOOT_SGLANG
 from patchkeeper.verify.cpu.env import build_tiny_model, ensure_boot_env
+from patchkeeper.verify.runtime import adapter_endpoint, boot_endpoint
 from patchkeeper.verify.sglang_env import ensure_env, overlay_package
 from patchkeeper.verify.smoke import CheckResult, SmokeOptions, Status, run_suite
 from patchkeeper.verify.witness import Verdict, judge

@@ -17,7 +17,7 @@ from patchkeeper.cli import app
 from patchkeeper.demo.image import build_image
 from patchkeeper.demo.scenario import PROTOCOL, SOURCE_ROOT, adapter_files
 from patchkeeper.demo.setup import Demo
-from patchkeeper.verify.adapter import adapter_endpoint
+from patchkeeper.verify.runtime import adapter_endpoint
 from patchkeeper.verify.sglang_env import ensure_env, overlay_package
 from patchkeeper.verify.smoke import SmokeOptions, Status, run_suite
 from tests.conftest import WHEEL_CACHE

@@ -15,6 +15,7 @@ call sites of one sglang release; importing this with another release fails loud
 from __future__ import annotations
 
 import ctypes
+from collections.abc import Iterator
 from importlib import metadata
 from typing import Any
 
@@ -62,6 +63,18 @@ def copy_all_layer_kv_cache_cpu(
             ctypes.memmove(base + t * stride, row, stride)
 
 
+def _spans(
+    req_pool_indices: torch.Tensor, start_offset: torch.Tensor, end_offset: torch.Tensor
+) -> Iterator[tuple[int, slice, slice]]:
+    """Per request: its row, its [start, end) columns, and its slice of the packed buffer."""
+    offset = 0
+    for req, start, end in zip(
+        _ints(req_pool_indices), _ints(start_offset), _ints(end_offset), strict=True
+    ):
+        yield req, slice(start, end), slice(offset, offset + end - start)
+        offset += end - start
+
+
 def assign_req_to_token_pool_cpu(
     req_pool_indices: torch.Tensor,
     req_to_token: torch.Tensor,
@@ -72,13 +85,8 @@ def assign_req_to_token_pool_cpu(
 ) -> None:
     """req_to_token[req, start:end] = the next end - start entries of out_cache_loc."""
     del pool_len
-    offset = 0
-    for req, start, end in zip(
-        _ints(req_pool_indices), _ints(start_offset), _ints(end_offset), strict=True
-    ):
-        n = end - start
-        req_to_token[req, start:end] = out_cache_loc[offset : offset + n].to(req_to_token.dtype)
-        offset += n
+    for req, span, packed in _spans(req_pool_indices, start_offset, end_offset):
+        req_to_token[req, span] = out_cache_loc[packed].to(req_to_token.dtype)
 
 
 def assign_extend_cache_locs_cpu(
@@ -91,13 +99,8 @@ def assign_extend_cache_locs_cpu(
 ) -> None:
     """The inverse: out_cache_loc, packed, gets req_to_token[req, start:end] per request."""
     del pool_len
-    offset = 0
-    for req, start, end in zip(
-        _ints(req_pool_indices), _ints(start_offset), _ints(end_offset), strict=True
-    ):
-        n = end - start
-        out_cache_loc[offset : offset + n] = req_to_token[req, start:end].to(out_cache_loc.dtype)
-        offset += n
+    for req, span, packed in _spans(req_pool_indices, start_offset, end_offset):
+        out_cache_loc[packed] = req_to_token[req, span].to(out_cache_loc.dtype)
 
 
 def assign_draft_cache_locs_contiguous_cpu(
