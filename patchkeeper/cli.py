@@ -127,13 +127,19 @@ def prune(
         Path | None, typer.Option("--tags-from", help="tag names from this file")
     ] = None,
     write: Annotated[bool, typer.Option("--write", help="edit the patchset file")] = False,
+    witness_report: Annotated[
+        Path | None,
+        typer.Option(
+            "--witness-report", help="a `verify --json` report: retire what it marks retirable"
+        ),
+    ] = None,
     image_source: SourceOpt = "auto",
 ) -> None:
-    """Retire patches that every tracked nightly already contains (dry run by default)."""
+    """Retire patches every tracked nightly contains, or whose witness passes on vanilla."""
     from patchkeeper.commands import prune as command
 
     options = _source(image_source, None, "linux/amd64")
-    _guarded(False, lambda: command.run(recipe, tags, tags_from, options, write))
+    _guarded(False, lambda: command.run(recipe, tags, tags_from, options, write, witness_report))
 
 
 @app.command()
@@ -197,10 +203,18 @@ def verify(
     overlay: Annotated[Path, typer.Option("--overlay", help="an overlay directory")],
     tier: Annotated[
         str,
-        typer.Option("--tier", help="adapter (no GPU, no model) or boot (real SGLang on CPU, MTP)"),
-    ] = ("adapter"),
+        typer.Option("--tier", help="adapter (no GPU, no model) or boot (the real server)"),
+    ] = "adapter",
+    runtime: Annotated[
+        str,
+        typer.Option(
+            "--runtime",
+            help="image (in the locked image), host (venvs here; boot: CPU tiny model) "
+            "or auto (image when the local engine has it)",
+        ),
+    ] = "auto",
     sglang_version: Annotated[
-        str, typer.Option("--sglang-version", help="adapter tier: the image's sglang release")
+        str, typer.Option("--sglang-version", help="adapter tier on the host: the image's sglang")
     ] = "0.5.13",
     chat_template: Annotated[
         Path | None, typer.Option("--chat-template", help="default: the overlay's, else Qwen-like")
@@ -208,18 +222,79 @@ def verify(
     claude_cli: Annotated[
         str | None, typer.Option("--claude-cli", help="run the Claude Code CLI check with it")
     ] = None,
+    deadline: Annotated[
+        float, typer.Option("--deadline", help="boot tier: seconds to wait for the server's health")
+    ] = 1800.0,
     as_json: JsonOpt = False,
     junit: Annotated[Path | None, typer.Option("--junit", help="write JUnit XML here")] = None,
 ) -> None:
     """Prove an overlay: run the suite on vanilla and overlaid SGLang, judge witnesses."""
     from patchkeeper.commands import verify as command
+    from patchkeeper.verify.tiers import Settings
 
-    _guarded(
-        as_json,
-        lambda: command.run(
-            overlay, tier, sglang_version, chat_template, claude_cli, as_json, junit
+    settings = Settings(sglang_version, chat_template, claude_cli, deadline)
+    _guarded(as_json, lambda: command.run(overlay, tier, runtime, settings, as_json, junit))
+
+
+@app.command()
+def nightly(
+    recipe: Annotated[
+        list[str],
+        typer.Option(
+            "--recipe",
+            envvar="PATCHKEEPER_RECIPES",
+            help="recipe file (repeatable; the variable separates them with whitespace)",
         ),
-    )
+    ],
+    out: Annotated[
+        Path, typer.Option("--out", envvar="PATCHKEEPER_OUT", help="overlay root (committed)")
+    ] = Path("overlays"),
+    verify_tier: Annotated[
+        str,
+        typer.Option(
+            "--verify", envvar="PATCHKEEPER_VERIFY", help="adapter (prove each overlay) or none"
+        ),
+    ] = "adapter",
+    runtime: Annotated[
+        str, typer.Option("--runtime", help="adapter tier: auto, image or host (see verify)")
+    ] = "auto",
+    sglang_version: Annotated[
+        str, typer.Option("--sglang-version", help="adapter tier on the host: the image's sglang")
+    ] = "0.5.13",
+    branch: Annotated[
+        str, typer.Option("--branch", envvar="PATCHKEEPER_BRANCH", help="bot branch to commit to")
+    ] = "patchkeeper/nightly",
+    base: Annotated[
+        str | None, typer.Option("--base", help="pull request base; default: checked-out branch")
+    ] = None,
+    repository: Annotated[
+        str | None,
+        typer.Option(
+            "--repository",
+            envvar="GITHUB_REPOSITORY",
+            help="owner/name for the pull request and issues; unset: publish nothing to GitHub",
+        ),
+    ] = None,
+    push: Annotated[bool, typer.Option("--push/--no-push", help="push the bot branch")] = True,
+    image_source: SourceOpt = "auto",
+) -> None:
+    """Sync and prove every recipe, then commit, open or update a PR, and report."""
+    from patchkeeper.commands import nightly as command
+    from patchkeeper.commands.verify import runtime_named
+    from patchkeeper.verify.tiers import Settings
+
+    if verify_tier not in ("adapter", "none"):
+        raise typer.BadParameter(f"{verify_tier!r}: choose adapter or none", param_hint="--verify")
+    options = _source(image_source, None, "linux/amd64")
+    publish = command.Publish(branch, base, "origin", repository, push)
+
+    def run() -> int:
+        proving = None
+        if verify_tier == "adapter":
+            proving = command.Proving(runtime_named(runtime), Settings(sglang_version))
+        return command.run([Path(r) for r in recipe], out, options, proving, publish)
+
+    _guarded(False, run)
 
 
 @app.command()

@@ -58,3 +58,9 @@ class UnreachableError(PatchkeeperError):
     """The upstream remote, the registry or the Docker daemon cannot be reached."""
 
     exit_code = EXIT_UNREACHABLE
+
+
+class ServerError(PatchkeeperError):
+    """The server under verification exited or never became healthy: a failed check."""
+
+    exit_code = EXIT_CONFLICT

@@ -1,4 +1,4 @@
-"""Human and machine renderings of a plan: a Rich table, or one JSON document."""
+"""Renderings of a plan: a Rich table, one JSON document, or Markdown for GitHub."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from patchkeeper.overlay.lock import Lock, LockedPatch
@@ -17,6 +18,8 @@ _ACTION = {
     "partial": "overlay (rest present)",
     "conflict": "CONFLICT",
 }
+_COLUMNS = ("patch", "why", "merged?", "in image?", "action", "hunks")
+_PROBLEM_STYLE = {"conflict": "red", "note": "yellow", "warning": "yellow"}
 _STYLE = {"upstream": "green", "applied": "cyan", "partial": "yellow", "conflict": "bold red"}
 
 
@@ -48,6 +51,28 @@ def _in_image(patch: LockedPatch) -> str:
     return "no"
 
 
+def _row(patch: LockedPatch) -> tuple[str, str, str, str, str, str]:
+    """(patch, why, merged?, in image?, action, hunks): one row of every rendering."""
+    label = f"#{patch.pr}" if patch.pr else patch.id
+    hunks = f"{patch.hunks.applied}/{patch.hunks.present}/{patch.hunks.conflict}"
+    return label, patch.why, patch.pr_state, _in_image(patch), _ACTION[patch.state], hunks
+
+
+def _problems(lock: Lock) -> list[str]:
+    """Conflicting hunks, notes and warnings, one line each (markup-free)."""
+    lines = []
+    for patch in lock.patches:
+        for file in patch.files:
+            if file.action == "conflict":
+                bad = [h for h in file.hunks if h.status == "conflict"]
+                where = f"conflict {patch.id} {file.path}"
+                lines += [f"{where}: {file.note}"] if not bad else []
+                lines += [f"{where} {hunk.header}: {hunk.reason}" for hunk in bad]
+            elif file.note:
+                lines.append(f"note {patch.id} {file.path}: {file.note}")
+    return lines + [f"warning {warning}" for warning in lock.warnings]
+
+
 def print_table(
     lock: Lock,
     console: Console,
@@ -57,37 +82,20 @@ def print_table(
     image = lock.image
     console.print(f"[bold]{image.ref}[/]  {image.digest or image.id}  source commit {image.commit}")
     table = Table(caption="hunks: applied/present/conflict", min_width=0)
-    for column in ("patch", "why", "merged?", "in image?", "action", "hunks"):
+    for column in _COLUMNS:
         if column == "why":
             table.add_column(column, overflow="fold", min_width=24)
         else:
             table.add_column(column, no_wrap=True)
     for patch in lock.patches:
-        label = f"#{patch.pr}" if patch.pr else patch.id
-        hunks = f"{patch.hunks.applied}/{patch.hunks.present}/{patch.hunks.conflict}"
+        cells = list(_row(patch))
         style = _STYLE.get(patch.state, "")
-        table.add_row(
-            label,
-            patch.why,
-            patch.pr_state,
-            _in_image(patch),
-            f"[{style}]{_ACTION[patch.state]}[/]",
-            hunks,
-        )
+        cells[4] = f"[{style}]{cells[4]}[/]"
+        table.add_row(*cells)
     console.print(table)
-    for patch in lock.patches:
-        for file in patch.files:
-            if file.action == "conflict":
-                where = f"[red]conflict[/] {patch.id} {file.path}"
-                bad = [h for h in file.hunks if h.status == "conflict"]
-                if not bad:
-                    console.print(f"{where}: {file.note}")
-                for hunk in bad:
-                    console.print(f"{where} {hunk.header}: {hunk.reason}")
-            elif file.note:
-                console.print(f"[yellow]note[/] {patch.id} {file.path}: {file.note}")
-    for warning in lock.warnings:
-        console.print(f"[yellow]warning[/] {warning}")
+    for line in _problems(lock):
+        kind, _, rest = line.partition(" ")
+        console.print(f"[{_PROBLEM_STYLE[kind]}]{kind}[/] {escape(rest)}", highlight=False)
     if image_read and image_read.get("layers"):
         console.print(
             f"read from {image_read['source']}: {image_read['fetched_bytes']:,} of "
@@ -95,3 +103,26 @@ def print_table(
         )
     if overlay:
         console.print(f"overlay: {overlay}  ({len(lock.files)} file(s) mounted read-only)")
+
+
+def markdown(lock: Lock, overlay: str | None = None) -> str:
+    """The plan as GitHub-flavoured Markdown: for PR bodies, issues and job summaries."""
+    image = lock.image
+
+    def cell(text: str) -> str:
+        return text.replace("|", "\\|").replace("\n", " ")
+
+    lines = [
+        f"`{image.ref}` (`{image.digest or image.id}`), built from `{image.commit[:12]}`",
+        "",
+        "| " + " | ".join(_COLUMNS) + " |",
+        "|" + "---|" * len(_COLUMNS),
+        *("| " + " | ".join(cell(c) for c in _row(p)) + " |" for p in lock.patches),
+        "",
+    ]
+    problems = _problems(lock)
+    if problems:
+        lines += ["```", *problems, "```", ""]
+    if overlay:
+        lines += [f"Overlay `{overlay}`: {len(lock.files)} file(s) mounted read-only.", ""]
+    return "\n".join(lines)

@@ -19,7 +19,7 @@ import pytest
 from patchkeeper.demo.setup import Demo, lay_out
 
 # Registries with credentials and a flaky proxy, as fixtures for every test module.
-pytest_plugins = ["tests.oci"]
+pytest_plugins = ["tests.oci", "tests.github_double"]
 
 
 @pytest.fixture(autouse=True)

@@ -17,7 +17,9 @@ from patchkeeper.image.registry import RegistrySource
 from patchkeeper.pipeline import Plan, choose_image, plan
 from patchkeeper.ui import GitFetchProgress, progress_bars
 from patchkeeper.upstream.git_resolver import GitResolver
+from patchkeeper.upstream.github import with_github
 from patchkeeper.upstream.mirror import GitMirror
+from patchkeeper.upstream.model import UpstreamResolver
 
 
 class SourceKind(StrEnum):
@@ -84,12 +86,13 @@ def make_plan(
     with progress_bars(show_progress) as progress:
         source, ref = pick_source(options, recipe, image, progress)
 
-        def resolver_for(patchset: Patchset) -> GitResolver:
+        def resolver_for(patchset: Patchset) -> UpstreamResolver:
             label = f"fetching {patchset.upstream.clone_url}"
-            return GitResolver(
+            git = GitResolver(
                 patchset.upstream,
                 GitMirror(patchset.upstream.clone_url),
                 GitFetchProgress(progress, label),
             )
+            return with_github(git)
 
         return plan(recipe, patchsets, CachedSource(source), ref, resolver_for)

@@ -1,7 +1,8 @@
 """`patchkeeper compose`: print the compose override of one or several overlays.
 
 Several overlays (one per recipe or service) merge into one override, services
-sorted by name, so a fleet's override diffs cleanly in pull requests.
+sorted by name, so a fleet's override diffs cleanly in pull requests. Bind sources
+are made absolute, so the printed override works from any directory.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ def merged(overlays: Sequence[Path]) -> dict[str, Any]:
     services: dict[str, Any] = {}
     for overlay in overlays:
         read_lock(overlay)  # refuses a directory that is not a complete overlay
-        document = read_yaml(overlay / OVERRIDE_COMPOSE) or {}
+        document = compose.absolute(read_yaml(overlay / OVERRIDE_COMPOSE) or {}, overlay)
         for name, spec in (document.get("services") or {}).items():
             if name in services:
                 raise ConfigError(f"{overlay}: service {name!r} is already set by another overlay")

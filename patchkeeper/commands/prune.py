@@ -1,33 +1,77 @@
-"""`patchkeeper prune`: retire patches every tracked nightly already contains."""
+"""`patchkeeper prune`: retire patches upstream made unnecessary.
+
+Two kinds of evidence: every tracked nightly contains the PR's merge (ancestry), or
+the patch's witness check already passes on the vanilla image (a `verify --json`
+report), which catches fixes that landed under another PR.
+"""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from patchkeeper.commands._common import SourceOptions
 from patchkeeper.commands.timeline import compute
 from patchkeeper.config.edit import retire
-from patchkeeper.errors import EXIT_OK
+from patchkeeper.config.models import Patchset
+from patchkeeper.errors import EXIT_OK, ConfigError
+from patchkeeper.timeline import Timeline
 from patchkeeper.ui import out_console
 
 
-def run(
-    recipe: Path, count: int, tags_from: Path | None, source: SourceOptions, write: bool
-) -> int:
-    patchset, timeline = compute(recipe, count, tags_from, False, source)
+def _by_ancestry(timeline: Timeline) -> dict[str, str]:
     if not timeline.tags:
-        out_console.print("no nightly tags tracked: nothing can be retired")
-        return EXIT_OK
+        return {}
     oldest, newest = timeline.tags[0].tag, timeline.tags[-1].tag
-    retirements = [
-        (
-            row.change.patch.key,
+    return {
+        row.change.patch.key: (
             f"in every tracked nightly ({len(timeline.tags)} tags, {oldest} .. {newest}); "
-            f"first in {row.first(timeline.tags)}",
+            f"first in {row.first(timeline.tags)}"
         )
         for row in timeline.rows
         if row.contained and all(cell is True for cell in row.contained)
-    ]
+    }
+
+
+def by_witness(report: Path, patchset: Patchset) -> dict[str, str]:
+    """Patches of `patchset` that a `verify --json` report marks retirable."""
+    try:
+        doc = json.loads(report.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as err:
+        raise ConfigError(f"{report}: cannot read the verify report: {err}") from None
+    verdicts = doc.get("patches") if isinstance(doc, dict) else None
+    if not isinstance(verdicts, list):
+        raise ConfigError(f"{report}: no 'patches' list; write it with `verify --json`")
+    where = doc.get("image") or doc.get("overlay") or "the vanilla image"
+    prefix = f"{patchset.name}/"
+    found = {}
+    for verdict in verdicts:
+        name = verdict.get("patch") if isinstance(verdict, dict) else None
+        if not isinstance(name, str):
+            raise ConfigError(f"{report}: a verdict without a 'patch' name: {verdict!r}")
+        if verdict.get("retirable") is True and name.startswith(prefix):
+            found[name.removeprefix(prefix)] = (
+                f"witness {verdict.get('witness')} already passes on vanilla {where}"
+            )
+    return found
+
+
+def run(
+    recipe: Path,
+    count: int,
+    tags_from: Path | None,
+    source: SourceOptions,
+    write: bool,
+    witness_report: Path | None = None,
+) -> int:
+    patchset, timeline = compute(recipe, count, tags_from, False, source)
+    reasons = by_witness(witness_report, patchset) if witness_report else {}
+    reasons.update(_by_ancestry(timeline))  # ancestry is the stronger evidence
+    if not timeline.tags and not witness_report:
+        out_console.print("no nightly tags tracked: nothing can be retired")
+        return EXIT_OK
+    order = [p.key for p in patchset.patches]
+    retirements = sorted(reasons.items(), key=lambda item: order.index(item[0]))
     for key, reason in retirements:
         out_console.print(f"retire {key}: {reason}")
     if not retirements:

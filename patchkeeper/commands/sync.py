@@ -8,8 +8,23 @@ from patchkeeper.commands._common import SourceOptions, make_plan
 from patchkeeper.errors import EXIT_CONFLICT, EXIT_OK
 from patchkeeper.overlay import compose
 from patchkeeper.overlay.write import write_overlay
+from patchkeeper.pipeline import Plan
 from patchkeeper.report import document, print_json, print_table
 from patchkeeper.ui import err_console, out_console
+
+
+def write(plan: Plan, out: Path) -> tuple[Path, bool]:
+    """Write the plan's overlay under `out` (plans without conflicts only)."""
+    service = plan.recipe.service
+    return write_overlay(
+        out,
+        plan.overlay_name,
+        plan.lock,
+        plan.overlay_files(),
+        plan.template,
+        compose.dump(compose.base_service(service, str(plan.image.ref))),
+        compose.dump(compose.override(service, plan.lock)),
+    )
 
 
 def run(recipe: Path, image: str | None, out: Path, as_json: bool, source: SourceOptions) -> int:
@@ -21,16 +36,7 @@ def run(recipe: Path, image: str | None, out: Path, as_json: bool, source: Sourc
             print_table(plan.lock, out_console)
             err_console.print("[red]sync refused: a patch does not apply; nothing was written[/]")
         return EXIT_CONFLICT
-    service = plan.recipe.service
-    overlay, created = write_overlay(
-        out,
-        plan.overlay_name,
-        plan.lock,
-        plan.overlay_files(),
-        plan.template,
-        compose.dump(compose.base_service(service, str(plan.image.ref))),
-        lambda final: compose.dump(compose.override(service, plan.lock, final)),
-    )
+    overlay, created = write(plan, out)
     if as_json:
         print_json(document(plan.lock, overlay, created, plan.image_read), out_console)
     else:

@@ -18,6 +18,7 @@ from patchkeeper.image.tags import nightly_tags
 from patchkeeper.timeline import Timeline, build, markdown
 from patchkeeper.ui import out_console
 from patchkeeper.upstream.git_resolver import GitResolver
+from patchkeeper.upstream.github import with_github
 from patchkeeper.upstream.mirror import GitMirror
 
 
@@ -43,8 +44,9 @@ def compute(
         names = image_source.tags(recipe.image)
     tags = nightly_tags(names, recipe.tag_pattern())[-count:]
     resolver = GitResolver(patchset.upstream, GitMirror(patchset.upstream.clone_url))
-    resolver.prepare(patchset.patches)
-    changes = [resolver.resolve(patchset.name, p) for p in patchset.patches]
+    upstream = with_github(resolver)  # GitHub knows open from closed; git alone guesses
+    upstream.prepare(patchset.patches)
+    changes = [upstream.resolve(patchset.name, p) for p in patchset.patches]
     commits: list[str | None] = []
     for tag in tags:
         if verify_commits:

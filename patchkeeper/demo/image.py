@@ -9,7 +9,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-DOCKERFILE = b'FROM scratch\nCOPY rootfs/ /\nCMD ["/bin/sh"]\n'
+DOCKERFILE = 'FROM {base}\nCOPY rootfs/ /\nCMD ["/bin/sh"]\n'
 
 
 def _add(tar: tarfile.TarFile, name: str, data: bytes, mode: int = 0o644) -> None:
@@ -19,12 +19,12 @@ def _add(tar: tarfile.TarFile, name: str, data: bytes, mode: int = 0o644) -> Non
 
 
 def build_context(
-    trees: Mapping[str, Path], files: Mapping[str, bytes], with_busybox: bool
+    trees: Mapping[str, Path], files: Mapping[str, bytes], with_busybox: bool, base: str
 ) -> bytes:
-    """A docker build context: `trees` copies host directories to image paths."""
+    """A docker build context: `trees` copies host directories to image paths, on `base`."""
     buffer = io.BytesIO()
     with tarfile.open(fileobj=buffer, mode="w") as tar:
-        _add(tar, "Dockerfile", DOCKERFILE)
+        _add(tar, "Dockerfile", DOCKERFILE.format(base=base).encode())
         for target, source in trees.items():
             tar.add(source, arcname=f"rootfs/{target.lstrip('/')}")
         for target, data in files.items():
@@ -48,9 +48,10 @@ def build_image(
     files: Mapping[str, bytes] | None = None,
     labels: Mapping[str, str] | None = None,
     with_busybox: bool = True,
+    base: str = "scratch",
 ) -> str:
-    """Build `reference` from the given trees and files; return its image id."""
-    context = build_context(trees, files or {}, with_busybox)
+    """Build `reference` from the given trees and files (on `base`); return its image id."""
+    context = build_context(trees, files or {}, with_busybox, base)
     image, _ = client.images.build(
         fileobj=io.BytesIO(context),
         custom_context=True,

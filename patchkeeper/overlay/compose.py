@@ -6,13 +6,16 @@ Output is deterministic (sorted mounts, fixed key order) so it diffs cleanly.
 from __future__ import annotations
 
 import io
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from ruamel.yaml import YAML
+from ruamel.yaml.error import YAMLError
 
 from patchkeeper.chat_template import CONTAINER_PATH as TEMPLATE_PATH
 from patchkeeper.config.models import Service
+from patchkeeper.errors import ConfigError
 from patchkeeper.overlay.lock import Lock
 
 ROOTFS = "rootfs"
@@ -69,31 +72,83 @@ def base_service(service: Service, image: str) -> dict[str, Any]:
     return {"services": {service.name: spec}}
 
 
-def override(service: Service, lock: Lock, overlay_dir: Path) -> dict[str, Any]:
-    """Pin the image by digest and mount every patched file read-only at its path."""
+@dataclass(frozen=True)
+class OverlayMount:
+    """One file the overlay mounts read-only into the container, and what it must hash to."""
+
+    source: Path  # absolute, for `docker run`
+    relative: str  # `./…` inside the overlay directory, for its compose files
+    target: str
+    sha256: str
+
+
+def overlay_mounts(lock: Lock, overlay_dir: Path) -> list[OverlayMount]:
+    """Every patched file at its path, then the derived chat template when there is one."""
     root = overlay_dir.resolve()
-    mounts = [
-        {
-            "type": "bind",
-            "source": str(root / ROOTFS / file.path.lstrip("/")),
-            "target": file.path,
-            "read_only": True,
-        }
+    inside = [
+        (f"{ROOTFS}/{file.path.lstrip('/')}", file.path, file.patched_sha256)
         for file in sorted(lock.files, key=lambda f: f.path)
     ]
+    if lock.chat_template:
+        template = lock.chat_template
+        inside.append((TEMPLATE_FILE, template.container_path, template.sha256))
+    return [OverlayMount(root / path, f"./{path}", target, sha) for path, target, sha in inside]
+
+
+def override(service: Service, lock: Lock) -> dict[str, Any]:
+    """Pin the image by digest and mount every patched file read-only at its path.
+
+    Sources are relative to the overlay directory (compose resolves them against the
+    first file's directory, which is the overlay's), so a committed overlay works
+    wherever it is checked out; `absolute` makes them absolute for a merged override.
+    """
     spec: dict[str, Any] = {"image": lock.image.pinned}
     if lock.chat_template:
-        mounts.append(
-            {
-                "type": "bind",
-                "source": str(root / TEMPLATE_FILE),
-                "target": lock.chat_template.container_path,
-                "read_only": True,
-            }
-        )
         spec["command"] = launch_command(service, with_template=True)
-    spec["volumes"] = mounts
+    spec["volumes"] = [
+        {"type": "bind", "source": m.relative, "target": m.target, "read_only": True}
+        for m in overlay_mounts(lock, Path("."))
+    ]
     return {"services": {service.name: spec}}
+
+
+def absolute(document: dict[str, Any], overlay_dir: Path) -> dict[str, Any]:
+    """The override with its relative bind sources resolved against `overlay_dir`."""
+    root = overlay_dir.resolve()
+    services = {}
+    for name, spec in (document.get("services") or {}).items():
+        volumes = [
+            {**v, "source": str(root / v["source"])}
+            if isinstance(v, dict) and str(v.get("source", "")).startswith("./")
+            else v
+            for v in spec.get("volumes") or []
+        ]
+        services[name] = {**spec, "volumes": volumes} if "volumes" in spec else dict(spec)
+    return {"services": services}
+
+
+def service_command(compose_file: Path, service: str) -> list[str]:
+    """The command `compose_file` gives `service`: what `launch_command` rendered."""
+    try:
+        document = YAML(typ="safe").load(compose_file.read_text(encoding="utf-8"))
+        command = document["services"][service]["command"]
+    except (OSError, KeyError, TypeError, YAMLError) as err:
+        raise ConfigError(f"{compose_file}: no command for service {service!r}: {err}") from None
+    if not isinstance(command, list):
+        raise ConfigError(f"{compose_file}: service {service!r} has no command list")
+    return [str(arg) for arg in command]
+
+
+def flag(command: list[str], name: str) -> str | None:
+    """The value of `--name V` or `--name=V` in a launch command; the last one wins, as
+    with argparse."""
+    value = None
+    for i, arg in enumerate(command):
+        if arg == name and i + 1 < len(command):
+            value = command[i + 1]
+        elif arg.startswith(f"{name}="):
+            value = arg.split("=", 1)[1]
+    return value
 
 
 def dump(document: dict[str, Any]) -> str:

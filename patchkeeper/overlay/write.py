@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from pathlib import Path, PurePosixPath
 
 from filelock import FileLock
@@ -43,7 +43,7 @@ def write_overlay(
     files: Mapping[PurePosixPath, tuple[bytes, int]],
     template: str | None,
     base_compose: str,
-    render_override: Callable[[Path], str],
+    override_compose: str,
 ) -> tuple[Path, bool]:
     """Return (overlay directory, whether it was newly created)."""
     store = out / STORE
@@ -53,7 +53,7 @@ def write_overlay(
         _remove_abandoned(store)
         created = not final.exists()
         if created:
-            _build(store, final, lock, files, template, base_compose, render_override)
+            _build(store, final, lock, files, template, base_compose, override_compose)
         elif read_lock(final).fingerprint != lock.fingerprint:
             raise ConfigError(f"{final}: exists with a different lock; refusing to touch it")
         _point(out / name, final)
@@ -67,7 +67,7 @@ def _build(
     files: Mapping[PurePosixPath, tuple[bytes, int]],
     template: str | None,
     base_compose: str,
-    render_override: Callable[[Path], str],
+    override_compose: str,
 ) -> None:
     tmp = Path(tempfile.mkdtemp(dir=store, prefix=".tmp-"))
     try:
@@ -76,7 +76,7 @@ def _build(
         if template is not None:
             _write(tmp / TEMPLATE_FILE, template.encode())
         _write(tmp / BASE_COMPOSE, base_compose.encode())
-        _write(tmp / OVERRIDE_COMPOSE, render_override(final).encode())
+        _write(tmp / OVERRIDE_COMPOSE, override_compose.encode())
         _write(tmp / LOCK_NAME, lock.dump().encode())  # last: a lock means complete
         os.rename(tmp, final)
     except BaseException:

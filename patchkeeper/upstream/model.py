@@ -30,6 +30,8 @@ class UpstreamChange:
     merge_commit: str | None = None
     base: str | None = None
     title: str | None = None
+    merged_at: str | None = None  # ISO 8601 UTC, from GitHub
+    changed_files: tuple[str, ...] = ()  # repository paths, from GitHub
 
     @property
     def diff_sha256(self) -> str:

@@ -24,6 +24,11 @@ What is real and what is stood in:
 
     python adapter_server.py --port P --chat-template FILE [--script default]
         [--served-model-name NAME] [--context-length N] [--enable-cache-report]
+        [--host ADDR] [--model-path PATH]
+
+It takes `sglang.launch_server`'s address and model flags (the model path is, as
+there, the default served model name), so a recipe's service can run it in place of
+the real server: that is how the boot tier's compose path is tested without a GPU.
 
 The default script (deterministic; one delta is counted as one completion token):
 
@@ -842,11 +847,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--chat-template", required=True, help="Jinja chat template file")
     parser.add_argument("--script", choices=sorted(SCRIPTS), default="default")
-    parser.add_argument("--served-model-name", default="default")
+    parser.add_argument("--model-path", default="default", help="default served model name")
+    parser.add_argument("--served-model-name")
     parser.add_argument("--context-length", type=int, default=262144)
     parser.add_argument("--enable-cache-report", action="store_true")
     parser.add_argument("--log-level", default="info")
     args = parser.parse_args(argv)
+    args.served_model_name = args.served_model_name or args.model_path
     logging.basicConfig(
         level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )

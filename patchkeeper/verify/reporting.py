@@ -12,6 +12,7 @@ from rich.console import Console
 from rich.table import Table
 
 from patchkeeper.verify.smoke import CheckResult, Status
+from patchkeeper.verify.witness import Verdict
 
 _STYLE = {Status.PASSED: "green", Status.FAILED: "bold red", Status.NOT_RUN: "dim"}
 
@@ -70,9 +71,24 @@ def markdown(results: Sequence[CheckResult], title: str) -> str:
     return f"### {title}\n\n| | check | detail |\n|---|---|---|\n{rows}\n"
 
 
+def proof_markdown(results: Sequence[CheckResult], verdicts: Sequence[Verdict], title: str) -> str:
+    """The checks, then one line per witness verdict."""
+    return (
+        markdown(results, title) + "".join(f"- `{v.patch}`: {v.summary}\n" for v in verdicts) + "\n"
+    )
+
+
 def append_step_summary(text: str) -> None:
     """GitHub Actions shows what is appended to $GITHUB_STEP_SUMMARY on the run page."""
     target = os.environ.get("GITHUB_STEP_SUMMARY")
     if target:
         with open(target, "a", encoding="utf-8") as handle:
             handle.write(text)
+
+
+def details(summary: str, text: str) -> str:
+    """A collapsed block of preformatted text (logs) for a Markdown summary."""
+    fence = "````" if "```" in text else "```"
+    return (
+        f"<details><summary>{summary}</summary>\n\n{fence}\n{text.strip()}\n{fence}\n</details>\n"
+    )

@@ -1,12 +1,12 @@
-"""Serving what the suite runs against: the adapter tier and the CPU boot tier, on the host.
+"""Serving what the suite runs against on the host: the adapter tier and the CPU boot tier.
 
 Adapter tier: SGLang's real Anthropic adapter in its own torch-free venv, in front
 of a scripted chat engine that still renders every conversation through the
 recipe's chat template, so template-level failures show up as they would in the
 real server. Boot tier: real SGLang on CPU with a tiny local model and MTP
 (NEXTN) speculative decoding. Either way the overlay is a copy of the package
-with the overlay's files laid over it, put first on PYTHONPATH.
-"""
+with the overlay's files laid over it, put first on PYTHONPATH. (`image_runtime`
+serves from the image itself.)"""
 
 from __future__ import annotations
 
@@ -16,20 +16,19 @@ import socket
 import subprocess
 import tempfile
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import AbstractContextManager, contextmanager, suppress
 from pathlib import Path
-from typing import IO
 
 import httpx
 
-from patchkeeper.errors import ImageError
+from patchkeeper.errors import ServerError
 from patchkeeper.verify.cpu.env import launch_command
 
 SERVER = Path(__file__).with_name("adapter_server.py")
 
 
-def _free_port() -> int:
+def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return int(probe.getsockname()[1])
@@ -44,8 +43,13 @@ def served(
         process = subprocess.Popen(
             argv, env=dict(env), stdout=log, stderr=subprocess.STDOUT, start_new_session=True
         )
+
+        def output() -> str:
+            log.seek(0)
+            return log.read().decode("utf-8", "replace")
+
         try:
-            _wait_healthy(base_url, process, log, deadline_s)
+            wait_healthy(base_url, lambda: process.poll() is None, output, deadline_s)
             yield base_url
         finally:
             with suppress(ProcessLookupError):
@@ -58,21 +62,22 @@ def served(
                 process.wait()
 
 
-def _wait_healthy(
-    base_url: str, process: subprocess.Popen[bytes], log: IO[bytes], deadline_s: float
+def wait_healthy(
+    base_url: str, alive: Callable[[], bool], output: Callable[[], str], deadline_s: float
 ) -> None:
+    """Return once GET /health answers 200; raise with the server's last output if it
+    exits or the deadline passes first."""
     deadline = time.monotonic() + deadline_s
-    while time.monotonic() < deadline and process.poll() is None:
+    while time.monotonic() < deadline and alive():
         try:
             if httpx.get(f"{base_url}/health", timeout=2.0).status_code == 200:
                 return
         except httpx.HTTPError:
             pass
         time.sleep(0.5)
-    log.seek(0)
-    tail = log.read()[-2000:].decode("utf-8", "replace").strip()
-    state = "exited" if process.poll() is not None else f"not healthy after {deadline_s:.0f} s"
-    raise ImageError(f"server {state}: {tail}")
+    state = "exited" if not alive() else f"not healthy after {deadline_s:.0f} s"
+    tail = output()[-3000:].strip() or "(no output)"
+    raise ServerError(f"server {state}; its last output:\n{tail}")
 
 
 def _environment(extra: Mapping[str, str], overlay: Path | None) -> dict[str, str]:
@@ -89,7 +94,7 @@ def adapter_endpoint(
     python: Path, template: Path, pythonpath: Path | None = None
 ) -> AbstractContextManager[str]:
     """Serve the adapter (overlaid when `pythonpath` is given)."""
-    port = _free_port()
+    port = free_port()
     argv = [
         str(python),
         str(SERVER),
@@ -104,9 +109,9 @@ def adapter_endpoint(
 
 
 def boot_endpoint(
-    python: Path, model: Path, pythonpath: Path | None = None
+    python: Path, model: Path, pythonpath: Path | None = None, deadline_s: float = 300.0
 ) -> AbstractContextManager[str]:
     """Boot real SGLang on CPU with NEXTN speculative decoding (overlaid when given)."""
-    port = _free_port()
+    port = free_port()
     argv, extra = launch_command(python, model, port, speculative=True)
-    return served(argv, _environment(extra, pythonpath), f"http://127.0.0.1:{port}", 300.0)
+    return served(argv, _environment(extra, pythonpath), f"http://127.0.0.1:{port}", deadline_s)

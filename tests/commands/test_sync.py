@@ -81,7 +81,8 @@ def test_compose_accepts_the_override_and_the_container_sees_patched_bytes(
     overlay = Path(doc["overlay"])
     printed = runner.invoke(app, ["compose", "--overlay", str(overlay)])
     assert printed.exit_code == 0
-    assert printed.stdout == (overlay / "compose.override.yaml").read_text()
+    assert f"source: {overlay.resolve()}/rootfs/" in printed.stdout
+    assert "source: ./rootfs/" in (overlay / "compose.override.yaml").read_text()
     files = ["-f", str(overlay / "compose.yaml"), "-f", str(overlay / "compose.override.yaml")]
     config = subprocess.run(
         ["docker-compose", "-p", "pkt", *files, "config"], capture_output=True, text=True

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import asdict
 from pathlib import Path
 
 from typer.testing import CliRunner
@@ -10,6 +11,7 @@ from typer.testing import CliRunner
 from patchkeeper.cli import app
 from patchkeeper.config import load_patchset
 from patchkeeper.demo.history import Edit, History
+from patchkeeper.verify.witness import Verdict
 
 PATCHSET = """\
 # Fixes we carry.
@@ -113,3 +115,30 @@ def test_prune_retires_what_every_tracked_nightly_has_keeping_comments(tmp_path:
     [retired] = loaded.retired
     assert retired.model_extra == {"pr": 1, "why": "one"}
     assert "in every tracked nightly (2 tags" in retired.reason and nightlies[1] in retired.reason
+
+
+def test_prune_retires_what_a_verify_report_proves_vanilla_already_fixes(tmp_path: Path) -> None:
+    recipe, listing, nightlies = nightly_history(tmp_path)
+    listing.write_text(nightlies[0])  # the oldest nightly contains none of the PRs
+    patchset = tmp_path / "ps.yaml"
+    report = tmp_path / "verify.json"
+    verdicts = [
+        Verdict("ps/pr-2", "tool_stream_blocks", "passed", "passed", False, retirable=True),
+        Verdict("ps/pr-3", "mid_conversation_system", "failed", "passed", True, False),
+        Verdict("other/pr-1", "count_tokens", "passed", "passed", False, retirable=True),
+    ]
+    report.write_text(
+        json.dumps({"image": "x/sglang:n1", "patches": [asdict(v) for v in verdicts]})
+    )
+    runner = CliRunner()
+    args = ["prune", "--recipe", str(recipe), "--tags-from", str(listing)]
+    done = runner.invoke(app, [*args, "--witness-report", str(report), "--write"])
+    assert done.exit_code == 0, done.stdout
+    loaded = load_patchset(patchset)
+    assert [p.pr for p in loaded.patches] == [1, 3]  # other/pr-1 is another patchset's
+    [retired] = loaded.retired
+    assert retired.reason == "witness tool_stream_blocks already passes on vanilla x/sglang:n1"
+
+    report.write_text('{"checks": []}')
+    bad = runner.invoke(app, [*args, "--witness-report", str(report)])
+    assert bad.exit_code == 2 and "no 'patches' list" in bad.output

@@ -17,6 +17,7 @@ def test_shipped_recipe_and_patchset_load() -> None:
     assert patchset.upstream.clone_url == "https://github.com/sgl-project/sglang.git"
     assert recipe.service.port == 8072
     assert "--speculative-algorithm" in recipe.service.args
+    assert "--enable-cache-report" in recipe.service.args  # prefix_cache reads what it reports
     assert recipe.service.environment["SGLANG_ENABLE_SPEC_V2"] == "1"
     assert recipe.tag_pattern().fullmatch("nightly-dev-cu13-20260621-1a2b3c4d")
 

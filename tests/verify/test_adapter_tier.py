@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import xml.etree.ElementTree as ET
 from pathlib import Path
@@ -29,18 +28,6 @@ CHECKS = ["mid_conversation_system", "tool_stream_blocks", "sse_grammar"]
 @pytest.fixture(scope="session")
 def sglang_0513() -> Path:
     return ensure_env("0.5.13", WHEEL_CACHE / "envs")  # the same place verify uses in tests
-
-
-@pytest.fixture(scope="session")
-def claude_cli() -> str:
-    candidates = [
-        os.environ.get("PATCHKEEPER_CLAUDE_CLI", ""),
-        str(REPO / ".tools/node_modules/.bin/claude"),
-    ]
-    found = next((c for c in candidates if c and Path(c).is_file()), None)
-    if found is None:
-        pytest.fail("Claude Code CLI missing: scripts/setup installs it into .tools/")
-    return found
 
 
 @pytest.fixture(scope="session")
@@ -124,6 +111,8 @@ def test_verify_proves_the_whole_fixes_and_claude_code_agrees(
             str(full_overlay),
             "--tier",
             "adapter",
+            "--runtime",
+            "host",
             "--sglang-version",
             "0.5.13",
             "--claude-cli",

@@ -31,7 +31,9 @@ def test_boot_tier_serves_the_overlay_with_speculative_decoding(demo: Demo, tmp_
     assert synced.exit_code == 0, synced.stdout
     overlay = json.loads(synced.stdout)["overlay"]
 
-    done = runner.invoke(app, ["verify", "--overlay", overlay, "--tier", "boot", "--json"])
+    done = runner.invoke(
+        app, ["verify", "--overlay", overlay, "--tier", "boot", "--runtime", "host", "--json"]
+    )
     doc = json.loads(done.stdout)
     checks = {c["name"]: c for c in doc["checks"]}
     assert done.exit_code == 0, checks

@@ -1,0 +1,308 @@
+"""The tiers of `patchkeeper verify` on their runtimes: what is served, where, and checked.
+
+Runtimes: `image` serves from the locked image itself (the adapter in a container of
+it; the boot tier as the overlay's compose service); `host` serves from venvs on this
+machine (the image's sglang release from PyPI for the adapter; real SGLang on the CPU
+with a tiny model for the boot tier), for runners that cannot pull the image. `auto`
+takes the image when the local engine has it.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+from collections.abc import Callable, Mapping, Sequence
+from contextlib import AbstractContextManager
+from dataclasses import dataclass, field
+from enum import StrEnum
+from pathlib import Path, PurePosixPath
+from typing import Any, TypeVar
+
+from patchkeeper.chat_template import QWEN_LIKE_TEMPLATE
+from patchkeeper.errors import ConfigError, ServerError, UnreachableError
+from patchkeeper.image.engine import EngineSource
+from patchkeeper.overlay.compose import (
+    ROOTFS,
+    TEMPLATE_FILE,
+    OverlayMount,
+    flag,
+    overlay_mounts,
+    service_command,
+)
+from patchkeeper.overlay.lock import Lock
+from patchkeeper.overlay.write import BASE_COMPOSE
+from patchkeeper.paths import env_dir
+from patchkeeper.ui import err_console
+from patchkeeper.verify import image_runtime
+from patchkeeper.verify.cpu.env import SGLANG_VERSION as BOOT_SGLANG
+from patchkeeper.verify.cpu.env import build_tiny_model, ensure_boot_env
+from patchkeeper.verify.image_runtime import Running, adapter_container, compose_service
+from patchkeeper.verify.reporting import passed
+from patchkeeper.verify.runtime import adapter_endpoint, boot_endpoint
+from patchkeeper.verify.sglang_env import ensure_env, overlay_package
+from patchkeeper.verify.smoke import CheckResult, SmokeOptions, Status, run_suite
+from patchkeeper.verify.witness import Verdict, judge
+
+# prefix_cache and speculative need a real engine: they belong to the boot tier.
+ADAPTER_CHECKS = [
+    "messages_basic",
+    "models_list",
+    "count_tokens",
+    "mid_conversation_system",
+    "tool_stream_blocks",
+    "thinking_disabled",
+    "concurrency",
+    "claude_code",
+    "sse_grammar",
+]
+BOOT_CHECKS = [*ADAPTER_CHECKS, "prefix_cache", "speculative"]
+# Not claude_code on the CPU: Claude Code's ~20k-token request overflows the tiny model's
+# 4096-token context, and even slimmed (no tools, short system prompt: ~2k tokens, ~18 s)
+# a random model never stops before CLAUDE_CODE_MAX_OUTPUT_TOKENS, which the CLI
+# reports as an error ("response exceeded the N output token maximum").
+CPU_BOOT_CHECKS = [c for c in BOOT_CHECKS if c != "claude_code"]
+
+
+class Runtime(StrEnum):
+    AUTO = "auto"
+    IMAGE = "image"
+    HOST = "host"
+
+
+@dataclass(frozen=True)
+class Settings:
+    """What the command line chose, beyond the overlay, tier and runtime."""
+
+    sglang_version: str = "0.5.13"
+    chat_template: Path | None = None
+    claude_cli: str | None = None
+    deadline_s: float = 1800.0
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What to report: the overlay's checks, and for the adapter tier the vanilla run."""
+
+    title: str
+    runtime: Runtime
+    checks: list[CheckResult]
+    vanilla: list[CheckResult] = field(default_factory=list)
+    verdicts: list[Verdict] = field(default_factory=list)
+    logs: str = ""  # the server's, when a check failed
+    run_id: str | None = None  # the label value of the containers an image run started
+
+
+@dataclass(frozen=True)
+class _Engine:
+    client: Any
+    image: str
+    run_id: str = field(default_factory=image_runtime.new_run_id)
+
+
+def verify(
+    lock: Lock, overlay: Path, tier: str, runtime: Runtime, settings: Settings, scratch: Path
+) -> Outcome:
+    if tier not in ("adapter", "boot"):
+        raise ConfigError(f"--tier {tier!r}: choose adapter or boot")
+    engine = _engine(runtime, lock)
+    if tier == "adapter":
+        if engine:
+            return _adapter_in_image(lock, overlay, settings, scratch, engine)
+        return _adapter_on_host(lock, overlay, settings, scratch)
+    if engine:
+        return _boot_in_image(lock, overlay, settings, scratch, engine)
+    return _boot_on_host(lock, overlay, settings, scratch)
+
+
+def _engine(runtime: Runtime, lock: Lock) -> _Engine | None:
+    """The engine and the lock's image in it for the image runtime; None for the host."""
+    if runtime is Runtime.HOST:
+        return None
+    try:
+        client = EngineSource().client
+    except UnreachableError:
+        if runtime is Runtime.AUTO:
+            return None
+        raise
+    image = image_runtime.local_image(client, lock)
+    if image is None and runtime is Runtime.IMAGE:
+        image = image_runtime.pull_image(client, lock)
+    return _Engine(client, image) if image else None
+
+
+def overlay_files(mounts: Sequence[OverlayMount], seen: Mapping[str, str | None]) -> CheckResult:
+    """Every overlay file the server loads must be byte for byte what the lock says."""
+    wrong = [
+        f"{m.target}: {seen.get(m.target)} != lock {m.sha256}"
+        for m in mounts
+        if seen.get(m.target) != m.sha256
+    ]
+    if wrong:
+        return CheckResult("overlay_files", Status.FAILED, "; ".join(wrong[:3]))
+    return CheckResult("overlay_files", Status.PASSED, f"{len(mounts)} file(s) match the lock")
+
+
+def _package_files(lock: Lock, overlay: Path, package: Path) -> CheckResult:
+    """The host runtimes load only the package: its files under `<source_root>/python`."""
+    root = PurePosixPath(lock.patchsets[0].source_root) / "python"
+    mounts = [
+        m for m in overlay_mounts(lock, overlay) if PurePosixPath(m.target).is_relative_to(root)
+    ]
+    seen = {}
+    for m in mounts:
+        served = package.joinpath(*PurePosixPath(m.target).relative_to(root).parts)
+        seen[m.target] = (
+            hashlib.sha256(served.read_bytes()).hexdigest() if served.is_file() else None
+        )
+    return overlay_files(mounts, seen)
+
+
+def _mounted_files(running: Running, mounts: Sequence[OverlayMount]) -> CheckResult:
+    """Hashed inside the container: what the server really sees at each mount target."""
+    try:
+        seen = running.digests([m.target for m in mounts])
+    except ServerError as err:
+        return CheckResult("overlay_files", Status.FAILED, str(err))
+    return overlay_files(mounts, seen)
+
+
+Served = TypeVar("Served")
+
+
+def _on(
+    endpoint: AbstractContextManager[Served], checks: Callable[[Served], list[CheckResult]]
+) -> list[CheckResult]:
+    """Run `checks` against a served endpoint; a server that never came up is one failure."""
+    try:
+        with endpoint as served:
+            return checks(served)
+    except ServerError as err:
+        return [CheckResult("server", Status.FAILED, str(err))]
+
+
+def _template(overlay: Path, given: Path | None, scratch: Path) -> Path:
+    if given is not None:
+        return given
+    if (overlay / TEMPLATE_FILE).is_file():
+        return overlay / TEMPLATE_FILE
+    fallback = scratch / "qwen-like.jinja"
+    fallback.write_text(QWEN_LIKE_TEMPLATE, encoding="utf-8")
+    return fallback
+
+
+def _adapter_on_host(lock: Lock, overlay: Path, settings: Settings, scratch: Path) -> Outcome:
+    version = settings.sglang_version
+    python = ensure_env(version, env_dir())
+    template = _template(overlay, settings.chat_template, scratch)
+    package = overlay_package(python, overlay / ROOTFS, lock.patchsets[0].source_root, scratch)
+    results = {}
+    for name, path in (("vanilla", None), ("overlay", package)):
+        with err_console.status(f"adapter tier, {name}: sglang {version}"):
+            results[name] = _on(
+                adapter_endpoint(python, template, path),
+                lambda url: run_suite(
+                    SmokeOptions(url, claude_cli=settings.claude_cli), ADAPTER_CHECKS
+                ),
+            )
+    return Outcome(
+        f"verify adapter tier: {lock.image.ref} + overlay (sglang {version})",
+        Runtime.HOST,
+        [_package_files(lock, overlay, package), *results["overlay"]],
+        results["vanilla"],
+        judge(lock.patches, results["vanilla"], results["overlay"]),
+    )
+
+
+def _adapter_in_image(
+    lock: Lock, overlay: Path, settings: Settings, scratch: Path, engine: _Engine
+) -> Outcome:
+    template = _template(overlay, settings.chat_template, scratch)
+    mounts = overlay_mounts(lock, overlay)
+
+    def checks(running: Running, mounted: Sequence[OverlayMount]) -> list[CheckResult]:
+        files = [_mounted_files(running, mounted)] if mounted else []
+        return files + run_suite(
+            SmokeOptions(running.url, claude_cli=settings.claude_cli), ADAPTER_CHECKS
+        )
+
+    results = {}
+    for name, mounted in (("vanilla", []), ("overlay", mounts)):
+        with err_console.status(f"adapter tier, {name}: in {lock.image.ref}"):
+            results[name] = _on(
+                adapter_container(engine.client, engine.image, template, mounted, engine.run_id),
+                functools.partial(checks, mounted=mounted),
+            )
+    return Outcome(
+        f"verify adapter tier in the image: {lock.image.ref} + overlay",
+        Runtime.IMAGE,
+        results["overlay"],
+        results["vanilla"],
+        judge(lock.patches, results["vanilla"], results["overlay"]),
+        run_id=engine.run_id,
+    )
+
+
+def _boot_on_host(lock: Lock, overlay: Path, settings: Settings, scratch: Path) -> Outcome:
+    """Real SGLang on CPU (tiny local model, NEXTN MTP), the overlay first on its path."""
+    python = ensure_boot_env(env_dir())
+    model = env_dir() / "tiny-mtp"
+    if not (model / "config.json").is_file():
+        build_tiny_model(python, model)
+    package = overlay_package(python, overlay / ROOTFS, lock.patchsets[0].source_root, scratch)
+    options_for = functools.partial(
+        SmokeOptions, speculative_algorithm="NEXTN", max_tokens=16, prefix_rules=40
+    )
+    with err_console.status(f"boot tier: sglang {BOOT_SGLANG} on CPU with NEXTN"):
+        results = _on(
+            boot_endpoint(python, model, package, settings.deadline_s),
+            lambda url: run_suite(options_for(url), CPU_BOOT_CHECKS),
+        )
+    return Outcome(
+        f"verify boot tier: sglang {BOOT_SGLANG} on CPU + overlay of {lock.image.ref}",
+        Runtime.HOST,
+        [_package_files(lock, overlay, package), *results],
+    )
+
+
+def _boot_in_image(
+    lock: Lock, overlay: Path, settings: Settings, scratch: Path, engine: _Engine
+) -> Outcome:
+    """The overlay's compose service as it will run, the suite against its port."""
+    command = service_command(overlay / BASE_COMPOSE, lock.service)
+    port = flag(command, "--port")
+    if port is None or not port.isdigit():
+        raise ConfigError(f"{overlay / BASE_COMPOSE}: service {lock.service!r} has no --port")
+    speculative = flag(command, "--speculative-algorithm")
+    names = [c for c in BOOT_CHECKS if speculative or c != "speculative"]
+    mounts = overlay_mounts(lock, overlay)
+    logs = []
+
+    def checks(running: Running) -> list[CheckResult]:
+        options = SmokeOptions(
+            running.url, speculative_algorithm=speculative, claude_cli=settings.claude_cli
+        )
+        results = [_mounted_files(running, mounts), *run_suite(options, names)]
+        if not passed(results):
+            logs.append(running.logs())
+        return results
+
+    with err_console.status(f"boot tier: compose up {lock.service} from {lock.image.ref}"):
+        results = _on(
+            compose_service(
+                engine.client,
+                overlay,
+                lock.service,
+                int(port),
+                engine.run_id,
+                scratch,
+                settings.deadline_s,
+            ),
+            checks,
+        )
+    return Outcome(
+        f"verify boot tier: {lock.image.ref} + overlay, as composed",
+        Runtime.IMAGE,
+        results,
+        logs="".join(logs),
+        run_id=engine.run_id,
+    )

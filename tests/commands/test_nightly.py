@@ -1,0 +1,140 @@
+"""`patchkeeper nightly` end to end on the demo: a real nightly image in the engine, real git
+remotes, the real adapter tier, and GitHub's REST API served by the local double."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner, Result
+
+from patchkeeper.cli import app
+from patchkeeper.demo.scenario import PROTOCOL
+from patchkeeper.demo.setup import Demo
+from tests.github_double import GitHubDouble
+
+runner = CliRunner()
+CONFIG_REPO = "pk-test/serving-config"
+BRANCH = "patchkeeper/nightly"
+
+BROKEN_DIFF = f"""\
+--- a/{PROTOCOL}
++++ b/{PROTOCOL}
+@@ -1,3 +1,3 @@
+ this context
+-is not in
++the image's file
+ at all
+"""
+
+
+def git(cwd: Path, *args: str) -> str:
+    done = subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True, check=True)
+    return done.stdout.strip()
+
+
+@pytest.fixture
+def config_repo(demo: Demo, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """The repository the workflow runs in: the recipe and patchset, with an origin."""
+    origin, work = tmp_path / "origin.git", tmp_path / "config"
+    git(tmp_path, "init", "-q", "--bare", "-b", "main", str(origin))
+    work.mkdir()
+    for name in ("demo.yaml", "sglang-demo.yaml"):
+        shutil.copy(demo.recipe.parent / name, work / name)
+    git(work, "init", "-q", "-b", "main")
+    git(work, "-c", "user.name=dev", "-c", "user.email=dev@example.com", "add", ".")
+    git(work, "-c", "user.name=dev", "-c", "user.email=dev@example.com", "commit", "-qm", "init")
+    git(work, "remote", "add", "origin", str(origin))
+    git(work, "push", "-q", "origin", "main")
+    monkeypatch.chdir(work)
+    monkeypatch.setenv("GITHUB_STEP_SUMMARY", str(tmp_path / "summary.md"))
+    monkeypatch.setenv("GITHUB_REPOSITORY", CONFIG_REPO)
+    return work
+
+
+def nightly(*extra: str) -> Result:
+    # The demo image holds the sources only (no Python): prove on the host.
+    return runner.invoke(app, ["nightly", "--recipe", "demo.yaml", "--runtime", "host", *extra])
+
+
+def remote_tip(work: Path) -> str:
+    return git(work, "ls-remote", "origin", f"refs/heads/{BRANCH}").split()[0]
+
+
+def test_nightly_commits_proves_and_opens_then_updates_one_pull_request(
+    config_repo: Path, github_double: GitHubDouble, demo: Demo, tmp_path: Path
+) -> None:
+    github_double.add_repo(CONFIG_REPO)
+    main = git(config_repo, "rev-parse", "HEAD")
+
+    first = nightly()
+    assert first.exit_code == 0, first.output
+    tip = remote_tip(config_repo)
+    assert git(config_repo, "rev-parse", f"{tip}^") == main
+    tree = git(config_repo, "ls-tree", "-r", "--name-only", tip).splitlines()
+    tag = demo.image.rsplit(":", 1)[1]
+    assert f"overlays/{tag}" in tree  # the friendly link, committed as a symlink
+    assert any(p.endswith("/patchkeeper.lock.json") for p in tree)
+    assert any(p.endswith("/sglang/srt/entrypoints/anthropic/protocol.py") for p in tree)
+    assert not [p for p in tree if p.endswith(".patchkeeper.lock") or "/.tmp-" in p]
+    # The job's own checkout is left as it was: same branch, same HEAD, nothing staged.
+    assert git(config_repo, "rev-parse", "--abbrev-ref", "HEAD") == "main"
+    assert git(config_repo, "status", "--porcelain") == "?? overlays/"
+
+    [pull] = [p for (repo, _), p in github_double.pulls.items() if repo == CONFIG_REPO]
+    assert (pull.head_ref, pull.base_ref, pull.state) == (BRANCH, "main", "open")
+    assert pull.title == f"patchkeeper: overlays for {tag}"
+    body = pull.body or ""
+    assert "| #26773 |" in body and "| overlay |" in body
+    assert "| pass | `mid_conversation_system` |" in body
+    assert "- `sglang-demo/pr-26773`: proven" in body
+    assert "Already in this nightly: #24294." in body
+    summary = (tmp_path / "summary.md").read_text()
+    assert body in summary
+
+    second = nightly("--verify", "none")
+    assert second.exit_code == 0, second.output
+    assert remote_tip(config_repo) == tip  # same content: nothing pushed
+    assert len([k for k in github_double.pulls if k[0] == CONFIG_REPO]) == 1
+    assert github_double.count("PATCH", f"/repos/{CONFIG_REPO}/pulls/") == 1
+    assert github_double.count("POST", f"/repos/{CONFIG_REPO}/pulls") == 1
+    assert "written, not verified" in (github_double.pulls[(CONFIG_REPO, pull.number)].body or "")
+
+
+def test_a_patch_that_stops_applying_opens_one_issue(
+    config_repo: Path, github_double: GitHubDouble
+) -> None:
+    github_double.add_repo(CONFIG_REPO)
+    (config_repo / "broken.diff").write_text(BROKEN_DIFF)
+    patchset = config_repo / "sglang-demo.yaml"
+    patchset.write_text(
+        patchset.read_text() + "  - diff: broken.diff\n    why: a local fix upstream rewrote\n"
+    )
+    for _ in range(2):
+        result = nightly("--verify", "none")
+        assert result.exit_code == 1, result.output
+    [issue] = github_double.issues.values()
+    assert issue.title == "patchkeeper: patch sglang-demo/broken no longer applies (demo)"
+    assert issue.labels == ["patchkeeper"]
+    assert "conflict sglang-demo/broken " in (issue.body or "") and "was not written" in (issue.body or "")
+    assert github_double.count("PATCH", f"/repos/{CONFIG_REPO}/issues/") == 1
+    # Nothing was written for the recipe, so there is nothing to propose.
+    assert git(config_repo, "ls-remote", "origin", f"refs/heads/{BRANCH}") == ""
+    assert not [k for k in github_double.pulls if k[0] == CONFIG_REPO]
+
+
+def test_recipes_and_options_come_from_the_environment_the_action_sets(
+    config_repo: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("GITHUB_REPOSITORY")
+    monkeypatch.setenv("PATCHKEEPER_RECIPES", "demo.yaml\ndemo.yaml")
+    monkeypatch.setenv("PATCHKEEPER_OUT", "fleet")
+    monkeypatch.setenv("PATCHKEEPER_VERIFY", "none")
+    result = runner.invoke(app, ["nightly", "--no-push"])
+    assert result.exit_code == 0, result.output
+    assert result.output.count("| `demo.yaml` |") == 2
+    tree = git(config_repo, "ls-tree", "-r", "--name-only", BRANCH)
+    assert "fleet/" in tree and "overlays/" not in tree
+    assert git(config_repo, "ls-remote", "origin").count("refs/heads/") == 1  # main only

@@ -1,0 +1,180 @@
+"""The boot tier as compose runs it: the overlay's own compose files, real docker-compose.
+
+A real SGLang with torch is too heavy here, so the recipe's service runs SGLang
+0.5.13's real adapter (`adapter_server.py`, mounted by the recipe) inside the Python
+nightly image, in place of `sglang.launch_server`: what is proven is the path a GPU box
+takes (up, health wait, in-container hashes, suite, logs, teardown).
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+import socket
+import time
+from pathlib import Path
+from typing import Any
+
+from typer.testing import CliRunner
+
+from patchkeeper.cli import app
+from patchkeeper.demo.scenario import SERVING, TAG_PATTERN, adapter_files
+from patchkeeper.demo.setup import Demo
+from patchkeeper.verify.image_runtime import LABEL
+from patchkeeper.verify.runtime import SERVER, free_port
+from tests.sglang_image import NIGHTLY_REPOSITORY
+from tests.verify.conftest import sync
+
+# SGLang 0.5.13's adapter never reports cached tokens; a local patch maps them, as
+# later releases do. Its witness, prefix_cache, needs --enable-cache-report.
+CACHE_REPORT = (
+    "                output_tokens=response.usage.completion_tokens if response.usage else 0,\n",
+    "                cache_read_input_tokens=getattr(\n"
+    '                    getattr(response.usage, "prompt_tokens_details", None), "cached_tokens", None\n'
+    "                ),\n",
+)
+RECIPE = """\
+image: {image}
+tags: '{tags}'
+patchsets: [patchset.yaml]
+service:
+  name: sglang
+  container_name: sglang-adapter-demo
+  port: {port}
+  model: {{path: /models/tiny, host_path: {model}}}
+  command: {command}
+  args: {args}
+  volumes: ['{server}:/opt/patchkeeper/adapter_server.py:ro']
+  chat_template: {{from: model, set: {{enable_thinking: false}}}}
+  healthcheck:
+    test: [CMD, python3, -c, "import urllib.request as u; u.urlopen('http://127.0.0.1:{port}/health')"]
+    interval: 2s
+  gpus: null
+"""
+ADAPTER = ["python3", "/opt/patchkeeper/adapter_server.py"]
+ARGS = ["--served-model-name", "demo-model", "--enable-cache-report"]
+
+
+def compose_recipe(
+    demo: Demo, workdir: Path, command: list[str], args: list[str] = ARGS
+) -> tuple[Path, int]:
+    """The demo patchset plus the cache-report diff, served by `command` on a free port."""
+    workdir.mkdir()
+    vanilla = adapter_files()[SERVING].decode()
+    context, added = CACHE_REPORT
+    patched = vanilla.replace(context, context + added)
+    diff = "".join(
+        difflib.unified_diff(
+            vanilla.splitlines(keepends=True),
+            patched.splitlines(keepends=True),
+            f"a/{SERVING}",
+            f"b/{SERVING}",
+        )
+    )
+    (workdir / "cache-report.diff").write_text(diff)
+    patchset = (demo.recipe.parent / "sglang-demo.yaml").read_text() + (
+        "  - diff: cache-report.diff\n"
+        "    why: report cached prompt tokens as cache_read_input_tokens\n"
+        "    witness: prefix_cache\n"
+    )
+    (workdir / "patchset.yaml").write_text(patchset)
+    port = free_port()
+    recipe = workdir / "recipe.yaml"
+    recipe.write_text(
+        RECIPE.format(
+            image=NIGHTLY_REPOSITORY,
+            tags=TAG_PATTERN,
+            port=port,
+            model=demo.recipe.parent / "model",
+            command=json.dumps(command),
+            args=json.dumps(args),
+            server=SERVER,
+        )
+    )
+    return recipe, port
+
+
+def boot(overlay: Path, *extra: str) -> tuple[int, dict[str, Any]]:
+    done = CliRunner().invoke(
+        app,
+        [
+            "verify",
+            "--overlay",
+            str(overlay),
+            "--tier",
+            "boot",
+            "--runtime",
+            "image",
+            "--json",
+            *extra,
+        ],
+    )
+    return done.exit_code, json.loads(done.stdout)
+
+
+def leftovers(client: Any, run_id: str) -> list[str]:
+    labels = [f"{LABEL}={run_id}", f"com.docker.compose.project=pkverify-{run_id}"]
+    return [
+        c.name
+        for label in labels
+        for c in client.containers.list(all=True, filters={"label": label})
+    ]
+
+
+def test_compose_boot_serves_the_overlay_and_tears_down(
+    demo: Demo, python_nightly: str, docker_client: Any, claude_cli: str, tmp_path: Path
+) -> None:
+    recipe, port = compose_recipe(demo, tmp_path / "recipe", ADAPTER)
+    doc = sync(recipe, python_nightly, tmp_path / "out")
+    assert {p["id"]: p["state"] for p in doc["patches"]}["patchset/cache-report"] == "applied"
+
+    started = time.monotonic()
+    code, report = boot(Path(doc["overlay"]), "--deadline", "120", "--claude-cli", claude_cli)
+    print(f"compose boot tier: {time.monotonic() - started:.1f} s")
+    checks = {c["name"]: c for c in report["checks"]}
+    assert code == 0, checks
+    assert report["runtime"] == "image" and report["logs"] == ""
+    files = checks["overlay_files"]
+    assert files["status"] == "passed" and "3 file(s) match the lock" in files["reason"]
+    for name in ("mid_conversation_system", "tool_stream_blocks", "claude_code", "sse_grammar"):
+        assert checks[name]["status"] == "passed", checks[name]
+    assert checks["prefix_cache"]["status"] == "passed", checks["prefix_cache"]
+    assert "cache_read_input_tokens=" in checks["prefix_cache"]["reason"]
+    assert "speculative" not in checks  # the recipe declares no speculative decoding
+    assert "demo-model" in checks["models_list"]["reason"]
+    assert leftovers(docker_client, report["run_id"]) == []
+    with socket.socket() as probe:  # the server went down with its project
+        assert probe.connect_ex(("127.0.0.1", port)) != 0
+
+
+def test_a_service_that_never_becomes_healthy_fails_with_its_logs(
+    demo: Demo, python_nightly: str, docker_client: Any, tmp_path: Path
+) -> None:
+    stuck = "print('loading weights, forever', flush=True); import time; time.sleep(3600)"
+    recipe, _ = compose_recipe(demo, tmp_path / "recipe", ["python3", "-c", stuck])
+    doc = sync(recipe, python_nightly, tmp_path / "out")
+
+    code, report = boot(Path(doc["overlay"]), "--deadline", "8")
+    assert code == 1
+    [server] = report["checks"]
+    assert server["name"] == "server" and server["status"] == "failed"
+    assert "not healthy after 8 s" in server["reason"]
+    assert "loading weights, forever" in server["reason"]
+    assert leftovers(docker_client, report["run_id"]) == []
+
+
+def test_a_failed_check_brings_the_service_logs_into_the_report(
+    demo: Demo, python_nightly: str, docker_client: Any, tmp_path: Path
+) -> None:
+    # Without --enable-cache-report no cached tokens are reported, patch or not.
+    recipe, _ = compose_recipe(demo, tmp_path / "recipe", ADAPTER, args=[])
+    doc = sync(recipe, python_nightly, tmp_path / "out")
+
+    code, report = boot(Path(doc["overlay"]), "--deadline", "120")
+    checks = {c["name"]: c for c in report["checks"]}
+    assert code == 1
+    assert checks["prefix_cache"]["status"] == "failed"
+    assert "cache_read_input_tokens=0" in checks["prefix_cache"]["reason"]
+    assert [n for n, c in checks.items() if c["status"] == "failed"] == ["prefix_cache"]
+    assert "sglang 0.5.13 from /sgl-workspace/sglang/python/sglang" in report["logs"]
+    assert leftovers(docker_client, report["run_id"]) == []
