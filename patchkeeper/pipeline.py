@@ -53,6 +53,12 @@ class Plan:
     def overlay_files(self) -> dict[PurePosixPath, tuple[bytes, int]]:
         return {p: (data, self.modes[p]) for p, data in self.result.changed_files().items()}
 
+    def vanilla_files(self) -> dict[PurePosixPath, bytes]:
+        """The image's bytes of every overlaid file it has: what a host-side check runs as
+        "vanilla", so witnesses are judged against this image and not a release."""
+        vanilla = self.result.vanilla
+        return {p: data for p in self.result.changed_files() if (data := vanilla.get(p))}
+
 
 def choose_image(recipe: Recipe, source: ImageSource, image: str | None) -> ImageRef:
     """`--image` as given, or the newest tag of the recipe's repository."""
@@ -236,6 +242,16 @@ def build_lock(
         warnings=[],
     )
     lock = L.Lock.model_validate(body)
-    content = lock.model_dump(mode="json", exclude={"generated_by", "fingerprint", "warnings"})
+    # What is mounted and why, not how it was described: a PR's title and state come
+    # from GitHub or from git alone, and must not give the same bytes a new directory.
+    content = lock.model_dump(
+        mode="json",
+        exclude={
+            "generated_by": True,
+            "fingerprint": True,
+            "warnings": True,
+            "patches": {"__all__": {"title", "pr_state"}},
+        },
+    )
     fingerprint = hashlib.sha256(json.dumps(content, sort_keys=True).encode()).hexdigest()
     return lock.model_copy(update={"fingerprint": fingerprint, "warnings": list(warnings)})

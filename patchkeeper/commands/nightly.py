@@ -9,7 +9,8 @@ to the job summary. The workflow YAML only calls this.
 from __future__ import annotations
 
 import tempfile
-from collections.abc import Sequence
+from collections import Counter
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -69,20 +70,20 @@ class RecipeRun:
         return not self.conflicts and self.verified
 
     def headline(self) -> str:
-        states = {s: sum(p.state == s for p in self.lock.patches) for s in _STATES}
-        counts = ", ".join(f"{n} {s}" for s, n in states.items() if n)
+        patches = _tally(p.state for p in self.lock.patches)
         if self.conflicts:
             outcome = "**refused: conflict**"
         elif not self.checks:
             outcome = "written, not verified"
         else:
-            passed = sum(c.status == "passed" for c in self.checks)
             verdict = "verified" if self.verified else "**verify FAILED**"
-            outcome = f"{verdict} ({passed}/{len(self.checks)} checks passed)"
-        return f"| `{self.recipe.name}` | `{self.lock.image.ref}` | {counts} | {outcome} |"
+            outcome = f"{verdict} ({_tally(str(c.status) for c in self.checks)})"
+        return f"| `{self.recipe.name}` | `{self.lock.image.ref}` | {patches} | {outcome} |"
 
 
-_STATES = ("applied", "partial", "upstream", "conflict")
+def _tally(values: Iterable[str]) -> str:
+    """ "3 applied, 1 upstream": counts in a stable order."""
+    return ", ".join(f"{n} {value}" for value, n in sorted(Counter(values).items()))
 
 
 @dataclass(frozen=True)

@@ -21,6 +21,7 @@ def write(plan: Plan, out: Path) -> tuple[Path, bool]:
         plan.overlay_name,
         plan.lock,
         plan.overlay_files(),
+        plan.vanilla_files(),
         plan.template,
         compose.dump(compose.base_service(service, str(plan.image.ref))),
         compose.dump(compose.override(service, plan.lock)),

@@ -39,6 +39,7 @@ def run(
     if as_json:
         doc = {
             "overlay": str(overlay),
+            "image": lock.image.ref,
             "tier": tier,
             "runtime": outcome.runtime.value,
             "run_id": outcome.run_id,

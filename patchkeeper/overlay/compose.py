@@ -19,6 +19,7 @@ from patchkeeper.errors import ConfigError
 from patchkeeper.overlay.lock import Lock
 
 ROOTFS = "rootfs"
+VANILLA = "vanilla"  # the image's own bytes of each overlaid file, never mounted
 TEMPLATE_FILE = "chat_template.jinja"
 
 

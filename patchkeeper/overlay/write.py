@@ -18,7 +18,7 @@ from pathlib import Path, PurePosixPath
 from filelock import FileLock
 
 from patchkeeper.errors import ConfigError
-from patchkeeper.overlay.compose import ROOTFS, TEMPLATE_FILE
+from patchkeeper.overlay.compose import ROOTFS, TEMPLATE_FILE, VANILLA
 from patchkeeper.overlay.lock import LOCK_NAME, Lock, read_lock
 
 STORE = ".store"
@@ -41,6 +41,7 @@ def write_overlay(
     name: str,
     lock: Lock,
     files: Mapping[PurePosixPath, tuple[bytes, int]],
+    vanilla: Mapping[PurePosixPath, bytes],
     template: str | None,
     base_compose: str,
     override_compose: str,
@@ -53,7 +54,7 @@ def write_overlay(
         _remove_abandoned(store)
         created = not final.exists()
         if created:
-            _build(store, final, lock, files, template, base_compose, override_compose)
+            _build(store, final, lock, files, vanilla, template, base_compose, override_compose)
         elif read_lock(final).fingerprint != lock.fingerprint:
             raise ConfigError(f"{final}: exists with a different lock; refusing to touch it")
         _point(out / name, final)
@@ -65,6 +66,7 @@ def _build(
     final: Path,
     lock: Lock,
     files: Mapping[PurePosixPath, tuple[bytes, int]],
+    vanilla: Mapping[PurePosixPath, bytes],
     template: str | None,
     base_compose: str,
     override_compose: str,
@@ -73,6 +75,8 @@ def _build(
     try:
         for path, (data, mode) in sorted(files.items()):
             _write(tmp / ROOTFS / str(path).lstrip("/"), data, (mode & 0o555) | 0o444)
+        for path, data in sorted(vanilla.items()):
+            _write(tmp / VANILLA / str(path).lstrip("/"), data)
         if template is not None:
             _write(tmp / TEMPLATE_FILE, template.encode())
         _write(tmp / BASE_COMPOSE, base_compose.encode())

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import time
 from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
@@ -24,6 +25,7 @@ from patchkeeper.image.engine import EngineSource
 from patchkeeper.overlay.compose import (
     ROOTFS,
     TEMPLATE_FILE,
+    VANILLA,
     OverlayMount,
     flag,
     overlay_mounts,
@@ -42,6 +44,8 @@ from patchkeeper.verify.runtime import adapter_endpoint, boot_endpoint
 from patchkeeper.verify.sglang_env import ensure_env, overlay_package
 from patchkeeper.verify.smoke import CheckResult, SmokeOptions, Status, run_suite
 from patchkeeper.verify.witness import Verdict, judge
+
+Served = TypeVar("Served")
 
 # prefix_cache and speculative need a real engine: they belong to the boot tier.
 ADAPTER_CHECKS = [
@@ -130,54 +134,58 @@ def _engine(runtime: Runtime, lock: Lock) -> _Engine | None:
     return _Engine(client, image) if image else None
 
 
-def overlay_files(mounts: Sequence[OverlayMount], seen: Mapping[str, str | None]) -> CheckResult:
-    """Every overlay file the server loads must be byte for byte what the lock says."""
+def overlay_files(
+    mounts: Sequence[OverlayMount], hashes: Callable[[list[str]], Mapping[str, str | None]]
+) -> CheckResult:
+    """Every overlay file the server loads must be byte for byte what the lock says.
+
+    `hashes` gives the sha256 of each target path as the server sees it.
+    """
+    started = time.monotonic()
+    try:
+        seen = hashes([m.target for m in mounts])
+    except ServerError as err:
+        return CheckResult("overlay_files", Status.FAILED, str(err), time.monotonic() - started)
     wrong = [
         f"{m.target}: {seen.get(m.target)} != lock {m.sha256}"
         for m in mounts
         if seen.get(m.target) != m.sha256
     ]
+    seconds = time.monotonic() - started
     if wrong:
-        return CheckResult("overlay_files", Status.FAILED, "; ".join(wrong[:3]))
-    return CheckResult("overlay_files", Status.PASSED, f"{len(mounts)} file(s) match the lock")
+        return CheckResult("overlay_files", Status.FAILED, "; ".join(wrong[:3]), seconds)
+    return CheckResult(
+        "overlay_files", Status.PASSED, f"{len(mounts)} file(s) match the lock", seconds
+    )
 
 
 def _package_files(lock: Lock, overlay: Path, package: Path) -> CheckResult:
     """The host runtimes load only the package: its files under `<source_root>/python`."""
     root = PurePosixPath(lock.patchsets[0].source_root) / "python"
-    mounts = [
-        m for m in overlay_mounts(lock, overlay) if PurePosixPath(m.target).is_relative_to(root)
-    ]
-    seen = {}
-    for m in mounts:
-        served = package.joinpath(*PurePosixPath(m.target).relative_to(root).parts)
-        seen[m.target] = (
-            hashlib.sha256(served.read_bytes()).hexdigest() if served.is_file() else None
-        )
-    return overlay_files(mounts, seen)
 
+    def hashes(targets: list[str]) -> dict[str, str | None]:
+        served = [package.joinpath(*PurePosixPath(t).relative_to(root).parts) for t in targets]
+        return {
+            t: hashlib.sha256(f.read_bytes()).hexdigest() if f.is_file() else None
+            for t, f in zip(targets, served, strict=True)
+        }
 
-def _mounted_files(running: Running, mounts: Sequence[OverlayMount]) -> CheckResult:
-    """Hashed inside the container: what the server really sees at each mount target."""
-    try:
-        seen = running.digests([m.target for m in mounts])
-    except ServerError as err:
-        return CheckResult("overlay_files", Status.FAILED, str(err))
-    return overlay_files(mounts, seen)
-
-
-Served = TypeVar("Served")
+    mounts = overlay_mounts(lock, overlay)
+    return overlay_files(
+        [m for m in mounts if PurePosixPath(m.target).is_relative_to(root)], hashes
+    )
 
 
 def _on(
     endpoint: AbstractContextManager[Served], checks: Callable[[Served], list[CheckResult]]
 ) -> list[CheckResult]:
     """Run `checks` against a served endpoint; a server that never came up is one failure."""
+    started = time.monotonic()
     try:
         with endpoint as served:
             return checks(served)
     except ServerError as err:
-        return [CheckResult("server", Status.FAILED, str(err))]
+        return [CheckResult("server", Status.FAILED, str(err), time.monotonic() - started)]
 
 
 def _template(overlay: Path, given: Path | None, scratch: Path) -> Path:
@@ -190,19 +198,27 @@ def _template(overlay: Path, given: Path | None, scratch: Path) -> Path:
     return fallback
 
 
+def _adapter_suite(url: str, settings: Settings) -> list[CheckResult]:
+    return run_suite(SmokeOptions(url, claude_cli=settings.claude_cli), ADAPTER_CHECKS)
+
+
 def _adapter_on_host(lock: Lock, overlay: Path, settings: Settings, scratch: Path) -> Outcome:
     version = settings.sglang_version
     python = ensure_env(version, env_dir())
     template = _template(overlay, settings.chat_template, scratch)
-    package = overlay_package(python, overlay / ROOTFS, lock.patchsets[0].source_root, scratch)
+    root = lock.patchsets[0].source_root
+    package = overlay_package(python, overlay / ROOTFS, root, scratch)
+    # Vanilla is this image's own bytes of the overlaid files over the release, so a
+    # fix the image already has is judged as present (older overlays: the release).
+    vanilla = None
+    if (overlay / VANILLA).is_dir():
+        vanilla = overlay_package(python, overlay / VANILLA, root, scratch / VANILLA)
     results = {}
-    for name, path in (("vanilla", None), ("overlay", package)):
+    for name, path in (("vanilla", vanilla), ("overlay", package)):
         with err_console.status(f"adapter tier, {name}: sglang {version}"):
             results[name] = _on(
                 adapter_endpoint(python, template, path),
-                lambda url: run_suite(
-                    SmokeOptions(url, claude_cli=settings.claude_cli), ADAPTER_CHECKS
-                ),
+                functools.partial(_adapter_suite, settings=settings),
             )
     return Outcome(
         f"verify adapter tier: {lock.image.ref} + overlay (sglang {version})",
@@ -220,10 +236,8 @@ def _adapter_in_image(
     mounts = overlay_mounts(lock, overlay)
 
     def checks(running: Running, mounted: Sequence[OverlayMount]) -> list[CheckResult]:
-        files = [_mounted_files(running, mounted)] if mounted else []
-        return files + run_suite(
-            SmokeOptions(running.url, claude_cli=settings.claude_cli), ADAPTER_CHECKS
-        )
+        files = [overlay_files(mounted, running.digests)] if mounted else []
+        return files + _adapter_suite(running.url, settings)
 
     results = {}
     for name, mounted in (("vanilla", []), ("overlay", mounts)):
@@ -281,7 +295,7 @@ def _boot_in_image(
         options = SmokeOptions(
             running.url, speculative_algorithm=speculative, claude_cli=settings.claude_cli
         )
-        results = [_mounted_files(running, mounts), *run_suite(options, names)]
+        results = [overlay_files(mounts, running.digests), *run_suite(options, names)]
         if not passed(results):
             logs.append(running.logs())
         return results

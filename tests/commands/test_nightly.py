@@ -90,6 +90,8 @@ def test_nightly_commits_proves_and_opens_then_updates_one_pull_request(
     assert "| #26773 |" in body and "| overlay |" in body
     assert "| pass | `mid_conversation_system` |" in body
     assert "- `sglang-demo/pr-26773`: proven" in body
+    # #24294 is in this nightly: its witness passes on the image's own files.
+    assert "- `sglang-demo/pr-24294`: retirable: tool_stream_blocks already passes" in body
     assert "Already in this nightly: #24294." in body
     summary = (tmp_path / "summary.md").read_text()
     assert body in summary
@@ -118,7 +120,9 @@ def test_a_patch_that_stops_applying_opens_one_issue(
     [issue] = github_double.issues.values()
     assert issue.title == "patchkeeper: patch sglang-demo/broken no longer applies (demo)"
     assert issue.labels == ["patchkeeper"]
-    assert "conflict sglang-demo/broken " in (issue.body or "") and "was not written" in (issue.body or "")
+    assert "conflict sglang-demo/broken " in (issue.body or "") and "was not written" in (
+        issue.body or ""
+    )
     assert github_double.count("PATCH", f"/repos/{CONFIG_REPO}/issues/") == 1
     # Nothing was written for the recipe, so there is nothing to propose.
     assert git(config_repo, "ls-remote", "origin", f"refs/heads/{BRANCH}") == ""

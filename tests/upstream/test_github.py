@@ -492,3 +492,9 @@ def test_sync_offline_asks_github_nothing(
     assert code == 0
     assert {p["pr"]: p["title"] for p in doc["patches"]}[24294].endswith("(#24294)")
     assert github_double.requests == []
+    # The same bytes keep their overlay directory whoever described the PRs.
+    monkeypatch.delenv("PATCHKEEPER_OFFLINE")
+    code, enriched, _ = sync_json(demo_recipe_on_github(demo, tmp_path / "r2"), tmp_path / "out")
+    assert code == 0 and enriched["overlay_created"] is False
+    assert enriched["overlay"] == doc["overlay"]
+    assert enriched["patches"][0]["title"] != doc["patches"][0]["title"]

@@ -150,7 +150,10 @@ def test_compose_boot_serves_the_overlay_and_tears_down(
 def test_a_service_that_never_becomes_healthy_fails_with_its_logs(
     demo: Demo, python_nightly: str, docker_client: Any, tmp_path: Path
 ) -> None:
-    stuck = "print('loading weights, forever', flush=True); import time; time.sleep(3600)"
+    stuck = (
+        "import signal, sys, time; signal.signal(signal.SIGTERM, lambda *_: sys.exit());"
+        "print('loading weights, forever', flush=True); time.sleep(3600)"
+    )
     recipe, _ = compose_recipe(demo, tmp_path / "recipe", ["python3", "-c", stuck])
     doc = sync(recipe, python_nightly, tmp_path / "out")
 
@@ -178,3 +181,14 @@ def test_a_failed_check_brings_the_service_logs_into_the_report(
     assert [n for n, c in checks.items() if c["status"] == "failed"] == ["prefix_cache"]
     assert "sglang 0.5.13 from /sgl-workspace/sglang/python/sglang" in report["logs"]
     assert leftovers(docker_client, report["run_id"]) == []
+
+
+def test_a_port_already_served_is_refused_before_anything_starts(
+    demo: Demo, python_nightly: str, tmp_path: Path
+) -> None:
+    recipe, port = compose_recipe(demo, tmp_path / "recipe", ADAPTER)
+    doc = sync(recipe, python_nightly, tmp_path / "out")
+    with socket.create_server(("127.0.0.1", port)):  # e.g. the production server
+        code, report = boot(Path(doc["overlay"]))
+    assert code == 2
+    assert f"port {port} already answers on this host" in report["error"]
