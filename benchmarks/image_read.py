@@ -69,7 +69,7 @@ from patchkeeper.image.cache import CachedSource
 from patchkeeper.image.engine import EngineSource
 from patchkeeper.image.model import ImageFile, ImageRef, ResolvedImage
 from patchkeeper.image.registry import RegistrySource
-from tests.oci import BackgroundHTTPServer, Image, Layer, layer, push, tree
+from tests.oci import HOP_BY_HOP, BackgroundHTTPServer, Image, Layer, layer, push, relayed, tree
 
 MIB = 1 << 20
 SOURCE_ROOT = PurePosixPath("/sgl-workspace/sglang")
@@ -79,16 +79,6 @@ REVISION_LABEL = "org.opencontainers.image.revision"
 CHUNK = 1 << 16
 _BLOB_PATH = re.compile(r"^/v2/.+/blobs/(sha256:[0-9a-f]{64})$")
 _MANIFEST_PATH = re.compile(r"^/v2/.+/manifests/[^/]+$")
-_HOP_BY_HOP = {
-    "connection",
-    "keep-alive",
-    "proxy-authenticate",
-    "proxy-authorization",
-    "te",
-    "trailer",
-    "transfer-encoding",
-    "upgrade",
-}
 
 Files = dict[PurePosixPath, bytes | None]
 
@@ -160,7 +150,7 @@ class CountingProxy(BackgroundHTTPServer):
                         self.command, self.path, skip_host=True, skip_accept_encoding=True
                     )
                     for name, value in self.headers.items():
-                        if name.lower() not in _HOP_BY_HOP and name.lower() != "content-length":
+                        if name.lower() not in HOP_BY_HOP and name.lower() != "content-length":
                             upstream.putheader(name, value)
                     if body is not None:
                         upstream.putheader("Content-Length", str(len(body)))
@@ -170,10 +160,9 @@ class CountingProxy(BackgroundHTTPServer):
                     data = b"" if sized or self.command == "HEAD" else response.read()
                     self.send_response(response.status)
                     for name, value in response.getheaders():
-                        lowered = name.lower()
-                        if lowered in _HOP_BY_HOP or lowered in ("date", "server"):
+                        if not relayed(name):
                             continue
-                        if lowered == "content-length" and not sized:
+                        if name.lower() == "content-length" and not sized:
                             continue
                         self.send_header(name, value)
                     if not sized and self.command != "HEAD":

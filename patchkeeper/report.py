@@ -105,7 +105,7 @@ def print_table(
         console.print(f"overlay: {overlay}  ({len(lock.files)} file(s) mounted read-only)")
 
 
-def markdown(lock: Lock, overlay: str | None = None) -> str:
+def markdown(lock: Lock) -> str:
     """The plan as GitHub-flavoured Markdown: for PR bodies, issues and job summaries."""
     image = lock.image
 
@@ -123,6 +123,4 @@ def markdown(lock: Lock, overlay: str | None = None) -> str:
     problems = _problems(lock)
     if problems:
         lines += ["```", *problems, "```", ""]
-    if overlay:
-        lines += [f"Overlay `{overlay}`: {len(lock.files)} file(s) mounted read-only.", ""]
     return "\n".join(lines)

@@ -1221,7 +1221,7 @@ def token_registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TokenRe
 
 # --- 3. a flaky reverse proxy ----------------------------------------------------------------
 
-_HOP_BY_HOP = {
+HOP_BY_HOP = {
     "connection",
     "keep-alive",
     "proxy-authenticate",
@@ -1231,6 +1231,13 @@ _HOP_BY_HOP = {
     "transfer-encoding",
     "upgrade",
 }
+
+
+def relayed(header: str) -> bool:
+    """Whether a reverse proxy passes an upstream response header on (it sets its own
+    Date and Server, and hop-by-hop headers belong to one connection)."""
+    lowered = header.lower()
+    return lowered not in HOP_BY_HOP and lowered not in ("date", "server")
 
 
 @dataclass(frozen=True)
@@ -1303,7 +1310,7 @@ class FlakyProxy(BackgroundHTTPServer):
                         self.wfile.write(payload)
                     proxy._record(self.command, self.path, failure, True)
                     return
-                headers = {k: v for k, v in self.headers.items() if k.lower() not in _HOP_BY_HOP}
+                headers = {k: v for k, v in self.headers.items() if k.lower() not in HOP_BY_HOP}
                 headers["Content-Length"] = str(len(body))
                 connection = http.client.HTTPConnection(proxy.upstream, timeout=60)
                 try:
@@ -1312,10 +1319,9 @@ class FlakyProxy(BackgroundHTTPServer):
                     data = response.read()
                     self.send_response(response.status)
                     for name, value in response.getheaders():
-                        lowered = name.lower()
-                        if lowered in _HOP_BY_HOP or lowered in ("date", "server"):
+                        if not relayed(name):
                             continue
-                        if lowered == "content-length" and self.command != "HEAD":
+                        if name.lower() == "content-length" and self.command != "HEAD":
                             continue
                         self.send_header(name, value)
                     if self.command != "HEAD":

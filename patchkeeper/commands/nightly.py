@@ -46,11 +46,10 @@ class Publish:
 
 @dataclass(frozen=True)
 class RecipeRun:
-    """One recipe's night: the lock, where its overlay went, and how verify judged it."""
+    """One recipe's night: its lock, and how verify judged the overlay (None: not run)."""
 
     recipe: Path
     lock: Lock
-    overlay: Path | None
     proof: Outcome | None = None
 
     @property
@@ -97,15 +96,15 @@ class Proving:
 def _one(recipe: Path, out: Path, source: SourceOptions, proving: Proving | None) -> RecipeRun:
     plan = make_plan(recipe, None, False, source)
     if plan.conflicts:
-        return RecipeRun(recipe, plan.lock, None)
+        return RecipeRun(recipe, plan.lock)
     overlay, _ = sync.write(plan, out)
     if proving is None:
-        return RecipeRun(recipe, plan.lock, overlay)
+        return RecipeRun(recipe, plan.lock)
     with tempfile.TemporaryDirectory(prefix="patchkeeper-verify-") as scratch:
         outcome = verify(
             plan.lock, overlay, "adapter", proving.runtime, proving.settings, Path(scratch)
         )
-    return RecipeRun(recipe, plan.lock, overlay, outcome)
+    return RecipeRun(recipe, plan.lock, outcome)
 
 
 def report(runs: Sequence[RecipeRun]) -> str:
