@@ -216,3 +216,10 @@ def test_symbolic_refs_chain_at_most_as_deep_as_git_allows(links: int, resolves:
 def test_an_untagged_image_is_not_checked_against_the_pattern() -> None:
     source = PerImageSource({("sha256:d", str(ROOT / ".git/HEAD")): f"{SHA}\n".encode()})
     assert identify(source, resolved("sha256:d", None), ROOT, PATTERN).warnings == ()
+
+
+def test_a_long_unreadable_head_is_quoted_to_80_characters() -> None:
+    head = "z" * 200
+    with pytest.raises(ImageError) as err:
+        commit({".git/HEAD": head})
+    assert str(err.value).endswith(f"(got {'z' * 80!r})")

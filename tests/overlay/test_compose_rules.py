@@ -170,3 +170,20 @@ def test_service_command_names_the_file_and_service(tmp_path: Path, text: str, r
 def test_dump_keeps_long_paths_on_one_line() -> None:
     long = "/" + "x" * 300
     assert f"source: {long}\n" in dump({"services": {"s": {"volumes": [{"source": long}]}}})
+
+
+def test_a_flag_value_may_itself_hold_an_equals_sign() -> None:
+    assert flag(['--json-model-override-args={"a": 1}=x'], "--json-model-override-args") == (
+        '{"a": 1}=x'
+    )
+
+
+def test_volumes_come_from_the_model_mount_or_the_recipe_alone() -> None:
+    model_only = service(model={"path": "/models/m", "host_path": "/data/m"})
+    assert base_service(model_only, "i")["services"]["sglang"]["volumes"] == [
+        "/data/m:/models/m:ro"
+    ]
+    recipe_only = service(volumes=["/cache:/root/.cache"])
+    assert base_service(recipe_only, "i")["services"]["sglang"]["volumes"] == [
+        "/cache:/root/.cache"
+    ]

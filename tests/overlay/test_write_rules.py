@@ -188,3 +188,29 @@ def test_a_directory_without_its_lock_is_not_an_overlay(tmp_path: Path) -> None:
     (tmp_path / LOCK_NAME).write_text('{"format": 1}')
     with pytest.raises(ConfigError, match="invalid lock"):
         read_lock(tmp_path)
+
+
+def test_an_overlay_is_built_in_a_temporary_directory_beside_it_then_renamed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Beside it: the rename stays on one filesystem, so it is atomic. Named `.tmp-`: a
+    # build killed before the rename is what the next write cleans up.
+    renames: list[tuple[Path, Path]] = []
+    real_rename = os.rename
+
+    def recorded(source: str, target: str) -> None:
+        renames.append((Path(source), Path(target)))
+        real_rename(source, target)
+
+    monkeypatch.setattr("patchkeeper.overlay.write.os.rename", recorded)
+    overlay, _ = write(tmp_path, FP_A)
+    [(source, target)] = renames
+    assert target == overlay and source.parent == overlay.parent
+    assert source.name.startswith(".tmp-") and not source.exists()
+
+
+def test_the_lock_is_written_as_indented_json_in_field_order(tmp_path: Path) -> None:
+    overlay, _ = write(tmp_path, FP_A)
+    text = (overlay / LOCK_NAME).read_text()
+    assert text.startswith('{\n  "format": 1,\n  "generated_by": "patchkeeper tests",\n')
+    assert text.endswith("\n}\n")

@@ -149,3 +149,16 @@ def test_data_that_is_not_an_object_is_reported_and_the_rest_kept() -> None:
         "event 0 (a): data is not a JSON object",
         f"event 1 (b): data is not JSON: {'x' * 80!r}",
     ]
+
+
+def test_a_thinking_delta_without_thinking_adds_nothing() -> None:
+    events = [START, start(0, type="thinking"), delta(0, type="thinking_delta"), stop(0), *END]
+    assert validate(events).blocks == [{"type": "thinking", "thinking": ""}]
+
+
+def test_every_event_after_message_stop_is_reported() -> None:
+    report = validate([START, *END, ev("ping"), ev("message_stop")])
+    assert report.violations == [
+        "event 3 (ping): sent after message_stop",
+        "event 4 (message_stop): sent after message_stop",
+    ]
