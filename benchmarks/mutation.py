@@ -50,9 +50,13 @@ MODULES: dict[str, tuple[list[str], list[str]]] = {
     ),
     "image.identity": (["patchkeeper/image/identity.py"], ["tests/image/test_identity*.py"]),
     "verify.sse": (["patchkeeper/verify/sse.py"], ["tests/verify/test_sse*.py"]),
-    "verify.smoke": (
+    "verify.smoke": (  # slow: each mutant starts SGLang's real adapter
         ["patchkeeper/verify/smoke.py"],
-        ["tests/verify/test_smoke*.py", "tests/verify/test_adapter_tier.py"],
+        [
+            "tests/verify/test_smoke*.py",
+            "tests/verify/test_adapter_tier.py::test_vanilla_0513_fails_with_precise_reasons",
+            "tests/verify/test_adapter_tier.py::test_the_schema_half_alone_still_fails_in_the_template",
+        ],
     ),
     "errors": (["patchkeeper/errors.py"], ["tests/test_errors*.py"]),
 }
@@ -83,9 +87,11 @@ class Score:
 
 
 def expand(patterns: list[str]) -> list[str]:
+    """Globs to existing paths; `file::test` node ids are kept when their file exists."""
     found: list[str] = []
     for pattern in patterns:
-        matches = sorted(glob.glob(pattern, root_dir=REPO))
+        path, colons, test = pattern.partition("::")
+        matches = [f"{m}{colons}{test}" for m in sorted(glob.glob(path, root_dir=REPO))]
         found += [m for m in matches if "__pycache__" not in m]
     return found
 
@@ -216,6 +222,7 @@ def table(scores: list[Score], before: dict[str, dict[str, int]]) -> str:
     total = sum(s.mutants for s in scores if not s.name.startswith(" "))
     detected = sum(s.detected for s in scores if not s.name.startswith(" "))
     rows.append(["all", str(total), "", "", "", "", percent(detected / total if total else None)])
+    rows[-1] += [""] * (len(header) - len(rows[-1]))
     widths = [max(len(r[i]) for r in rows if i < len(r)) for i in range(len(header))]
     lines = []
     for r in rows:
