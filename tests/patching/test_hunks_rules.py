@@ -67,3 +67,21 @@ def test_drifted_context_names_the_line_it_was_expected_at() -> None:
     _, [result] = apply_hunks(text, [hunk("2\nold\nctx\n", "2\nNEW\nctx\n", start=3)])
     assert result.status is HunkStatus.CONFLICT and result.line is None
     assert result.reason == "its context does not match the image's file near line 3"
+
+
+def test_the_nearer_of_old_and_new_decides_applied_or_present() -> None:
+    text = lines("p\nA\np2\np3\np4\na\n")  # new at 1, old at 5, expected at 4
+    first = hunk("a\n", "A\n", start=5)
+    out, [result] = apply_hunks(text, [first])
+    assert (result.hunk, result.status, result.line) == (first, HunkStatus.APPLIED, 6)
+    assert out == lines("p\nA\np2\np3\np4\nA\n")
+
+
+def test_a_conflicting_hunk_does_not_stop_the_next_one() -> None:
+    bad, good = hunk("zz\n", "ZZ\n", start=1), hunk("b\n", "B\n", start=2)
+    out, results = apply_hunks(lines("a\nb\n"), [bad, good])
+    assert [(r.hunk, r.status) for r in results] == [
+        (bad, HunkStatus.CONFLICT),
+        (good, HunkStatus.APPLIED),
+    ]
+    assert out == lines("a\nB\n")

@@ -5,6 +5,9 @@ from __future__ import annotations
 
 from pathlib import PurePosixPath
 
+import pytest
+
+from patchkeeper.errors import UnsafeInputError
 from patchkeeper.patching.diff import FileChange
 from patchkeeper.patching.hunks import HunkResult, HunkStatus
 from patchkeeper.patching.port import FileAction, FileOutcome, PatchOutcome, PatchState, port
@@ -99,11 +102,11 @@ def test_a_rename_ports_the_old_files_content_to_the_new_path() -> None:
 
 
 def test_a_rename_onto_an_existing_file_patches_that_file() -> None:
-    vanilla = {ROOT / "old.py": b"ctx\nv1\n", ROOT / "new.py": b"ctx\nv1\n"}
+    vanilla = {ROOT / "old.py": b"ctx\nv1\n", ROOT / "new.py": b"ctx\nv1\nmine\n"}
     outcome, changed = only(RENAME, vanilla)
     [file] = outcome.files
     assert (file.action, file.note) == (FileAction.PATCHED, "")
-    assert changed == {ROOT / "new.py": b"ctx\nv2\n"}
+    assert changed == {ROOT / "new.py": b"ctx\nv2\nmine\n"}
 
 
 def test_a_modified_file_absent_from_the_image_is_a_conflict_with_no_hunks() -> None:
@@ -121,8 +124,14 @@ def test_a_conflicting_hunk_leaves_the_file_as_the_image_has_it() -> None:
     result = port([change("c", modify("a.py", "old", "new"))], vanilla)
     [outcome] = result.outcomes
     [file] = outcome.files
-    assert file.action is FileAction.CONFLICT and file.note == ""
+    assert (file.path, file.kind, file.action, file.note) == (
+        ROOT / "a.py",
+        FileChange.MODIFIED,
+        FileAction.CONFLICT,
+        "",
+    )
     assert [h.status for h in file.hunks] == [HunkStatus.CONFLICT]
+    assert (outcome.state, outcome.via) == (PatchState.CONFLICT, "")
     assert result.current == vanilla and result.changed_files() == {}
     assert outcome.count(HunkStatus.CONFLICT) == 1 and outcome.count(HunkStatus.APPLIED) == 0
 
@@ -155,3 +164,21 @@ def test_exclude_globs_match_repository_paths() -> None:
     assert outcome.files[0] == FileOutcome(
         ROOT / "docs/a.md", FileChange.MODIFIED, FileAction.EXCLUDED
     )
+
+
+def test_changes_after_one_upstream_by_ancestry_are_still_ported() -> None:
+    first, second = change("one", modify("a.py", "old", "new")), change("two", ADD)
+    result = port(
+        [first, second], {ROOT / "a.py": b"ctx\nold\n", ROOT / "new.py": None}, {first.change.id}
+    )
+    assert [(o.change, o.state, o.via) for o in result.outcomes] == [
+        (first.change, PatchState.UPSTREAM, "ancestry"),
+        (second.change, PatchState.APPLIED, ""),
+    ]
+    assert result.changed_files() == {ROOT / "new.py": b"hello\nworld\n"}
+
+
+def test_an_image_file_that_is_not_utf8_is_refused_naming_it() -> None:
+    with pytest.raises(UnsafeInputError) as err:
+        port([change("c", modify("a.py", "old", "new"))], {ROOT / "a.py": b"ctx\n\xff\n"})
+    assert str(err.value) == f"{ROOT / 'a.py'}: the image's file is not UTF-8 text"
