@@ -136,6 +136,7 @@ class History:
         refspecs += [f"+{sha}:refs/pull/{n}/head" for n, sha in self.pulls.items()]
         refspecs += [f"+{sha}:refs/pull/{n}/merge" for n, sha in self.merge_refs.items()]
         self.git("push", "-q", str(bare), *refspecs)
+        self.git("-C", str(bare), "config", "uploadpack.allowFilter", "true")  # as GitHub does
         return f"file://{bare.resolve()}"
 
     def source_tree(self, commit: str, dest: Path) -> Path:
