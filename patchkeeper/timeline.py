@@ -19,7 +19,14 @@ class Row:
         return f"#{self.change.patch.pr}" if self.change.patch.pr else self.change.patch.key
 
     def first(self, tags: Sequence[NightlyTag]) -> str | None:
-        return next((t.tag for t, inside in zip(tags, self.contained, strict=True) if inside), None)
+        """The first nightly with it: a tag when the window shows it arrive (the tag before
+        lacks it), "at or before <tag>" when it was in from the window's start (or after
+        tags whose commit is unknown)."""
+        for index, inside in enumerate(self.contained):
+            if inside:
+                exact = index > 0 and self.contained[index - 1] is False
+                return tags[index].tag if exact else f"at or before {tags[index].tag}"
+        return None
 
 
 @dataclass(frozen=True)
@@ -27,6 +34,10 @@ class Timeline:
     tags: tuple[NightlyTag, ...]
     commits: tuple[str | None, ...]
     rows: tuple[Row, ...]
+
+    def __add__(self, other: Timeline) -> Timeline:
+        """Another patchset's rows over the same tags (commits stay this one's)."""
+        return Timeline(self.tags, self.commits, self.rows + other.rows)
 
 
 def build(
