@@ -16,6 +16,7 @@ from patchkeeper.demo.history import Edit, History
 from patchkeeper.errors import UpstreamError
 from patchkeeper.upstream.git_resolver import GitResolver
 from patchkeeper.upstream.mirror import GitMirror, git_processes_in, split_credentials
+from tests.git_http import GitHttpServer
 
 
 def _git(repo: Path, *args: str) -> str:
@@ -192,3 +193,38 @@ def test_an_old_full_mirror_is_converted_in_place(history: History, tmp_path: Pa
     r.prepare((Patch(pr=1, why="w"),))
     assert _git(r.mirror.path, "config", "extensions.partialClone") == "upstream"
     assert "+b2" in r.resolve("ps", Patch(pr=1, why="w")).diff
+
+
+def test_credentials_reach_git_over_http_but_never_the_mirror(
+    history: History, tmp_path: Path
+) -> None:
+    served = tmp_path / "served"
+    served.mkdir()
+    history.publish(served / "up.git")
+    with GitHttpServer(served, "bot", "s3cret-pass") as server:
+        url = server.url("up.git", "bot:s3cret-pass")
+        r = _resolver(url, tmp_path / "mirrors")
+        r.prepare((Patch(pr=1, why="w"),))
+        assert "+b2" in r.resolve("ps", Patch(pr=1, why="w")).diff
+        # A blob nothing prefetched: git's own lazy fetch, authenticated from the environment.
+        blob = _git(Path(history.path), "rev-parse", "main~3:pkg/m1.py")
+        assert blob in _missing(r.mirror.path)
+        assert r.mirror.repo.git.cat_file("-p", blob).startswith("v1 1")
+        assert any(ok for path, ok in server.requests if "git-upload-pack" in path)
+        stored = "".join(
+            p.read_text(errors="replace")
+            for p in r.mirror.path.rglob("*")
+            if p.is_file() and p.stat().st_size < 1_000_000
+        )
+        assert "s3cret-pass" not in stored
+        assert _git(r.mirror.path, "config", "remote.upstream.url") == server.url("up.git")
+        # Without patchkeeper's environment, git in the mirror has no credentials at all.
+        other = _git(Path(history.path), "rev-parse", "main~3:pkg/m2.py")
+        assert other in _missing(r.mirror.path)
+        lazy = subprocess.run(
+            ["git", "-C", str(r.mirror.path), "cat-file", "-p", other],
+            env={**os.environ, "GIT_TERMINAL_PROMPT": "0"},
+            capture_output=True,
+            check=False,
+        )
+        assert lazy.returncode != 0
