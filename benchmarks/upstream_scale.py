@@ -463,6 +463,7 @@ def run(base: Path) -> int:
                 f"--port={port}",
                 str(served.parent),
             ],
+            stderr=subprocess.DEVNULL,  # upload-pack's "hung up" after every ls-remote
         )
         try:
             _wait_listening(port)
