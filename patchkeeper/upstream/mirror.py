@@ -107,6 +107,11 @@ class GitMirror:
             }
         self.repo.git.update_environment(**env)
 
+    def git_env(self) -> dict[str, str]:
+        """The environment for a git run by hand in the mirror (`subprocess`), so that git's
+        lazy fetch of a missing blob gets the credentials and never prompts."""
+        return {**os.environ, **self.repo.git.environment()}
+
     def _configure(self) -> None:
         """A promisor remote by a credential-free URL: what lazy fetches of blobs use."""
         wanted = {
@@ -192,7 +197,7 @@ class GitMirror:
         done = subprocess.run(
             [*command, "--filter=" + FILTER],
             cwd=self.path,
-            env={**os.environ, **self.repo.git.environment()},
+            env=self.git_env(),
             input="".join(f"{oid}\n" for oid in oids).encode(),
             capture_output=True,
             check=False,

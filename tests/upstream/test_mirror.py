@@ -228,3 +228,10 @@ def test_credentials_reach_git_over_http_but_never_the_mirror(
             check=False,
         )
         assert lazy.returncode != 0
+        by_hand = subprocess.run(
+            ["git", "-C", str(r.mirror.path), "cat-file", "-p", other],
+            env=r.mirror.git_env(),
+            capture_output=True,
+            check=True,
+        )
+        assert by_hand.stdout.startswith(b"module 2") or by_hand.stdout.startswith(b"v2 2")
