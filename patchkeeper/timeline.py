@@ -46,10 +46,11 @@ def build(
     tags: Sequence[NightlyTag],
     commits: Sequence[str | None],
 ) -> Timeline:
-    """One containment pass for every (PR, tag) pair; unmerged PRs are in no nightly."""
+    """One containment pass for every (PR, tag) pair; unmerged PRs are in no nightly, and a
+    reverted one only in nightlies with its landing and without the revert."""
     known = [c for c in commits if c]
-    merges = [c.merge_commit for c in changes if c.merge_commit]
-    inside = resolver.contained(merges, known) if known and merges else {}
+    marks = [m for c in changes for m in (c.merge_commit, c.reverted_by) if m]
+    inside = resolver.contained(marks, known) if known and marks else {}
     rows = []
     for change in changes:
         cells: list[bool | None] = []
@@ -58,7 +59,8 @@ def build(
                 cells.append(None)
             else:
                 found = inside.get(commit, frozenset())
-                cells.append(bool(change.merge_commit) and change.merge_commit in found)
+                landed = bool(change.merge_commit) and change.merge_commit in found
+                cells.append(landed and change.reverted_by not in found)
         rows.append(Row(change, tuple(cells)))
     return Timeline(tuple(tags), tuple(commits), tuple(rows))
 

@@ -7,6 +7,8 @@ from pathlib import Path
 
 from patchkeeper.config.models import Patch, Upstream
 from patchkeeper.demo.history import Edit, History
+from patchkeeper.image.tags import NightlyTag
+from patchkeeper.timeline import build
 from patchkeeper.upstream.git_resolver import GitResolver
 from patchkeeper.upstream.github import GitHubResolver, GitHubSettings
 from patchkeeper.upstream.mirror import GitMirror
@@ -188,3 +190,21 @@ def test_github_decides_a_rebase_merge_git_cannot_see_and_keeps_gits_revert(
     assert rebased.state is PrState.MERGED and rebased.merge_commit == landed
     assert rebased.landed_as == "GitHub" and "+A1" in rebased.diff
     assert reverted.state is PrState.REVERTED and reverted.title == "GitHub 26"
+
+
+def test_a_reverted_pr_is_in_the_nightlies_between_landing_and_revert_only(
+    tmp_path: Path,
+) -> None:
+    history = _history(tmp_path)
+    before = history.head("main")
+    landed = history.squash_pr(27, "Fix a", [Edit("a.py", "a1\n", "fixed\n")])
+    history.git("revert", "--no-edit", landed)
+    reverted = history.head("main")
+    url = history.publish(tmp_path / "up.git")
+    r = GitResolver(Upstream(git=url), GitMirror(url, tmp_path / "mirrors"))
+    r.prepare([Patch(pr=27, why="w")])
+    change = r.resolve("ps", Patch(pr=27, why="w"))
+    commits = [before, landed, reverted]
+    tags = [NightlyTag(f"2026060{i}", f"n-2026060{i}", c[:8]) for i, c in enumerate(commits, 1)]
+    [row] = build(r, [change], tags, commits).rows
+    assert row.contained == (False, True, False)
