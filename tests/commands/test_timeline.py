@@ -207,3 +207,18 @@ def test_prune_refuses_to_retire_on_fewer_nightlies_than_asked(tmp_path: Path) -
     assert refused.exit_code == 2
     assert f"asked to retire on 14 nightlies, found 1 in {listing}" in refused.output
     assert (tmp_path / "ps.yaml").read_text() == before
+
+
+def test_prune_on_fewer_nightlies_retires_by_witness_only(tmp_path: Path) -> None:
+    recipe, listing, nightlies = nightly_history(tmp_path)
+    listing.write_text(nightlies[-1])  # has #1 by ancestry, but one nightly is not 14
+    report = tmp_path / "verify.json"
+    verdict = Verdict("ps/pr-3", "mid_conversation_system", "passed", "passed", False, True)
+    report.write_text(json.dumps({"image": "x/sglang:n3", "patches": [asdict(verdict)]}))
+    args = ["prune", "--recipe", str(recipe), "--tags-from", str(listing), "--tags", "14"]
+    done = CliRunner().invoke(app, [*args, "--witness-report", str(report), "--write"])
+    assert done.exit_code == 0, done.output
+    assert "found 1 in" in done.output and "retiring nothing by ancestry" in done.output
+    loaded = load_patchset(tmp_path / "ps.yaml")
+    assert [p.pr for p in loaded.patches] == [1, 2]
+    assert [r.model_extra["pr"] for r in loaded.retired] == [3]
