@@ -92,6 +92,14 @@ def _read_vanilla(
     return contents, modes
 
 
+def _with_bases(resolver: UpstreamResolver, parsed: ParsedChange) -> ParsedChange:
+    """A PR merges three-way against its files at its base commit; a local diff cannot."""
+    change = parsed.change
+    if change.state is PrState.LOCAL or not change.base:
+        return parsed
+    return parsed.with_bases(resolver.files_at(change.base, parsed.base_paths()))
+
+
 def plan(
     recipe: Recipe,
     patchsets: Sequence[Patchset],
@@ -136,7 +144,9 @@ def plan(
         elif merged:
             inside = resolver.contained([c.merge_commit or "" for c in merged], [identity.commit])
             upstream_ids |= {c.id for c in merged if c.merge_commit in inside[identity.commit]}
-        parsed += changes_of_set
+        parsed += [
+            c if c.change.id in upstream_ids else _with_bases(resolver, c) for c in changes_of_set
+        ]
     needed = set().union(*(p.paths_to_read() for p in parsed if p.change.id not in upstream_ids))
     vanilla, modes = _read_vanilla(source, image, sorted(needed))
     result = port(parsed, vanilla, upstream_ids)
@@ -167,7 +177,8 @@ def _patch_entry(outcome: PatchOutcome) -> L.LockedPatch:
         base=change.base,
         diff_sha256=change.diff_sha256,
         hunks=L.Hunks(
-            applied=outcome.count(HunkStatus.APPLIED),
+            applied=outcome.count(HunkStatus.APPLIED, HunkStatus.DRIFTED),
+            drift=outcome.count(HunkStatus.DRIFTED),
             present=outcome.count(HunkStatus.PRESENT),
             conflict=outcome.count(HunkStatus.CONFLICT),
         ),

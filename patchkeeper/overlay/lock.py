@@ -35,7 +35,8 @@ class LockedPatchset(_Model):
 
 
 class Hunks(_Model):
-    applied: int
+    applied: int  # ported by the overlay, `drift` of them where the context had changed
+    drift: int = 0
     present: int
     conflict: int
 

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import re
+import subprocess
 from collections.abc import Sequence
 from functools import cached_property
+from pathlib import PurePosixPath
 
 import git
 from git.remote import RemoteProgress
@@ -122,3 +124,33 @@ class GitResolver:
             )
         )
         return ancestry_masks(lines.splitlines(), commits, tips)
+
+    def files_at(
+        self, commit: str, paths: Sequence[PurePosixPath]
+    ) -> dict[PurePosixPath, bytes | None]:
+        """One `git cat-file --batch` for all paths; in a partial clone git fetches the
+        missing blobs from the promisor remote as it goes."""
+        if not paths:
+            return {}
+        request = "".join(f"{commit}:{path}\n" for path in paths).encode()
+        done = subprocess.run(
+            ["git", "-C", str(self.mirror.path), "cat-file", "--batch"],
+            input=request,
+            capture_output=True,
+            check=False,
+        )
+        if done.returncode:
+            detail = done.stderr.decode(errors="replace").strip()
+            raise UpstreamError(f"cannot read files at {commit} in {self.mirror.url}: {detail}")
+        out, at, files = done.stdout, 0, {}
+        for path in paths:
+            end = out.index(b"\n", at)
+            header = out[at:end].split()
+            at = end + 1
+            if len(header) == 3 and header[1] in (b"blob", b"tree", b"commit", b"tag"):
+                size = int(header[2])
+                files[path] = out[at : at + size] if header[1] == b"blob" else None
+                at += size + 1
+            else:  # "<request> missing" (or ambiguous): no such file at that commit
+                files[path] = None
+        return files
