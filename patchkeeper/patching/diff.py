@@ -138,14 +138,22 @@ def _normalize_newlines(text: str) -> str:
 
 
 def _hunk(raw_hunk: object) -> Hunk:
+    """The hunk's lines, as many as its header counts: unidiff reads a blank line after the
+    last hunk (a diff file ending in an empty line) as one more context line."""
     old: list[str] = []
     new: list[str] = []
     previous: list[list[str]] = []
+    old_left = raw_hunk.source_length  # type: ignore[attr-defined]
+    new_left = raw_hunk.target_length  # type: ignore[attr-defined]
     for line in raw_hunk:  # type: ignore[attr-defined]
         if line.line_type == LINE_TYPE_NO_NEWLINE:
             for side in previous:
                 side[-1] = side[-1].removesuffix("\n")
             continue
+        if old_left <= 0 and new_left <= 0:
+            break
+        old_left -= not line.is_added
+        new_left -= not line.is_removed
         previous = []
         if not line.is_added:
             old.append(line.value)

@@ -12,6 +12,7 @@ processes run at once: together they cost about one merge.
 
 from __future__ import annotations
 
+import bisect
 import re
 import subprocess
 import tempfile
@@ -106,16 +107,33 @@ def _run_git(
     )
 
 
-def _to_ours(regions: Sequence[Region], index: int) -> int:
-    """Where base line `index` sits in ours (a changed line: where its region starts)."""
-    shift = 0
-    for region in regions:  # sorted, disjoint
-        if region.base_start <= index < region.base_end:
-            return region.ours_start
-        if region.base_end > index:
-            break
-        shift += region.delta  # wholly before `index` (an insertion at it included)
-    return index + shift
+class Alignment:
+    """The base->ours changed regions, indexed: lookups by bisection, not a scan per hunk
+    (`server_args.py` has thousands of lines and hundreds of regions between releases)."""
+
+    def __init__(self, regions: Sequence[Region]) -> None:
+        self.regions = list(regions)  # sorted, disjoint
+        self.ends = [r.base_end for r in self.regions]
+        self.shift = [0]  # shift[i]: lines regions[:i] added to ours
+        for region in self.regions:
+            self.shift.append(self.shift[-1] + region.delta)
+
+    def to_ours(self, index: int) -> int:
+        """Where base line `index` sits in ours (a changed line: where its region starts)."""
+        i = bisect.bisect_right(self.ends, index)  # regions[:i] end at or before `index`
+        if i < len(self.regions) and self.regions[i].base_start <= index:
+            return self.regions[i].ours_start
+        return index + self.shift[i]
+
+    def between(self, low: int, high: int) -> tuple[int, list[Region]]:
+        """(index of the first, the regions) touching base lines [low, high], ends included."""
+        i = bisect.bisect_left(self.ends, low)
+        found = []
+        for region in self.regions[i:]:
+            if region.base_start > high:
+                break
+            found.append(region)
+        return i, found
 
 
 def _quote(lines: Sequence[str], index: int) -> str:
@@ -130,33 +148,34 @@ def classify(
     clean: bool,
 ) -> list[HunkResult]:
     """One result per hunk, from the base->ours alignment (see the module docstring)."""
+    alignment = Alignment(regions)
     results = []
     for hunk in hunks:
         lead, trail = hunk.core()
         start, end = hunk.at, hunk.at + len(hunk.old)
         core_start, core_end = start + lead, end - trail
         new_core = list(hunk.new[lead : len(hunk.new) - trail])
-        touching = [r for r in regions if r.base_start <= core_end and core_start <= r.base_end]
+        first_touching, touching = alignment.between(core_start, core_end)
         if not touching:
             drift = any(
                 r.base_start < end and start < r.base_end
                 if r.base_end > r.base_start
                 else start < r.base_start < end
-                for r in regions
+                for r in alignment.between(start, end)[1]
             )
             status = HunkStatus.DRIFTED if drift else HunkStatus.APPLIED
-            line = _to_ours(regions, core_start if drift else start) + 1
+            line = alignment.to_ours(core_start if drift else start) + 1
             results.append(HunkResult(hunk, status, line))
             continue
         low = min(core_start, touching[0].base_start)
         high = max(core_end, touching[-1].base_end)
-        ours_low = _to_ours([r for r in regions if r not in touching], low)
+        ours_low = low + alignment.shift[first_touching]
         ours_high = ours_low + (high - low) + sum(r.delta for r in touching)
         wanted = list(base[low:core_start]) + new_core + list(base[core_end:high])
         if list(ours[ours_low:ours_high]) == wanted:
             results.append(HunkResult(hunk, HunkStatus.PRESENT, ours_low + (core_start - low) + 1))
         elif clean:
-            results.append(HunkResult(hunk, HunkStatus.DRIFTED, _to_ours(regions, core_start) + 1))
+            results.append(HunkResult(hunk, HunkStatus.DRIFTED, alignment.to_ours(core_start) + 1))
         else:
             first = touching[0]
             theirs_line = _quote(base, core_start)

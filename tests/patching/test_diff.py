@@ -112,3 +112,8 @@ def test_lines_split_on_newline_only() -> None:
     [file] = parse_diff(text, "d")
     assert file.hunks[0].old == ("keep\n", "o\u2028ld\n")
     assert file.hunks[0].new == ("keep\n", "n\x0cew\n")
+
+
+def test_a_blank_line_after_the_last_hunk_is_not_context() -> None:
+    [file] = parse_diff(MODIFY.format(p="a.py") + "\n\n", "d")
+    assert file.hunks[0].old == ("keep\n", "old\n")
