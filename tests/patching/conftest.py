@@ -42,7 +42,7 @@ def merge_file(ours: bytes, base: bytes, theirs: bytes, tmp: Path) -> tuple[byte
 
 
 @dataclass
-class Upstream_:
+class PrHistory:
     history: History
     tmp: Path
     _resolver: GitResolver | None = None
@@ -73,7 +73,7 @@ class Upstream_:
 
 @pytest.fixture()
 def make_upstream(tmp_path: Path):  # type: ignore[no-untyped-def]
-    def make(files: dict[str, bytes]) -> Upstream_:
-        return Upstream_(History(tmp_path / "work", files), tmp_path)
+    def make(files: dict[str, bytes]) -> PrHistory:
+        return PrHistory(History(tmp_path / "work", files), tmp_path)
 
     return make

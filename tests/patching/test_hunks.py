@@ -86,3 +86,9 @@ def test_later_hunks_follow_the_drift_of_earlier_ones() -> None:
     assert [r.status for r in results] == [HunkStatus.APPLIED, HunkStatus.APPLIED]
     assert results[1].line == 13
     assert "L11\n" in out and "l11\n" not in out
+
+
+def test_the_new_block_twice_is_not_proof_that_the_hunk_is_present() -> None:
+    text = "x\nY\nz\nmid\nx\nY\nz\n"
+    _, [result] = apply_exact(lines(text), [hunk("x\ny\nz\n", "x\nY\nz\n")])
+    assert result.status is HunkStatus.CONFLICT and "occurs more than once" in result.reason

@@ -8,9 +8,9 @@ from pathlib import Path
 from patchkeeper.demo.history import Edit
 from patchkeeper.patching.hunks import HunkStatus
 from patchkeeper.patching.port import FileAction, PatchState, port
-from tests.patching.conftest import ROOT, Upstream_, image, local, merge_file
+from tests.patching.conftest import ROOT, PrHistory, image, local, merge_file
 
-MakeUpstream = Callable[[dict[str, bytes]], Upstream_]
+MakeUpstream = Callable[[dict[str, bytes]], PrHistory]
 
 BLOCK = (
     "    out = call(\n        text=text,\n        stream=stream,\n        max_tokens=max_tokens,\n"
@@ -153,3 +153,25 @@ def test_a_conflicting_file_gets_diff3_markers_and_nothing_is_written(
     # The refused change left no trace: PR 2 ported onto b.py as the image has it.
     assert second.state is PatchState.APPLIED
     assert result.current[ROOT / "b.py"] == b"keep it\n" + pad + b"old\n"
+
+
+def test_a_hunk_the_image_already_has_is_present_among_drift(make_upstream: MakeUpstream) -> None:
+    """A cherry-pick of the first hunk, plus unrelated edits: the rest ports, `partial`."""
+    lines = "".join(f"line {i}\n" for i in range(40))
+    up = make_upstream({"mod.py": lines.encode()})
+    up.history.squash_pr(
+        1,
+        "Two hunks",
+        [Edit("mod.py", "line 5\n", "line five\n"), Edit("mod.py", "line 30\n", "line thirty\n")],
+    )
+    ours = lines.replace("line 5\n", "line five\n").replace("line 15\n", "line 15 edited\n")
+    result = up.port([1], {"mod.py": ours.encode()})
+    [outcome] = result.outcomes
+    assert outcome.state is PatchState.PARTIAL
+    assert [(h.status, h.line) for h in outcome.files[0].hunks] == [
+        (HunkStatus.PRESENT, 6),
+        (HunkStatus.APPLIED, 28),
+    ]
+    assert result.changed_files() == {
+        ROOT / "mod.py": ours.replace("line 30\n", "line thirty\n").encode()
+    }

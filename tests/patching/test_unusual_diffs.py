@@ -8,16 +8,16 @@ from pathlib import Path, PurePosixPath
 
 import pytest
 
-from patchkeeper.config.models import Patch, Upstream
+from patchkeeper.config.models import Upstream
 from patchkeeper.demo.history import Edit, History
 from patchkeeper.errors import UpstreamError
 from patchkeeper.patching.hunks import HunkStatus
 from patchkeeper.patching.port import FileAction, PatchState, port
 from patchkeeper.upstream.git_resolver import GitResolver
 from patchkeeper.upstream.mirror import GitMirror
-from tests.patching.conftest import ROOT, Upstream_, image, local
+from tests.patching.conftest import ROOT, PrHistory, image, local
 
-MakeUpstream = Callable[[dict[str, bytes]], Upstream_]
+MakeUpstream = Callable[[dict[str, bytes]], PrHistory]
 
 
 def test_a_non_ascii_file_name_ports(make_upstream: MakeUpstream) -> None:
@@ -96,7 +96,7 @@ def test_a_base_that_is_not_the_diffs_blob_is_refused(make_upstream: MakeUpstrea
     up = make_upstream({"a.py": b"a\nb\n"})
     up.history.squash_pr(1, "Fix", [Edit("a.py", "b\n", "B\n")])
     parsed = up.change(1).with_bases({PurePosixPath("a.py"): b"a\nb\nextra\n"})
-    with pytest.raises(UpstreamError, match="PR #1: a.py at .*: not the blob"):
+    with pytest.raises(UpstreamError, match=r"PR #1: a\.py at .*: not the blob"):
         port([parsed], image({"a.py": b"a\nb\n"}))
 
 
