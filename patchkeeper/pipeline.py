@@ -23,6 +23,7 @@ from patchkeeper.image.identity import ImageIdentity, git_metadata_paths, identi
 from patchkeeper.image.model import ImageFile, ImageRef, ImageSource, ResolvedImage
 from patchkeeper.image.tags import newest_tag
 from patchkeeper.overlay import lock as L
+from patchkeeper.patching import resolutions
 from patchkeeper.patching.hunks import HunkStatus
 from patchkeeper.patching.port import ParsedChange, PatchOutcome, PortResult, port, sha256
 from patchkeeper.upstream.model import PrState, UpstreamResolver
@@ -113,9 +114,13 @@ def plan(
         resolver = resolver_for(patchset)
         resolver.prepare(patchset.patches)
         changes = [resolver.resolve(patchset.name, p) for p in patchset.patches]
-        resolved.append(
-            (patchset, resolver, [ParsedChange.of(c, patchset.source_root) for c in changes])
-        )
+        parsed_set = [
+            ParsedChange.of(c, patchset.source_root).with_resolutions(
+                resolutions.load(patchset.path, c.patch.key) if patchset.path.is_file() else ()
+            )
+            for c in changes
+        ]
+        resolved.append((patchset, resolver, parsed_set))
     # One pass over the image for everything sync may ask (the source caches it):
     # each checkout's git metadata and every file any patch touches.
     warm = {p for _, _, parsed in resolved for change in parsed for p in change.paths_to_read()}

@@ -54,6 +54,7 @@ class LockedPatchFile(_Model):
     action: str
     note: str = ""
     hunks: list[LockedHunk] = []
+    conflict_file: str | None = None  # the diff3-marked file `sync --conflicts DIR` wrote
 
 
 class LockedPatch(_Model):

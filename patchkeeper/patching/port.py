@@ -30,6 +30,7 @@ from patchkeeper.patching.hunks import (
     split_lines,
 )
 from patchkeeper.patching.merge import merge
+from patchkeeper.patching.resolutions import Resolution, matching
 from patchkeeper.upstream.model import UpstreamChange
 
 
@@ -70,6 +71,7 @@ class ParsedChange:
     root: PurePosixPath
     files: tuple[FilePatch, ...]
     bases: Mapping[PurePosixPath, bytes | None] | None = None
+    resolutions: tuple[Resolution, ...] = ()  # recorded by hand for its conflicting files
 
     @classmethod
     def of(cls, change: UpstreamChange, root: PurePosixPath) -> ParsedChange:
@@ -101,6 +103,9 @@ class ParsedChange:
     def with_bases(self, bases: Mapping[PurePosixPath, bytes | None]) -> ParsedChange:
         return replace(self, bases=dict(bases))
 
+    def with_resolutions(self, resolutions: Sequence[Resolution]) -> ParsedChange:
+        return replace(self, resolutions=tuple(resolutions))
+
 
 @dataclass(frozen=True)
 class FileOutcome:
@@ -110,6 +115,7 @@ class FileOutcome:
     hunks: tuple[HunkResult, ...] = ()
     note: str = ""
     marked: str = ""  # the diff3-marked file, for a file the three-way merge refused
+    ours: bytes | None = None  # for a conflicting file: the file as the patch found it
 
 
 @dataclass(frozen=True)
@@ -211,18 +217,51 @@ def _port_file(
         results = tuple(exact)
         failed = any(r.status is HunkStatus.CONFLICT for r in results)
         content = None if failed else "".join(lines)
+    note = ""
     if content is None:
-        return FileOutcome(path, file.kind, FileAction.CONFLICT, results, marked=marked)
+        reused = _reuse(parsed, path, ours_text)
+        if reused is None:
+            return FileOutcome(
+                path, file.kind, FileAction.CONFLICT, results, marked=marked, ours=ours
+            )
+        content, note = reused
+        results = tuple(
+            HunkResult(r.hunk, HunkStatus.DRIFTED, r.line, "placed by a recorded resolution")
+            if r.status is HunkStatus.CONFLICT
+            else r
+            for r in results
+        )
     new = content.encode()
     current[path] = new
-    note = ""
     if file.kind is FileChange.RENAMED and source is not None and target is None:
-        note = f"renamed from {file.old_path}; the old file stays in the image"
+        renamed = f"renamed from {file.old_path}; the old file stays in the image"
+        note = f"{note}; {renamed}" if note else renamed
     if new == ours and target is not None:
         action = FileAction.UNCHANGED
     else:
         action = FileAction.CREATED if target is None else FileAction.PATCHED
     return FileOutcome(path, file.kind, action, results, note)
+
+
+def _reuse(parsed: ParsedChange, path: PurePosixPath, ours: str) -> tuple[str, str] | None:
+    """A recorded resolution for this file and diff: as it is when the file is the one it was
+    recorded against, else merged three-way onto the changed file when that merges cleanly."""
+    candidates = matching(parsed.resolutions, path, parsed.change.diff_sha256)
+    for resolution in candidates:
+        if resolution.ours == ours.encode():
+            return resolution.resolved.decode("utf-8"), "resolved by a recorded resolution"
+    for resolution in candidates:
+        labels = (f"image {path}", "the file the resolution was recorded against", "resolution")
+        recorded = _text(resolution.ours, f"resolution of {path}")
+        merged = merge(
+            ours, recorded, _text(resolution.resolved, f"resolution of {path}"), (), labels
+        )
+        if merged.content is not None:
+            return (
+                merged.content,
+                "resolved by a recorded resolution, merged onto a changed image file",
+            )
+    return None
 
 
 def _port_added(
