@@ -75,6 +75,9 @@ def _problems(lock: Lock) -> list[str]:
                 where = f"conflict {patch.id} {file.path}"
                 lines += [f"{where}: {file.note}"] if not bad else []
                 lines += [f"{where} {hunk.header}: {hunk.reason}" for hunk in bad]
+                lines += (
+                    [f"{where}: diff3-marked in {file.conflict_file}"] if file.conflict_file else []
+                )
             elif file.note:
                 lines.append(f"note {patch.id} {file.path}: {file.note}")
     return lines + [f"warning {warning}" for warning in lock.warnings]

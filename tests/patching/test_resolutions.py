@@ -113,6 +113,8 @@ def test_sync_conflicts_resolve_and_sync_again_through_the_cli(
     [patch] = json.loads(first.stdout)["patches"]
     marked = Path(patch["files"][0]["conflict_file"])
     assert marked.parent.parent == conflicts / "ps" / "pr-1" and "|||||||" in marked.read_text()
+    human = runner.invoke(app, [*sync[:-1], "--conflicts", str(tmp_path / "again")])
+    assert human.exit_code == 1 and "diff3-marked in" in human.stdout
     resolve = ["resolve", "--recipe", str(tmp_path / "recipe.yaml"), "--conflicts", str(conflicts)]
     refused = runner.invoke(app, [*resolve, "--json"])
     assert refused.exit_code == 2 and "still holding conflict markers" in refused.stdout
