@@ -44,11 +44,34 @@ class Region:
 
 @dataclass(frozen=True)
 class Merged:
-    """The merge of one file: `content` when clean; `marked` holds diff3 markers otherwise."""
+    """The merge of one file: `content` when clean, None when it has conflict regions."""
 
     content: str | None
-    marked: str
     hunks: tuple[HunkResult, ...]
+    ours: str
+    base: str
+    theirs: str
+    labels: tuple[str, str, str]
+
+    def marked(self) -> str:
+        """The file with diff3 conflict markers, for a person to resolve. Made on demand:
+        `--diff3` output lowers xdiff's merge level, so it never decides what merges."""
+        with tempfile.TemporaryDirectory(prefix="patchkeeper-merge-") as tmp:
+            folder = Path(tmp)
+            _write(folder, self.ours, self.base, self.theirs)
+            label_args = [arg for label in self.labels for arg in ("-L", label)]
+            done = subprocess.run(
+                [*_GIT, "merge-file", "-p", "-q", "--diff3", *label_args, "ours", "base", "theirs"],
+                cwd=folder,
+                capture_output=True,
+                check=False,
+            )
+        return done.stdout.decode("utf-8", "surrogateescape")
+
+
+def _write(folder: Path, ours: str, base: str, theirs: str) -> None:
+    for name, text in (("ours", ours), ("base", base), ("theirs", theirs)):
+        (folder / name).write_bytes(text.encode("utf-8", "surrogateescape"))
 
 
 def _regions(diff: str) -> list[Region]:
@@ -63,16 +86,11 @@ def _regions(diff: str) -> list[Region]:
     return regions
 
 
-def _run_git(
-    tmp: Path, ours: str, base: str, theirs: str, labels: Sequence[str]
-) -> tuple[str, int, str]:
+def _run_git(tmp: Path, ours: str, base: str, theirs: str, label: str) -> tuple[str, int, str]:
     """(merged text, conflict count, base->ours -U0 diff), from two concurrent git processes."""
-    names = {"ours": ours, "base": base, "theirs": theirs}
-    for name, text in names.items():
-        (tmp / name).write_bytes(text.encode("utf-8", "surrogateescape"))
-    label_args = [arg for label in labels for arg in ("-L", label)]
+    _write(tmp, ours, base, theirs)
     merge = subprocess.Popen(
-        [*_GIT, "merge-file", "-p", "--diff3", *label_args, "ours", "base", "theirs"],
+        [*_GIT, "merge-file", "-p", "-q", "ours", "base", "theirs"],
         cwd=tmp,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -99,7 +117,7 @@ def _run_git(
     aligned, align_err = align.communicate()
     if merge.returncode < 0 or merge.returncode > 127 or align.returncode not in (0, 1):
         detail = (merge_err or align_err).decode(errors="replace").strip()
-        raise UnsafeInputError(f"{labels[0]}: git could not merge the file: {detail}")
+        raise UnsafeInputError(f"{label}: git could not merge the file: {detail}")
     return (
         merged.decode("utf-8", "surrogateescape"),
         merge.returncode,
@@ -212,12 +230,14 @@ def merge(
 ) -> Merged:
     """Merge one file; `labels` name ours, base and theirs in conflict markers and errors."""
     if ours == base:
-        return Merged(theirs, theirs, tuple(_unchanged(hunks, HunkStatus.APPLIED, False)))
+        results = _unchanged(hunks, HunkStatus.APPLIED, False)
+        return Merged(theirs, tuple(results), ours, base, theirs, labels)
     if ours == theirs:
-        return Merged(ours, ours, tuple(_unchanged(hunks, HunkStatus.PRESENT, True)))
+        results = _unchanged(hunks, HunkStatus.PRESENT, True)
+        return Merged(ours, tuple(results), ours, base, theirs, labels)
     with tempfile.TemporaryDirectory(prefix="patchkeeper-merge-") as tmp:
-        merged, conflicts, aligned = _run_git(Path(tmp), ours, base, theirs, labels)
+        merged, conflicts, aligned = _run_git(Path(tmp), ours, base, theirs, labels[0])
     results = classify(
         hunks, split_lines(base), split_lines(ours), _regions(aligned), not conflicts
     )
-    return Merged(None if conflicts else merged, merged, tuple(results))
+    return Merged(None if conflicts else merged, tuple(results), ours, base, theirs, labels)

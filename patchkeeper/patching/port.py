@@ -29,7 +29,7 @@ from patchkeeper.patching.hunks import (
     replay,
     split_lines,
 )
-from patchkeeper.patching.merge import merge
+from patchkeeper.patching.merge import Merged, merge
 from patchkeeper.patching.resolutions import Resolution, matching
 from patchkeeper.upstream.model import UpstreamChange
 
@@ -114,8 +114,13 @@ class FileOutcome:
     action: FileAction
     hunks: tuple[HunkResult, ...] = ()
     note: str = ""
-    marked: str = ""  # the diff3-marked file, for a file the three-way merge refused
     ours: bytes | None = None  # for a conflicting file: the file as the patch found it
+    three_way: Merged | None = None  # for a file the three-way merge refused
+
+    @property
+    def marked(self) -> str:
+        """The diff3-marked file ("" where the blobs are unknown: a local diff)."""
+        return self.three_way.marked() if self.three_way else ""
 
 
 @dataclass(frozen=True)
@@ -204,14 +209,14 @@ def _port_file(
     if ours is None:
         return FileOutcome(path, file.kind, FileAction.CONFLICT, note="absent from the image")
     ours_text = _text(ours, f"image path {path}")
-    marked = ""
+    three_way = None
     if parsed.bases is not None:
         assert file.old_path is not None
         base, theirs = _theirs(parsed, file, parsed.bases.get(file.old_path))
         labels = (f"image {path}", f"base {parsed.change.base or ''}", parsed.label)
         merged = merge(ours_text, base, theirs, file.hunks, labels)
         content, results = merged.content, merged.hunks
-        marked = merged.marked if content is None else ""
+        three_way = merged if content is None else None
     else:
         lines, exact = apply_exact(split_lines(ours_text), file.hunks)
         results = tuple(exact)
@@ -222,7 +227,7 @@ def _port_file(
         reused = _reuse(parsed, path, ours_text)
         if reused is None:
             return FileOutcome(
-                path, file.kind, FileAction.CONFLICT, results, marked=marked, ours=ours
+                path, file.kind, FileAction.CONFLICT, results, ours=ours, three_way=three_way
             )
         content, note = reused
         results = tuple(

@@ -121,7 +121,7 @@ def write_conflicts(
     for outcome in outcomes:
         change = outcome.change
         for file in outcome.files:
-            if file.ours is None or not file.marked:
+            if file.ours is None or file.three_way is None:
                 continue
             marked = directory / change.id / str(file.path).lstrip("/")
             ours = directory / ".ours" / change.id / str(file.path).lstrip("/")
