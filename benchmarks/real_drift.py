@@ -73,7 +73,8 @@ from patchkeeper.upstream.model import PrState, UpstreamChange
 from tests.oci import Image, layer, tree, write_oci_layout
 
 ROOT = PurePosixPath("/sgl-workspace/sglang")
-TOOLS = ("patchkeeper", "git merge-file", "git apply -3", "patch --fuzz=2")
+EXACT = "patchkeeper, local diff"  # the same diff with its blobs unknown: exact matching
+TOOLS = ("patchkeeper", EXACT, "git merge-file", "git apply -3", "patch --fuzz=2")
 GIT_ENV = {
     **os.environ,
     "GIT_CONFIG_GLOBAL": os.devnull,
@@ -255,18 +256,26 @@ def run_merge_file(case: Case, tmp: Path) -> Result:
     return (done.stdout if done.returncode == 0 else None), seconds
 
 
-def run_patchkeeper(case: Case, bases: dict[PurePosixPath, bytes | None], commit: str) -> Result:
-    change = UpstreamChange(
-        "bench", Patch(pr=1, why="bench"), PrState.MERGED, case.diff, base=commit
-    )
-    parsed = ParsedChange.of(change, ROOT).with_bases(bases)
+def run_patchkeeper(
+    case: Case, bases: dict[PurePosixPath, bytes | None] | None, commit: str
+) -> Result:
+    """The porting stage on one case; `bases` None ports it as a local diff (exact)."""
+    if bases is None:
+        patch = Patch(diff=Path("bench.diff"), why="bench")
+        change = UpstreamChange("bench", patch, PrState.LOCAL, case.diff)
+        parsed = ParsedChange.of(change, ROOT)
+    else:
+        patch = Patch(pr=1, why="bench")
+        change = UpstreamChange("bench", patch, PrState.MERGED, case.diff, base=commit)
+        parsed = ParsedChange.of(change, ROOT).with_bases(bases)
     start = time.perf_counter()
     result = port([parsed], {ROOT / case.path: case.ours})
     seconds = time.perf_counter() - start
     [outcome] = result.outcomes
     if outcome.state is PatchState.CONFLICT:
         return None, seconds
-    HUNKS.update(h.status for f in outcome.files for h in f.hunks)
+    if bases is not None:
+        HUNKS.update(h.status for f in outcome.files for h in f.hunks)
     return result.current[ROOT / case.path], seconds
 
 
@@ -449,11 +458,13 @@ def main() -> int:
             oracle, oracle_s = run_merge_file(case, tmp)
             oracle_bytes[id(case)] = oracle
             ours, ours_s = run_patchkeeper(case, bases[key], commits[case.pr])
+            exact, exact_s = run_patchkeeper(case, None, commits[case.pr])
             applied, applied_s = run_git_apply(case, apply_repo)
             patched, patched_s = run_patch(case, tmp)
             row = tallies[case.kind]
             for tool, got, seconds in (
                 ("patchkeeper", ours, ours_s),
+                (EXACT, exact, exact_s),
                 ("git merge-file", oracle, oracle_s),
                 ("git apply -3", applied, applied_s),
                 ("patch --fuzz=2", patched, patched_s),
