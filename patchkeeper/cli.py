@@ -76,12 +76,30 @@ def sync(
     image_source: SourceOpt = "auto",
     layout: LayoutOpt = None,
     platform: PlatformOpt = "linux/amd64",
+    conflicts: Annotated[
+        Path | None,
+        typer.Option("--conflicts", help="on conflict, write diff3-marked files here"),
+    ] = None,
 ) -> None:
     """Port the recipe's patches onto one image and write its read-only overlay."""
     from patchkeeper.commands import sync as command
 
     options = _source(image_source, layout, platform)
-    _guarded(as_json, lambda: command.run(recipe, image, out, as_json, options))
+    _guarded(as_json, lambda: command.run(recipe, image, out, as_json, options, conflicts))
+
+
+@app.command()
+def resolve(
+    recipe: RecipeOpt,
+    conflicts: Annotated[
+        Path, typer.Option("--conflicts", help="the directory `sync --conflicts` wrote")
+    ],
+    as_json: JsonOpt = False,
+) -> None:
+    """Record the hand-resolved files of `sync --conflicts DIR` beside their patchsets."""
+    from patchkeeper.commands import resolve as command
+
+    _guarded(as_json, lambda: command.run(recipe, conflicts, as_json))
 
 
 @app.command()

@@ -41,7 +41,7 @@ def test_demo_sync_ports_only_what_the_nightly_lacks(demo: Demo, tmp_path: Path)
     assert patches[24294]["state"] == "upstream" and patches[24294]["via"] == "ancestry"
     assert patches[24294]["files"] == []
     fix = patches[26773]
-    assert fix["state"] == "applied" and fix["hunks"] == {"applied": 2, "present": 0, "conflict": 0}
+    assert fix["state"] == "applied" and fix["hunks"] == {"applied": 2, "drift": 0, "present": 0, "conflict": 0}
     assert {f["path"] for f in fix["files"]} == {
         str(SOURCE_ROOT / PROTOCOL),
         str(SOURCE_ROOT / SERVING),
@@ -251,7 +251,7 @@ def test_cherry_picked_change_is_present_and_not_applied_twice(
     assert code == 0, doc
     picked, other = by_pr(doc)[101], by_pr(doc)[102]
     assert picked["state"] == "upstream" and picked["via"] == "content"
-    assert picked["hunks"] == {"applied": 0, "present": 1, "conflict": 0}
+    assert picked["hunks"] == {"applied": 0, "drift": 0, "present": 1, "conflict": 0}
     assert other["state"] == "applied"
     assert [f["path"] for f in doc["files"]] == [str(SOURCE_ROOT / SERVING)]
 
