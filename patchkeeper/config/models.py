@@ -140,6 +140,11 @@ class Service(_Strict):
     """How the recipe's server runs: rendered into compose files."""
 
     name: str = Field("sglang", pattern=r"^[a-z0-9][a-z0-9_-]*$")
+    project: str | None = Field(
+        None,
+        pattern=r"^[a-z0-9][a-z0-9_-]*$",
+        description="compose project name; default: the recipe's name",
+    )
     container_name: str | None = None
     port: int = Field(30000, gt=0, lt=65536)
     model: Model
