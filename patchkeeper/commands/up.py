@@ -36,6 +36,15 @@ from patchkeeper.verify.image_runtime import local_image, pull_image
 from patchkeeper.verify.smoke import ALL, SmokeOptions, Status, run_suite
 
 QUICK_CHECKS = ["models_list", "messages_basic"]
+
+
+def _say(line: str, error: bool = False) -> None:
+    """One unwrapped line (paths and image names stay greppable in logs)."""
+    (err_console if error else out_console).print(
+        line, soft_wrap=True, markup=False, highlight=False
+    )
+
+
 LOG_LINES = 60
 
 
@@ -177,7 +186,7 @@ def smoke(target: Composed, options: UpOptions) -> None:
     results = run_suite(SmokeOptions(_url(target, options.url)), list(options.checks))
     failed = [r for r in results if r.status is Status.FAILED]
     for result in results:
-        err_console.print(f"  smoke {result.name}: {result.status.value} {result.reason[:120]}")
+        _say(f"  smoke {result.name}: {result.status.value} {result.reason[:120]}", error=True)
     if failed:
         raise ServerError("smoke failed: " + "; ".join(f"{r.name}: {r.reason}" for r in failed))
 
@@ -185,7 +194,7 @@ def smoke(target: Composed, options: UpOptions) -> None:
 def _image(client: Any, lock: Lock) -> str:
     image = local_image(client, lock)
     if image is None:
-        err_console.print(f"pulling {lock.image.pinned}")
+        _say(f"pulling {lock.image.pinned}", error=True)
         image = pull_image(client, lock)
     return image
 
@@ -232,7 +241,7 @@ def run(
         plan = make_plan(recipe, image, False, source)
         if plan.conflicts:
             print_table(plan.lock, out_console)
-            err_console.print("[red]up refused: a patch does not apply; nothing changed[/]")
+            _say("up refused: a patch does not apply; nothing changed", error=True)
             return EXIT_CONFLICT
         overlay, _, _ = write(plan, options.out)
     links = links_of(overlay.resolve())
@@ -241,14 +250,14 @@ def run(
     with tempfile.TemporaryDirectory(prefix="patchkeeper-up-") as scratch:
         target = composed(overlay, options.user, options.project, Path(scratch))
         old = composed(previous, options.user, options.project, Path(scratch)) if previous else None
-        out_console.print(
+        _say(
             f"up: {target.lock.recipe}/{target.service} in compose project {target.project} "
             f"({compose.label})"
         )
         for line in changes(old.lock if old else None, target.lock):
-            out_console.print(f"  {line}")
+            _say(f"  {line}")
         if options.dry_run:
-            out_console.print(f"dry run: would recreate {target.service} from {target.overlay}")
+            _say(f"dry run: would recreate {target.service} from {target.overlay}")
             return EXIT_OK
         client = EngineSource().client
         drift.guard(client, _image(client, target.lock), target.lock)
@@ -256,14 +265,14 @@ def run(
         try:
             _bring_up(client, compose, target, options)
         except ServerError as err:
-            err_console.print(f"[red]up failed:[/] {err}")
+            _say(f"up failed: {err}", error=True)
             return _roll_back(client, compose, target, old, options)
         if previous != target.overlay:
             if previous:
                 point(links / PREVIOUS, previous.name)
             point(links / CURRENT, target.overlay.name)
         record_override(links, target)
-        out_console.print(f"up: {target.service} healthy on {target.overlay.name}")
+        _say(f"up: {target.service} healthy on {target.overlay.name}")
     return EXIT_OK
 
 
@@ -278,15 +287,15 @@ def _roll_back(
         project = _Project(client, compose, failed)
         with project.stack:
             project.remove()
-        err_console.print("no previous overlay to return to: the failed service was removed")
+        _say("no previous overlay to return to: the failed service was removed", error=True)
         return EXIT_CONFLICT
-    err_console.print(f"rolling back to {old.overlay.name}")
+    _say(f"rolling back to {old.overlay.name}", error=True)
     try:
         _bring_up(client, compose, old, UpOptions(deadline_s=options.deadline_s, checks=()))
     except ServerError as err:
-        err_console.print(f"[red]rollback failed too:[/] {err}")
+        _say(f"rollback failed too: {err}", error=True)
         return EXIT_CONFLICT
-    err_console.print(f"rolled back: {old.service} healthy on {old.overlay.name} again")
+    _say(f"rolled back: {old.service} healthy on {old.overlay.name} again", error=True)
     return EXIT_CONFLICT
 
 
@@ -301,12 +310,12 @@ def down(recipe: Path | None, overlay: Path | None, options: UpOptions) -> int:
     with tempfile.TemporaryDirectory(prefix="patchkeeper-down-") as scratch:
         target = composed(overlay, options.user, options.project, Path(scratch))
         if options.dry_run:
-            out_console.print(f"dry run: would remove {target.service} of {target.project}")
+            _say(f"dry run: would remove {target.service} of {target.project}")
             return EXIT_OK
         project = _Project(EngineSource().client, compose_cli.find(), target)
         with project.stack:
             project.remove()
-    out_console.print(f"down: removed {target.service} of compose project {target.project}")
+    _say(f"down: removed {target.service} of compose project {target.project}")
     return EXIT_OK
 
 

@@ -114,7 +114,11 @@ def test_the_store_is_readable_by_everyone_whatever_the_umask(
     tmp_path: Path, strict_umask: None
 ) -> None:
     overlay, _, _ = write_overlay(tmp_path / "out", "qwen", "nightly-1", a_lock(), content())
-    directories = [tmp_path / "out" / STORE, overlay, *(p for p in overlay.rglob("*") if p.is_dir())]
+    directories = [
+        tmp_path / "out" / STORE,
+        overlay,
+        *(p for p in overlay.rglob("*") if p.is_dir()),
+    ]
     assert {stat.S_IMODE(d.stat().st_mode) for d in directories} == {0o755}
     files = [p for p in overlay.rglob("*") if p.is_file()]
     assert len(files) == 6  # rootfs, vanilla, template, two compose files, lock
