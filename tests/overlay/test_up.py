@@ -75,15 +75,16 @@ def next_night(tag: str) -> str:
     return "-".join([*head, str(int(date) + 1), sha])
 
 
-def night2_image(demo: Demo, client: Any, tmp: Path, repository: str) -> str:
-    """The next nightly: the same checkout with the patched serving file moved on a line."""
-    tree = tmp / "night2"
+def night_image(demo: Demo, client: Any, tmp: Path, reference: str, changed: bool) -> str:
+    """A nightly of the demo's checkout (built here: the shared demo image may go at any
+    time); `changed`: the next night, its patched serving file moved on by a line."""
+    tree = tmp / reference.rsplit(":", 1)[1]
     shutil.copytree(demo.recipe.parent / "source", tree, symlinks=True)
-    serving = tree / SERVING
-    serving.write_text(serving.read_text() + "# changed upstream in night 2\n")
-    reference = f"{repository}:{next_night(demo.image.rsplit(':', 1)[1])}"
-    revision = client.images.get(demo.image).labels[REVISION_LABEL]
-    build_image(client, reference, {str(SOURCE_ROOT): tree}, labels={REVISION_LABEL: revision})
+    if changed:
+        serving = tree / SERVING
+        serving.write_text(serving.read_text() + "# changed upstream in night 2\n")
+    labels = {REVISION_LABEL: demo.upstream.nightly_commit}
+    build_image(client, reference, {str(SOURCE_ROOT): tree}, labels=labels)
     return reference
 
 
@@ -91,9 +92,9 @@ def night2_image(demo: Demo, client: Any, tmp: Path, repository: str) -> str:
 def nights(demo: Demo, docker_client: Any, tmp_path: Path) -> Iterator[Nights]:
     token = uuid.uuid4().hex[:10]
     repository = f"pk-test/up-{token}"
-    night1 = f"{repository}:{demo.image.rsplit(':', 1)[1]}"
-    docker_client.images.get(demo.image).tag(night1)
-    night2 = night2_image(demo, docker_client, tmp_path, repository)
+    tag = demo.image.rsplit(":", 1)[1]
+    night1 = night_image(demo, docker_client, tmp_path, f"{repository}:{tag}", False)
+    night2 = night_image(demo, docker_client, tmp_path, f"{repository}:{next_night(tag)}", True)
     www = tmp_path / "www"
     www.mkdir()
     (www / "health").write_text("ok\n")
