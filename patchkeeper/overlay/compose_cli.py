@@ -75,6 +75,7 @@ class Compose:
         with tempfile.TemporaryDirectory(prefix="patchkeeper-compose-v1-") as scratch:
             copies = []
             yaml = YAML(typ="rt")
+            yaml.preserve_quotes = True  # v1 reads YAML 1.1: a bare `no` would be false
             for i, file in enumerate(files):
                 document = yaml.load(file.read_text(encoding="utf-8")) or {}
                 document.pop("name", None)

@@ -240,3 +240,132 @@ def test_an_image_whose_files_are_not_the_locks_vanilla_is_refused(
     assert docker_client.containers.list(all=True, filters={"name": nights.container}) == []
     verified = runner.invoke(app, ["verify", "--overlay", str(overlay), "--runtime", "image"])
     assert verified.exit_code == 2 and serving in verified.output
+
+
+# The issue's compose service, verbatim apart from paths, the image and a bumped port.
+USER_COMPOSE = """\
+services:
+  sglang-qwen36:
+    image: {image}
+    container_name: {container}
+    runtime: nvidia
+    environment: [NVIDIA_VISIBLE_DEVICES=all, HF_HOME=/models/hf_cache, SGLANG_ENABLE_SPEC_V2=1]
+    volumes:
+      - {models}:/models
+      - ./sglang-patched-protocol.py:{protocol}:ro
+      - ./chat_template_no_thinking.jinja:/models/chat_template_no_thinking.jinja:ro
+    ports: ["8072:8072"]
+    ipc: host
+    ulimits: {{memlock: -1, stack: 67108864}}
+    command: >
+      python3 -m sglang.launch_server --model-path /models/Qwen3.6-27B-FP8 --tp-size 1
+      --mem-fraction-static 0.78 --context-length 256000
+    healthcheck:
+      test: ["CMD", "curl", "-f", "http://localhost:8072/health"]
+      interval: 30s
+      timeout: 10s
+      retries: 5
+      start_period: 120s
+    restart: "no"
+"""
+
+
+def test_the_users_own_compose_file_keeps_everything_but_the_pin_and_patched_files(
+    nights: Nights, tmp_path: Path, compose: Compose
+) -> None:
+    from ruamel.yaml import YAML
+
+    from patchkeeper.overlay.service import UserCompose, composed
+
+    args = ["sync", "--recipe", str(nights.recipe), "--out", str(nights.out)]
+    assert runner.invoke(app, [*args, "--image", nights.night1]).exit_code == 0
+    overlay = (nights.out / "web" / "latest").resolve()
+    protocol = f"{SOURCE_ROOT}/python/sglang/srt/entrypoints/anthropic/protocol.py"
+    home = tmp_path / "user"
+    home.mkdir()
+    file = home / "compose.yaml"
+    file.write_text(
+        USER_COMPOSE.format(
+            image=nights.night1, container=nights.container, models=tmp_path, protocol=protocol
+        )
+    )
+    target = composed(overlay, UserCompose(file, "sglang-qwen36"), None, tmp_path)
+    assert target.project == "user"
+    with compose.project(target.project, target.files) as argv:
+        done = subprocess.run([*argv, "config"], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    spec = YAML(typ="safe").load(done.stdout)["services"]["sglang-qwen36"]
+    lock = read_lock(overlay)
+    assert spec["image"] == lock.image.pinned
+    assert spec["runtime"] == "nvidia" and spec["ipc"] == "host" and spec["restart"] == "no"
+    assert spec["ulimits"]["stack"] == 67108864
+    assert spec["ulimits"]["memlock"] in (-1, {"soft": -1, "hard": -1})
+    assert spec["command"] == [
+        *[
+            "python3",
+            "-m",
+            "sglang.launch_server",
+            "--model-path",
+            "/models/Qwen3.6-27B-FP8",
+            "--tp-size",
+            "1",
+        ],
+        *["--mem-fraction-static", "0.78", "--context-length", "256000"],
+        "--chat-template",
+        "/patchkeeper/chat_template.jinja",
+    ]
+    assert spec["healthcheck"]["test"] == ["CMD", "curl", "-f", "http://localhost:8072/health"]
+    assert "network_mode" not in spec  # no silent host networking for the user's file
+    mounts = {(v["target"] if isinstance(v, dict) else v.split(":")[1]): v for v in spec["volumes"]}
+
+    def source(volume: Any) -> str:
+        return str(volume["source"] if isinstance(volume, dict) else volume.split(":")[0])
+
+    assert source(mounts[protocol]) == str(overlay / "rootfs" / protocol.lstrip("/"))
+    assert source(mounts["/models"]) == str(tmp_path)
+    assert source(mounts["/models/chat_template_no_thinking.jinja"]) == str(
+        home / "chat_template_no_thinking.jinja"
+    )
+    assert source(mounts["/patchkeeper/chat_template.jinja"]) == str(
+        overlay / "chat_template.jinja"
+    )
+    assert len(mounts) == 3 + len(lock.files) + 1 - 1  # theirs, ours, the replaced one
+
+
+def test_up_boots_the_users_own_service_patched(
+    nights: Nights, docker_client: Any, tmp_path: Path, compose: Compose
+) -> None:
+    home = tmp_path / "user"
+    home.mkdir()
+    file = home / "compose.yaml"
+    port = nights.port
+    file.write_text(
+        f"services:\n  theirs:\n    image: {nights.night1}\n"
+        f"    container_name: {nights.container}\n    network_mode: host\n"
+        f"    labels: {{owner: them}}\n    ulimits: {{nofile: 4096}}\n"
+        f"    volumes: ['{nights.fields['www']}:/www:ro']\n"
+        f'    command: /bin/sh -c "exec /bin/busybox httpd -f -p {port} -h /www" sh\n'
+        f"    healthcheck: {{test: [CMD, /bin/wget, -q, -O, /dev/null, "
+        f"'http://127.0.0.1:{port}/health'], interval: 1s, retries: 2}}\n"
+    )
+    project = f"pk-user-{uuid.uuid4().hex[:8]}"
+    args = ["--compose", str(file), "--service", "theirs", "--project", project]
+    done = up(nights, "--image", nights.night1, *args)
+    try:
+        assert done.exit_code == 0, done.output
+        container = docker_client.containers.get(nights.container)
+        assert container.labels["owner"] == "them"
+        assert container.labels["com.docker.compose.project"] == project
+        assert container.attrs["HostConfig"]["Ulimits"] == [
+            {"Name": "nofile", "Soft": 4096, "Hard": 4096}
+        ]
+        assert container.attrs["Args"][-2:] == [
+            "--chat-template",
+            "/patchkeeper/chat_template.jinja",
+        ]
+        _, files = served(docker_client, nights)
+        assert files == patched((nights.out / "web" / "current").resolve())
+        assert (nights.out / "web" / "theirs.override.yaml").is_file()
+    finally:
+        down = ["down", "--recipe", str(nights.recipe), "--out", str(nights.out), *args]
+        assert runner.invoke(app, down).exit_code == 0
