@@ -244,6 +244,10 @@ def run(
             _say("up refused: a patch does not apply; nothing changed", error=True)
             return EXIT_CONFLICT
         overlay, _, _ = write(plan, options.out)
+        service = plan.recipe.service
+        if options.user is None and service.compose_file is not None:
+            user = UserCompose(plan.recipe.path.parent / service.compose_file, service.name)
+            options = replace(options, user=user)
     links = links_of(overlay.resolve())
     previous = linked(links / CURRENT)
     compose = compose_cli.find()

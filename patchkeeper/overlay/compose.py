@@ -14,6 +14,7 @@ from typing import Any
 
 from ruamel.yaml import YAML
 from ruamel.yaml.error import YAMLError
+from ruamel.yaml.scalarstring import DoubleQuotedScalarString
 
 from patchkeeper.chat_template import CONTAINER_PATH as TEMPLATE_PATH
 from patchkeeper.config.models import Service
@@ -67,7 +68,7 @@ def base_service(service: Service, image: str, project: str) -> dict[str, Any]:
     for key in ("network_mode", "ipc", "shm_size"):
         if getattr(service, key):
             spec[key] = getattr(service, key)
-    if service.network_mode != "host":
+    if service.network_mode != "host" and "ports" not in service.passed_through:
         spec["ports"] = [f"{service.port}:{service.port}"]
     spec["healthcheck"] = {
         "test": list(health.test)
@@ -81,6 +82,7 @@ def base_service(service: Service, image: str, project: str) -> dict[str, Any]:
     if service.gpus is not None:
         device = {"driver": "nvidia", "count": service.gpus, "capabilities": ["gpu"]}
         spec["deploy"] = {"resources": {"reservations": {"devices": [device]}}}
+    spec.update(service.passed_through)
     return {"name": project, "services": {service.name: spec}}
 
 
@@ -166,7 +168,26 @@ def flag(command: list[str], name: str) -> str | None:
     return value
 
 
+# Plain scalars YAML 1.1 (docker-compose v1, PyYAML) reads as booleans or null, where
+# YAML 1.2 (ruamel, Compose v2) reads strings: `restart: no` must stay a string for both.
+_YAML11_SPECIAL = re.compile(
+    r"^(y|Y|yes|Yes|YES|n|N|no|No|NO|true|True|TRUE|false|False|FALSE|on|On|ON|off|Off|OFF"
+    r"|~|null|Null|NULL)$"
+)
+
+
+def _quoted(value: Any) -> Any:
+    if isinstance(value, str) and _YAML11_SPECIAL.match(value):
+        return DoubleQuotedScalarString(value)
+    if isinstance(value, dict):
+        return {k: _quoted(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_quoted(v) for v in value]
+    return value
+
+
 def dump(document: dict[str, Any]) -> str:
+    document = _quoted(document)
     yaml = YAML(typ="rt")
     yaml.default_flow_style = False
     yaml.width = 4096  # keep long paths on one line
