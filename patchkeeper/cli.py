@@ -230,6 +230,18 @@ def down(
 
 
 @app.command()
+def gc(
+    out: OutOpt = Path("overlays"),
+    keep: Annotated[int, typer.Option("--keep", help="keep each recipe's last N syncs")] = 3,
+    delete: Annotated[bool, typer.Option("--delete", help="remove (default: dry run)")] = False,
+) -> None:
+    """Remove store directories no link, recent sync or container refers to."""
+    from patchkeeper.commands import gc as command
+
+    _guarded(False, lambda: command.run(out, keep, delete))
+
+
+@app.command()
 def demo(
     workdir: Annotated[Path, typer.Option("--workdir", help="where to build it")] = Path(".demo"),
 ) -> None:

@@ -369,3 +369,39 @@ def test_up_boots_the_users_own_service_patched(
     finally:
         down = ["down", "--recipe", str(nights.recipe), "--out", str(nights.out), *args]
         assert runner.invoke(app, down).exit_code == 0
+
+
+def test_gc_removes_only_what_no_link_recent_sync_or_container_refers_to(
+    nights: Nights, docker_client: Any
+) -> None:
+    assert up(nights, "--image", nights.night1).exit_code == 0
+    running = (nights.out / "web" / "current").resolve()
+    sync = ["sync", "--recipe", str(nights.recipe), "--out", str(nights.out), "--image"]
+    assert runner.invoke(app, [*sync, nights.night2]).exit_code == 0
+    superseded = (nights.out / "web" / "latest").resolve()
+    nights.write_recipe(SERVE + " -v")
+    assert runner.invoke(app, [*sync, nights.night2]).exit_code == 0
+    newest = (nights.out / "web" / "latest").resolve()
+    gc = ["gc", "--out", str(nights.out), "--keep", "0"]
+
+    dry = runner.invoke(app, gc)
+    assert dry.exit_code == 0, dry.output
+    assert f"would remove {superseded.name}" in dry.output
+    assert f"keep    {newest.name}: link web/" in dry.output
+    assert superseded.is_dir()  # a dry run removes nothing
+
+    (nights.out / "web" / "current").unlink()
+    docker_client.containers.get(nights.container).stop(timeout=2)
+    deleted = runner.invoke(app, [*gc, "--delete"])
+    assert deleted.exit_code == 0, deleted.output
+    assert f"removed {superseded.name}" in deleted.output and not superseded.exists()
+    assert f"container {nights.container} (exited)" in deleted.output
+    assert running.is_dir() and newest.is_dir()
+
+    (nights.out / "web" / nights.night1.rsplit(":", 1)[1]).unlink()
+    recent = runner.invoke(app, ["gc", "--out", str(nights.out), "--keep", "3"])
+    assert f"keep    {running.name}: container {nights.container} (exited), one of" in recent.output
+    docker_client.containers.get(nights.container).remove()
+    freed = runner.invoke(app, [*gc, "--delete"])
+    assert f"removed {running.name}" in freed.output and not running.exists()
+    assert list((nights.out / ".store").iterdir()) == [newest]
