@@ -230,6 +230,45 @@ def down(
 
 
 @app.command()
+def init(
+    from_compose: Annotated[
+        Path, typer.Option("--from-compose", help="the compose file you run today")
+    ],
+    service: Annotated[str, typer.Option("--service", help="its service to keep patched")],
+    source_root: Annotated[
+        str, typer.Option("--source-root", help="the upstream checkout inside the image")
+    ] = "/sgl-workspace/sglang",
+    github: Annotated[
+        str | None, typer.Option("--github", help="upstream owner/name")
+    ] = "sgl-project/sglang",
+    git_url: Annotated[str | None, typer.Option("--git", help="upstream clone URL")] = None,
+    pr: Annotated[
+        list[str] | None,
+        typer.Option("--pr", help="PATH=N: the mounted file at PATH is upstream PR N"),
+    ] = None,
+    directory: Annotated[Path, typer.Option("--dir", help="where to write them")] = Path("."),
+    name: Annotated[str, typer.Option("--name", help="recipe name")] = "sglang",
+) -> None:
+    """Write a recipe and patchset from a compose service with hand-patched mounts."""
+    from pathlib import PurePosixPath
+
+    from patchkeeper.commands import init as command
+
+    prs = {}
+    for item in pr or []:
+        path, sep, number = item.rpartition("=")
+        if not sep or not number.isdigit():
+            raise typer.BadParameter(f"{item!r}: expected PATH=N", param_hint="--pr")
+        prs[path] = int(number)
+    upstream = {"git": git_url} if git_url else {"github": github or ""}
+    root = PurePosixPath(source_root)
+    _guarded(
+        False,
+        lambda: command.run(from_compose, service, root, upstream, prs, directory, name),
+    )
+
+
+@app.command()
 def gc(
     out: OutOpt = Path("overlays"),
     keep: Annotated[int, typer.Option("--keep", help="keep each recipe's last N syncs")] = 3,

@@ -405,3 +405,54 @@ def test_gc_removes_only_what_no_link_recent_sync_or_container_refers_to(
     freed = runner.invoke(app, [*gc, "--delete"])
     assert f"removed {running.name}" in freed.output and not running.exists()
     assert list((nights.out / ".store").iterdir()) == [newest]
+
+
+def test_init_from_compose_turns_hand_patched_mounts_into_a_recipe_that_syncs(
+    nights: Nights, demo: Demo, tmp_path: Path
+) -> None:
+    from patchkeeper.demo.scenario import PROTOCOL, adapter_files
+
+    home = tmp_path / "user"
+    home.mkdir()
+    vanilla = adapter_files()[PROTOCOL].decode()
+    fixed = vanilla.replace(
+        '    role: Literal["user", "assistant"]\n',
+        '    role: Literal["user", "assistant", "system"]\n',
+    )
+    assert fixed != vanilla
+    (home / "sglang-patched-protocol.py").write_text(fixed)
+    nightly_serving = demo.recipe.parent / "source" / SERVING
+    (home / "serving.py").write_bytes(nightly_serving.read_bytes())  # mounted, unchanged
+    (home / "chat_template_no_thinking.jinja").write_text("{{ messages }}")
+    file = home / "compose.yaml"
+    file.write_text(
+        USER_COMPOSE.format(
+            image=nights.night1,
+            container=nights.container,
+            models=tmp_path,
+            protocol=f"{SOURCE_ROOT}/{PROTOCOL}",
+        ).replace(
+            "      - ./chat_template",
+            f"      - ./serving.py:{SOURCE_ROOT}/{SERVING}:ro\n      - ./chat_template",
+        )
+    )
+    args = ["init", "--from-compose", str(file), "--service", "sglang-qwen36"]
+    args += ["--git", demo.upstream.url, "--dir", str(home / "pk"), "--name", "qwen36"]
+    done = runner.invoke(app, args)
+    assert done.exit_code == 0, done.output
+    assert f"{SOURCE_ROOT}/{PROTOCOL}: {home}/sglang-patched-protocol.py differs" in done.output
+    assert "(+1 -1)" in done.output
+    assert '+    role: Literal["user", "assistant", "system"]' in done.output
+    assert f"{SOURCE_ROOT}/{SERVING}: the image's own bytes; not a patch" in done.output
+    recipe = home / "pk" / "qwen36.yaml"
+    assert "compose_file: ../compose.yaml" in recipe.read_text()
+    again = runner.invoke(app, args)
+    assert again.exit_code == 2 and "refusing to overwrite" in again.output
+
+    out = tmp_path / "overlays"
+    synced = runner.invoke(app, ["sync", "--recipe", str(recipe), "--out", str(out), "--json"])
+    assert synced.exit_code == 0, synced.output
+    overlay = (out / "qwen36" / "latest").resolve()
+    served_protocol = overlay / "rootfs" / f"{SOURCE_ROOT}/{PROTOCOL}".lstrip("/")
+    assert served_protocol.read_text() == fixed
+    assert [f.path for f in read_lock(overlay).files] == [f"{SOURCE_ROOT}/{PROTOCOL}"]
