@@ -65,6 +65,11 @@ class Nights:
     container: str
     port: int
 
+    @property
+    def links(self) -> Path:
+        """`<out>/<recipe>/`: the recipe (and compose project) is named per run."""
+        return self.out / self.recipe.stem
+
     def write_recipe(self, serve: str = SERVE) -> None:
         self.recipe.write_text(RECIPE.format(**self.fields, serve=serve.format(port=self.port)))
 
@@ -109,7 +114,7 @@ def nights(demo: Demo, docker_client: Any, tmp_path: Path) -> Iterator[Nights]:
         "model": demo.recipe.parent / "model",
         "www": www,
     }
-    recipe = tmp_path / "recipes" / "web.yaml"
+    recipe = tmp_path / "recipes" / f"web-{token}.yaml"
     recipe.parent.mkdir()
     nights = Nights(recipe, fields, tmp_path / "overlays", night1, night2, container, port)
     nights.write_recipe()
@@ -130,7 +135,7 @@ def served(client: Any, nights: Nights) -> tuple[str, dict[str, str]]:
     """The running container's image id and the sha256 of each overlaid file in it."""
     container = client.containers.get(nights.container)
     assert container.status == "running"
-    lock = read_lock((nights.out / "web" / "current").resolve())
+    lock = read_lock((nights.links / "current").resolve())
     paths = [f.path for f in lock.files]
     code, output = container.exec_run(["/bin/sha256sum", *paths])
     assert code == 0, output
@@ -147,7 +152,7 @@ def test_night_to_night_recreates_the_same_container_name_with_new_image_and_fil
 ) -> None:
     first = up(nights, "--image", nights.night1)
     assert first.exit_code == 0, first.output
-    one = (nights.out / "web" / "current").resolve()
+    one = (nights.links / "current").resolve()
     assert served(docker_client, nights) == (
         docker_client.images.get(nights.night1).id,
         patched(one),
@@ -155,8 +160,8 @@ def test_night_to_night_recreates_the_same_container_name_with_new_image_and_fil
 
     second = up(nights, "--image", nights.night2)
     assert second.exit_code == 0, second.output
-    two = (nights.out / "web" / "current").resolve()
-    assert two != one and (nights.out / "web" / "previous").resolve() == one
+    two = (nights.links / "current").resolve()
+    assert two != one and (nights.links / "previous").resolve() == one
     image, files = served(docker_client, nights)
     assert image == docker_client.images.get(nights.night2).id
     assert files == patched(two) and files != patched(one)
@@ -166,7 +171,7 @@ def test_night_to_night_recreates_the_same_container_name_with_new_image_and_fil
         second.output
     )
     [container] = docker_client.containers.list(all=True, filters={"name": nights.container})
-    assert container.labels["com.docker.compose.project"] == "web"
+    assert container.labels["com.docker.compose.project"] == nights.recipe.stem
 
     gone = runner.invoke(app, ["down", "--recipe", str(nights.recipe), "--out", str(nights.out)])
     assert gone.exit_code == 0, gone.output
@@ -177,7 +182,7 @@ def test_a_night_that_never_becomes_healthy_is_rolled_back(
     nights: Nights, docker_client: Any, compose: Compose
 ) -> None:
     assert up(nights, "--image", nights.night1).exit_code == 0
-    one = (nights.out / "web" / "current").resolve()
+    one = (nights.links / "current").resolve()
     before = served(docker_client, nights)
 
     nights.write_recipe(NEVER_HEALTHY)
@@ -185,7 +190,7 @@ def test_a_night_that_never_becomes_healthy_is_rolled_back(
     assert failed.exit_code == 1, failed.output
     assert "up failed: service web unhealthy; its last output:" in failed.output
     assert f"rolled back: web healthy on {one.name} again" in failed.output
-    assert (nights.out / "web" / "current").resolve() == one
+    assert (nights.links / "current").resolve() == one
     assert served(docker_client, nights) == before
 
 
@@ -194,15 +199,15 @@ def test_a_resync_while_the_server_runs_never_changes_its_mounts(
 ) -> None:
     assert up(nights, "--image", nights.night1).exit_code == 0
     before = served(docker_client, nights)
-    one = (nights.out / "web" / "current").resolve()
+    one = (nights.links / "current").resolve()
 
     # The same tag synced again with the recipe changed: its links move to a new overlay.
     nights.write_recipe(SERVE + " -v")
     args = ["sync", "--recipe", str(nights.recipe), "--out", str(nights.out)]
     assert runner.invoke(app, [*args, "--image", nights.night1]).exit_code == 0
     tag = nights.night1.rsplit(":", 1)[1]
-    assert (nights.out / "web" / tag).resolve() != one
-    assert (nights.out / "web" / "latest").resolve() != one
+    assert (nights.links / tag).resolve() != one
+    assert (nights.links / "latest").resolve() != one
 
     container = docker_client.containers.get(nights.container)
     container.restart(timeout=2)  # what a reboot or `docker start` does
@@ -210,9 +215,11 @@ def test_a_resync_while_the_server_runs_never_changes_its_mounts(
     sources = {m["Source"] for m in container.attrs["Mounts"] if "/.store/" in m["Source"]}
     assert sources and all(s.startswith(f"{one}/") for s in sources)
     # Reached through the moved link by hand, compose would name the new store path.
-    with compose.project("web", [nights.out / "web" / "latest" / "compose.override.yaml"]) as argv:
+    with compose.project(
+        nights.recipe.stem, [nights.links / "latest" / "compose.override.yaml"]
+    ) as argv:
         config = subprocess.run([*argv, "config"], capture_output=True, text=True)
-    assert str((nights.out / "web" / "latest").resolve()) in config.stdout, config.stderr
+    assert str((nights.links / "latest").resolve()) in config.stdout, config.stderr
 
 
 def test_an_image_whose_files_are_not_the_locks_vanilla_is_refused(
@@ -221,7 +228,7 @@ def test_an_image_whose_files_are_not_the_locks_vanilla_is_refused(
     args = ["sync", "--recipe", str(nights.recipe), "--out", str(nights.out), "--json"]
     done = runner.invoke(app, [*args, "--image", nights.night1])
     assert done.exit_code == 0, done.output
-    overlay = (nights.out / "web" / "latest").resolve()
+    overlay = (nights.links / "latest").resolve()
     lock_file = overlay / "patchkeeper.lock.json"
     lock = read_lock(overlay)
     serving = str(SOURCE_ROOT / SERVING)
@@ -279,7 +286,7 @@ def test_the_users_own_compose_file_keeps_everything_but_the_pin_and_patched_fil
 
     args = ["sync", "--recipe", str(nights.recipe), "--out", str(nights.out)]
     assert runner.invoke(app, [*args, "--image", nights.night1]).exit_code == 0
-    overlay = (nights.out / "web" / "latest").resolve()
+    overlay = (nights.links / "latest").resolve()
     protocol = f"{SOURCE_ROOT}/python/sglang/srt/entrypoints/anthropic/protocol.py"
     home = tmp_path / "user"
     home.mkdir()
@@ -364,8 +371,8 @@ def test_up_boots_the_users_own_service_patched(
             "/patchkeeper/chat_template.jinja",
         ]
         _, files = served(docker_client, nights)
-        assert files == patched((nights.out / "web" / "current").resolve())
-        assert (nights.out / "web" / "theirs.override.yaml").is_file()
+        assert files == patched((nights.links / "current").resolve())
+        assert (nights.links / "theirs.override.yaml").is_file()
     finally:
         down = ["down", "--recipe", str(nights.recipe), "--out", str(nights.out), *args]
         assert runner.invoke(app, down).exit_code == 0
@@ -375,22 +382,22 @@ def test_gc_removes_only_what_no_link_recent_sync_or_container_refers_to(
     nights: Nights, docker_client: Any
 ) -> None:
     assert up(nights, "--image", nights.night1).exit_code == 0
-    running = (nights.out / "web" / "current").resolve()
+    running = (nights.links / "current").resolve()
     sync = ["sync", "--recipe", str(nights.recipe), "--out", str(nights.out), "--image"]
     assert runner.invoke(app, [*sync, nights.night2]).exit_code == 0
-    superseded = (nights.out / "web" / "latest").resolve()
+    superseded = (nights.links / "latest").resolve()
     nights.write_recipe(SERVE + " -v")
     assert runner.invoke(app, [*sync, nights.night2]).exit_code == 0
-    newest = (nights.out / "web" / "latest").resolve()
+    newest = (nights.links / "latest").resolve()
     gc = ["gc", "--out", str(nights.out), "--keep", "0"]
 
     dry = runner.invoke(app, gc)
     assert dry.exit_code == 0, dry.output
     assert f"would remove {superseded.name}" in dry.output
-    assert f"keep    {newest.name}: link web/" in dry.output
+    assert f"keep    {newest.name}: link {nights.recipe.stem}/" in dry.output
     assert superseded.is_dir()  # a dry run removes nothing
 
-    (nights.out / "web" / "current").unlink()
+    (nights.links / "current").unlink()
     docker_client.containers.get(nights.container).stop(timeout=2)
     deleted = runner.invoke(app, [*gc, "--delete"])
     assert deleted.exit_code == 0, deleted.output
@@ -398,7 +405,7 @@ def test_gc_removes_only_what_no_link_recent_sync_or_container_refers_to(
     assert f"container {nights.container} (exited)" in deleted.output
     assert running.is_dir() and newest.is_dir()
 
-    (nights.out / "web" / nights.night1.rsplit(":", 1)[1]).unlink()
+    (nights.links / nights.night1.rsplit(":", 1)[1]).unlink()
     recent = runner.invoke(app, ["gc", "--out", str(nights.out), "--keep", "3"])
     assert f"keep    {running.name}: container {nights.container} (exited), one of" in recent.output
     docker_client.containers.get(nights.container).remove()
