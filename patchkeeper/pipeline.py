@@ -8,7 +8,6 @@ last step, and only when nothing conflicts.
 from __future__ import annotations
 
 import hashlib
-import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import PurePosixPath
@@ -307,17 +306,6 @@ def build_lock(
         else None,
         warnings=[],
     )
-    lock = L.Lock.model_validate(body)
-    # What is mounted and why, not how it was described: a PR's title and state come
-    # from GitHub or from git alone, and must not give the same bytes a new directory.
-    content = lock.model_dump(
-        mode="json",
-        exclude={
-            "generated_by": True,
-            "fingerprint": True,
-            "warnings": True,
-            "patches": {"__all__": {"title", "pr_state"}},
-        },
-    )
-    fingerprint = hashlib.sha256(json.dumps(content, sort_keys=True).encode()).hexdigest()
-    return lock.model_copy(update={"fingerprint": fingerprint, "warnings": list(warnings)})
+    # The fingerprint is the written overlay's (overlay.write.fingerprint): it covers
+    # the compose files and template too, which are rendered after the plan.
+    return L.Lock.model_validate(body).model_copy(update={"warnings": list(warnings)})

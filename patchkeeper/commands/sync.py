@@ -8,26 +8,25 @@ from patchkeeper.commands._common import SourceOptions, make_plan
 from patchkeeper.errors import EXIT_CONFLICT, EXIT_OK
 from patchkeeper.overlay import compose
 from patchkeeper.overlay.lock import Lock
-from patchkeeper.overlay.write import write_overlay
+from patchkeeper.overlay.write import OverlayContent, write_overlay
 from patchkeeper.patching.resolutions import write_conflicts
 from patchkeeper.pipeline import Plan
 from patchkeeper.report import document, print_json, print_table
 from patchkeeper.ui import err_console, out_console
 
 
-def write(plan: Plan, out: Path) -> tuple[Path, bool]:
+def write(plan: Plan, out: Path) -> tuple[Path, bool, Lock]:
     """Write the plan's overlay under `out` (plans without conflicts only)."""
-    service = plan.recipe.service
-    return write_overlay(
-        out,
-        plan.overlay_name,
-        plan.lock,
+    recipe, service = plan.recipe, plan.recipe.service
+    project = compose.project_name(recipe.name, service)
+    content = OverlayContent(
         plan.overlay_files(),
         plan.vanilla_files(),
         plan.template,
-        compose.dump(compose.base_service(service, str(plan.image.ref))),
-        compose.dump(compose.override(service, plan.lock)),
+        compose.dump(compose.base_service(service, str(plan.image.ref), project)),
+        lambda root: compose.dump(compose.override(service, plan.lock, root)),
     )
+    return write_overlay(out, recipe.name, plan.overlay_name, plan.lock, content)
 
 
 def with_conflict_files(lock: Lock, written: dict[tuple[str, str], Path]) -> Lock:
@@ -72,11 +71,11 @@ def run(
                     f"`patchkeeper resolve --recipe {recipe} --conflicts {conflicts}`"
                 )
         return EXIT_CONFLICT
-    overlay, created = write(plan, out)
+    overlay, created, lock = write(plan, out)
     if as_json:
-        print_json(document(plan.lock, overlay, created, plan.image_read), out_console)
+        print_json(document(lock, overlay, created, plan.image_read), out_console)
     else:
-        print_table(plan.lock, out_console, overlay, plan.image_read)
+        print_table(lock, out_console, overlay, plan.image_read)
         if not created:
             err_console.print("identical overlay already existed; left untouched")
     return EXIT_OK
