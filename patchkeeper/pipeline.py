@@ -98,6 +98,7 @@ def plan(
     source: ImageSource,
     ref: ImageRef,
     resolver_for: ResolverFactory,
+    notices: Sequence[str] = (),
 ) -> Plan:
     image = source.resolve(ref)
     resolved = []
@@ -114,7 +115,7 @@ def plan(
     git_dirs = sorted({git_dir_of(patchset.source_root) for patchset in patchsets})
     files = source.read(image, sorted(touched), git_dirs)
 
-    warnings: list[str] = []
+    warnings: list[str] = list(notices)
     identities = []
     parsed: list[ParsedChange] = []
     upstream_ids: set[str] = set()

@@ -383,15 +383,18 @@ class RegistrySource(LayeredSource):
 
     name = "registry"
 
-    def __init__(self, platform: str = "linux/amd64", progress: Any = None) -> None:
+    def __init__(
+        self, platform: str = "linux/amd64", progress: Any = None, attempts: int = 5
+    ) -> None:
         super().__init__(progress)
         self.platform = platform
+        self.attempts = attempts
         self.deadlines = Deadlines.from_env()
         self._clients: dict[str, RegistryClient] = {}
 
     def client(self, registry: str) -> RegistryClient:
         if registry not in self._clients:
-            self._clients[registry] = RegistryClient(registry, deadlines=self.deadlines)
+            self._clients[registry] = RegistryClient(registry, self.attempts, self.deadlines)
         return self._clients[registry]
 
     def tags(self, repository: str) -> list[str]:

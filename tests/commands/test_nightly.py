@@ -56,7 +56,10 @@ def config_repo(demo: Demo, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> 
 
 def nightly(*extra: str) -> Result:
     # The demo image holds the sources only (no Python): prove on the host.
-    return runner.invoke(app, ["nightly", "--recipe", "demo.yaml", "--runtime", "host", *extra])
+    local = ["--image-source", "engine"]  # the demo image is in the engine only
+    return runner.invoke(
+        app, ["nightly", "--recipe", "demo.yaml", "--runtime", "host", *local, *extra]
+    )
 
 
 def remote_tip(work: Path) -> str:

@@ -23,9 +23,7 @@ class DictSource:
     name = "dict"
 
     def __init__(self, files: dict[str, str]) -> None:
-        self.files = {
-            PurePosixPath(posixpath.normpath(k)): v.encode() for k, v in files.items()
-        }
+        self.files = {PurePosixPath(posixpath.normpath(k)): v.encode() for k, v in files.items()}
 
     def tags(self, repository: str) -> list[str]:
         return []
@@ -39,9 +37,7 @@ class DictSource:
         paths: Sequence[PurePosixPath],
         git_dirs: Sequence[PurePosixPath] = (),
     ) -> dict[PurePosixPath, ImageFile | None]:
-        wanted = set(paths) | {
-            p for p in self.files for g in git_dirs if p == g or g in p.parents
-        }
+        wanted = set(paths) | {p for p in self.files for g in git_dirs if p == g or g in p.parents}
         return {
             p: ImageFile(p, self.files[p], 0o644, p) if p in self.files else None for p in wanted
         }
