@@ -132,6 +132,8 @@ class EngineSource:
             except docker.errors.NotFound:
                 return None
             except docker.errors.APIError as err:  # e.g. a symlink loop the engine caught
+                if "not a directory" in str(err.explanation):  # a path below a file
+                    return None
                 raise UnsafeInputError(
                     f"image path {path}: symlink hops: {err.explanation}"
                 ) from None
