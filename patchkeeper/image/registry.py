@@ -21,6 +21,7 @@ import base64
 import contextlib
 import functools
 import io
+import itertools
 import json
 import os
 import re
@@ -55,6 +56,8 @@ MAX_CONFIG_BYTES = 16 << 20
 MAX_TAGS_PAGE_BYTES = 16 << 20
 MAX_TAG_PAGES = 1000
 MIN_BLOB_RATE = 1 << 20  # bytes/s a blob request may not fall below, on average
+FIRST_RANGE = 256 << 10
+MAX_RANGE = 16 << 20
 
 
 def _seconds(variable: str, default: float) -> float:
@@ -337,12 +340,12 @@ class RegistryClient:
     def blob(self, repository: str, digest: str, size: int = 0) -> Iterator[io.BufferedReader]:
         """Stream a blob; closing early stops the download."""
         url = f"/v2/{repository}/blobs/{digest}"
-        response = self.request("GET", url, f"repository:{repository}:pull")
         ends_at = time.monotonic() + self.deadlines.request + size / MIN_BLOB_RATE
+        reader = _BlobReader(self, url, f"repository:{repository}:pull", size, ends_at)
         try:
-            yield io.BufferedReader(_ChunkReader(self, url, response.iter_raw(1 << 16), ends_at))
+            yield io.BufferedReader(reader, 1 << 16)
         finally:
-            response.close()
+            reader.close()
 
     def config(self, repository: str, digest: str) -> bytes:
         url = f"/v2/{repository}/blobs/{digest}"
@@ -350,31 +353,77 @@ class RegistryClient:
         return self.body(response, url, MAX_CONFIG_BYTES, "config blob")
 
 
-class _ChunkReader(io.RawIOBase):
-    """A file-like view of a blob's chunks, held to the request's deadline."""
+class _BlobReader(io.RawIOBase):
+    """A blob's bytes in Range requests growing from 256 KiB to 16 MiB, held to a deadline.
+
+    A reader that stops early then leaves at most one range in flight, where one whole
+    GET would leave whatever the sockets buffered (megabytes on a fast link). A registry
+    that ignores Range (200) streams the whole blob in one response instead.
+    """
 
     def __init__(
-        self, client: RegistryClient, url: str, chunks: Iterator[bytes], ends_at: float
+        self, client: RegistryClient, url: str, scope: str, size: int, ends_at: float
     ) -> None:
-        self._client, self._url, self._ends_at = client, url, ends_at
-        self._chunks, self._pending = chunks, b""
+        self._client, self._url, self._scope, self._size = client, url, scope, size
+        self._ends_at = ends_at
+        self._offset, self._span, self._whole = 0, FIRST_RANGE, False
+        self._opened_at = 0
+        self._response: httpx.Response | None = None
+        self._chunks: Iterator[bytes] = iter(())
 
     def readable(self) -> bool:
         return True
 
+    def close(self) -> None:
+        if self._response is not None:
+            self._response.close()
+        super().close()
+
+    def _open_next(self) -> bool:
+        """The next range (or the whole blob); False once everything was read."""
+        if self._response is not None:
+            self._response.close()
+        if self._whole or (self._size and self._offset >= self._size):
+            return False
+        headers = {}
+        if self._size:
+            end = min(self._offset + self._span, self._size) - 1
+            headers["Range"] = f"bytes={self._offset}-{end}"
+            self._span = min(2 * self._span, MAX_RANGE)
+        response = self._client.request("GET", self._url, self._scope, headers)
+        self._response = response
+        where = f"registry {self._client.registry}: {self._url}"
+        if response.status_code == 200 and self._offset == 0:
+            self._whole = True
+        elif response.status_code != 206 or not response.headers.get(
+            "Content-Range", ""
+        ).startswith(f"bytes {self._offset}-"):
+            raise ImageError(f"{where}: bad reply to a range request (HTTP {response.status_code})")
+        self._chunks = response.iter_raw(1 << 16)
+        return True
+
     def readinto(self, buffer: Any) -> int:
-        while not self._pending:
+        while True:
             self._client.check_deadline(self._url, self._ends_at, "request deadline")
             try:
-                self._pending = next(self._chunks, b"")
+                chunk = next(self._chunks, b"")
             except httpx.HTTPError as err:
                 raise UnreachableError(
                     f"registry {self._client.registry}: {self._url}: {err}"
                 ) from None
-            if not self._pending:
+            if chunk:
+                break
+            if self._response is not None and self._offset == self._opened_at:
+                raise ImageError(f"registry {self._client.registry}: {self._url}: empty reply")
+            if not self._open_next():
                 return 0
-        size = min(len(buffer), len(self._pending))
-        buffer[:size], self._pending = self._pending[:size], self._pending[size:]
+            self._opened_at = self._offset
+        size = min(len(buffer), len(chunk))
+        buffer[:size] = chunk[:size]
+        self._offset += size
+        if size < len(chunk):
+            rest = chunk[size:]
+            self._chunks = itertools.chain([rest], self._chunks)
         return size
 
 

@@ -155,7 +155,10 @@ def test_interrupted_sync_leaves_the_previous_overlay_intact(
 
     monkeypatch.setattr("patchkeeper.overlay.write.os.rename", killed)
     try:
-        result = runner.invoke(app, ["sync", "--recipe", str(demo.recipe), "--out", str(out), "--image-source", "engine"])
+        result = runner.invoke(
+            app,
+            ["sync", "--recipe", str(demo.recipe), "--out", str(out), "--image-source", "engine"],
+        )
     finally:
         patchset.write_text(original)
     assert result.exit_code != 0
