@@ -139,7 +139,7 @@ def test_recipes_and_options_come_from_the_environment_the_action_sets(
     monkeypatch.setenv("PATCHKEEPER_RECIPES", "demo.yaml\ndemo.yaml")
     monkeypatch.setenv("PATCHKEEPER_OUT", "fleet")
     monkeypatch.setenv("PATCHKEEPER_VERIFY", "none")
-    result = runner.invoke(app, ["nightly", "--no-push"])
+    result = runner.invoke(app, ["nightly", "--no-push", "--image-source", "engine"])
     assert result.exit_code == 0, result.output
     assert result.output.count("| `demo.yaml` |") == 2
     tree = git(config_repo, "ls-tree", "-r", "--name-only", BRANCH)

@@ -115,7 +115,8 @@ def test_compose_accepts_the_override_and_the_container_sees_patched_bytes(
 
 def test_status_reports_and_writes_nothing(demo: Demo, tmp_path: Path) -> None:
     os.chdir(tmp_path)
-    result = runner.invoke(app, ["status", "--recipe", str(demo.recipe), "--json"])
+    local = ["--image-source", "engine"]  # the demo image is in the engine only
+    result = runner.invoke(app, ["status", "--recipe", str(demo.recipe), "--json", *local])
     assert result.exit_code == 0
     assert by_pr(json.loads(result.stdout))[26773]["state"] == "applied"
     assert list(tmp_path.iterdir()) == []
@@ -335,7 +336,7 @@ def test_compose_merges_a_fleet_sorted_and_refuses_clashes(demo: Demo, tmp_path:
         .replace("name: sglang\n", "name: aaa-sglang\n")
         .replace("[sglang-demo.yaml]", f"[{demo.recipe.parent / 'sglang-demo.yaml'}]")
     )
-    _, other = sync(second, tmp_path / "b")
+    _, other = sync(second, tmp_path / "b", "--image-source", "engine")
     args = ["compose", "--overlay", doc["overlay"], "--overlay", other["overlay"]]
     first_run = runner.invoke(app, args)
     assert first_run.exit_code == 0
