@@ -45,7 +45,7 @@ def print_json(doc: dict[str, Any], console: Console) -> None:
 
 def _in_image(patch: LockedPatch) -> str:
     if patch.state == "upstream":
-        return "yes (ancestry)" if patch.via == "ancestry" else "yes (content)"
+        return f"yes ({patch.via or 'content'})"
     if patch.state == "partial":
         return "partly"
     return "no"
