@@ -25,7 +25,7 @@ from patchkeeper.demo.setup import Demo, lay_out
 from tests.names import unique
 
 # Registries with credentials and a flaky proxy, as fixtures for every test module.
-pytest_plugins = ["tests.oci", "tests.github_double"]
+pytest_plugins = ["tests.oci", "tests.github_double", "tests.compose_fixtures"]
 ENGINE_FIXTURE = "docker_client"
 NO_ENGINE = "unix:///nonexistent/test-not-marked-docker--use-the-docker_client-fixture.sock"
 

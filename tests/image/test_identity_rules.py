@@ -10,7 +10,7 @@ from pathlib import PurePosixPath
 import pytest
 
 from patchkeeper.errors import ImageError
-from patchkeeper.image.identity import REVISION_LABEL, git_metadata_paths, identify
+from patchkeeper.image.identity import REVISION_LABEL, identify
 from patchkeeper.image.model import ImageFile, ImageRef, ResolvedImage
 from tests.image.test_identity import PATTERN, ROOT, SHA, DictSource, image
 
@@ -121,15 +121,6 @@ def test_without_a_pattern_or_a_matching_tag_the_tag_is_not_checked() -> None:
     assert (found.source_root, found.image.ref.tag) == (ROOT, f"nightly-20260621-{SHA[:8]}")
 
 
-def test_the_metadata_paths_name_head_packed_refs_and_the_branch() -> None:
-    root = PurePosixPath("/src")
-    assert git_metadata_paths(root, "release/0.5") == [
-        PurePosixPath("/src/.git/HEAD"),
-        PurePosixPath("/src/.git/packed-refs"),
-        PurePosixPath("/src/.git/refs/heads/release/0.5"),
-    ]
-
-
 class PerImageSource:
     """Bytes per (image id, path): reading one image never answers for another."""
 
@@ -156,29 +147,6 @@ class PerImageSource:
 
 def resolved(image_id: str, tag: str | None = None) -> ResolvedImage:
     return ResolvedImage(ImageRef("r", tag), image_id, None)
-
-
-def test_each_image_is_read_for_its_own_commit() -> None:
-    a, b = "sha256:" + "a" * 64, "sha256:" + "b" * 64
-    head, packed = str(ROOT / ".git/HEAD"), str(ROOT / ".git/packed-refs")
-    pointer, module = str(ROOT / ".git"), str(ROOT / "../modules/sglang/HEAD")
-    files = {
-        (a, head): b"ref: refs/heads/main\n",
-        (a, packed): f"{SHA} refs/heads/main\n".encode(),
-        (b, pointer): b"gitdir: ../modules/sglang\n",
-        (b, module): f"{OTHER}\n".encode(),
-        (b, packed): f"{SHA} refs/heads/main\n".encode(),
-    }
-    source = PerImageSource(files)
-    assert identify(source, resolved(a), ROOT, None).commit == SHA
-    assert identify(source, resolved(b), ROOT, None).commit == OTHER
-
-
-def test_a_head_that_is_not_utf8_is_an_image_error() -> None:
-    image_id = "sha256:" + "c" * 64
-    source = PerImageSource({(image_id, str(ROOT / ".git/HEAD")): b"ref: refs/\xff\xfe\n"})
-    with pytest.raises(ImageError, match="cannot resolve HEAD"):
-        identify(source, resolved(image_id), ROOT, None)
 
 
 def test_the_gitdir_pointer_is_everything_after_its_first_colon() -> None:
@@ -211,11 +179,6 @@ def test_symbolic_refs_chain_at_most_as_deep_as_git_allows(links: int, resolves:
     else:
         with pytest.raises(ImageError, match="cannot resolve HEAD"):
             commit(files)
-
-
-def test_an_untagged_image_is_not_checked_against_the_pattern() -> None:
-    source = PerImageSource({("sha256:d", str(ROOT / ".git/HEAD")): f"{SHA}\n".encode()})
-    assert identify(source, resolved("sha256:d", None), ROOT, PATTERN).warnings == ()
 
 
 def test_a_long_unreadable_head_is_quoted_to_80_characters() -> None:

@@ -11,9 +11,9 @@ import pytest
 from rich.progress import Progress
 
 from patchkeeper.errors import UnsafeInputError
-from patchkeeper.image.layers import LayerCache, LayeredSource, LayerReader
+from patchkeeper.image.layers import LayerCache, LayeredSource
 from patchkeeper.image.model import ImageRef, ResolvedImage
-from tests.image.test_layers_rules import Blobs, read
+from tests.image.test_layers_rules import Blobs, read, reader_for
 from tests.oci import Entry, Layer, layer, tree, whiteout
 
 P = PurePosixPath
@@ -37,7 +37,9 @@ class MemorySource(LayeredSource):
     def resolve(self, ref: ImageRef) -> ResolvedImage:
         self.resolved += 1
         config = {"created": "2026-06-21T00:00:00Z", "config": {"Labels": {"k": "v"}}}
-        return self.register(ref, IMAGE_ID, "sha256:" + "8" * 64, config, self.blobs.blobs())
+        return self.register(
+            ref, IMAGE_ID, "sha256:" + "8" * 64, config, self.blobs.blobs(), "memory"
+        )
 
 
 def test_registration_carries_labels_and_creation_time() -> None:
@@ -57,36 +59,10 @@ def test_reading_an_image_not_yet_resolved_resolves_it_once() -> None:
     assert source.resolved == 1
 
 
-def test_accounting_adds_up_what_every_read_fetched() -> None:
-    big = layer([*tree({"a": "first\n"}), *tree(noise())])
-    source = MemorySource([big])
-    image = source.resolve(ImageRef("r", "t"))
-    source.read(image, [P("/nowhere")])  # absent: the whole layer streams past
-    first = source.accounting()
-    assert first == {
-        "source": "memory",
-        "fetched_bytes": big.size,
-        "image_bytes": big.size,
-        "layers": [{"digest": big.digest, "size": big.size, "fetched": big.size}],
-    }
-    source.read(image, [P("/nowhere")])  # from the layer index: nothing fetched
-    assert source.accounting() == first
-
-
-def test_progress_shows_one_task_per_layer_advanced_by_the_bytes_fetched() -> None:
-    big = layer(tree(noise(30)))
-    progress = Progress(disable=True)
-    source = MemorySource([big], progress)
-    source.read(source.resolve(ImageRef("r", "t")), [P("/nowhere")])
-    [task] = progress.tasks
-    assert task.description == f"layer {big.digest[7:19]}"
-    assert (task.total, task.completed) == (big.size, big.size)
-
-
 def test_a_whiteout_settling_the_path_ends_the_layer_early(tmp_path: Path) -> None:
     bottom = layer(tree({"d/a.py": "low\n"}))
     top = layer([whiteout("d/a.py"), *tree(noise())])
-    reader = LayerReader(Blobs(bottom, top).blobs(), LayerCache(tmp_path))
+    reader = reader_for(Blobs(bottom, top).blobs(), LayerCache(tmp_path))
     assert reader.read([P("/d/a.py")]) == {P("/d/a.py"): None}
     assert 0 < reader.stats[top.digest].fetched < top.size // 2
 
@@ -102,7 +78,7 @@ def test_a_whiteout_of_a_nested_directory_hides_what_is_below_it(tmp_path: Path)
 
 def test_a_file_keeps_its_permission_bits(tmp_path: Path) -> None:
     image = layer([Entry.file("bin/run", "#!/bin/sh\n", mode=0o4755), Entry.file("f", "", 0o600)])
-    found = LayerReader(Blobs(image).blobs(), LayerCache(tmp_path)).read([P("/bin/run"), P("/f")])
+    found = reader_for(Blobs(image).blobs(), LayerCache(tmp_path)).read([P("/bin/run"), P("/f")])
     assert [found[P(p)].mode for p in ("/bin/run", "/f")] == [0o4755, 0o600]  # type: ignore[union-attr]
 
 

@@ -5,9 +5,6 @@ from __future__ import annotations
 
 from pathlib import PurePosixPath
 
-import pytest
-
-from patchkeeper.errors import UnsafeInputError
 from patchkeeper.patching.diff import FileChange
 from patchkeeper.patching.hunks import HunkResult, HunkStatus
 from patchkeeper.patching.port import FileAction, FileOutcome, PatchOutcome, PatchState, port
@@ -25,20 +22,6 @@ def only(diff: str, vanilla: dict[PurePosixPath, bytes | None]) -> tuple[PatchOu
     result = port([change("c", diff)], vanilla)
     [outcome] = result.outcomes
     return outcome, result.changed_files()
-
-
-def test_an_added_file_is_created_with_exactly_its_lines() -> None:
-    outcome, changed = only(ADD, {ROOT / "new.py": None})
-    [file] = outcome.files
-    [hunk] = change("c", ADD).files[0].hunks
-    assert file == FileOutcome(
-        ROOT / "new.py",
-        FileChange.ADDED,
-        FileAction.CREATED,
-        (HunkResult(hunk, HunkStatus.APPLIED),),
-    )
-    assert (outcome.state, outcome.via) == (PatchState.APPLIED, "")
-    assert changed == {ROOT / "new.py": b"hello\nworld\n"}
 
 
 def test_an_added_file_already_there_byte_for_byte_is_upstream() -> None:
@@ -67,23 +50,6 @@ def test_an_added_file_that_differs_from_the_images_is_a_conflict() -> None:
         "added upstream, differs",
     )
     assert outcome.state is PatchState.CONFLICT and changed == {}
-
-
-def test_a_deleted_file_is_left_in_place_with_a_note_or_ignored_when_absent() -> None:
-    outcome, changed = only(DELETE, {ROOT / "gone.py": b"bye\n"})
-    assert outcome.files == (
-        FileOutcome(
-            ROOT / "gone.py",
-            FileChange.DELETED,
-            FileAction.LEFT_IN_PLACE,
-            note="deleted upstream; a read-only mount cannot delete it",
-        ),
-    )
-    assert changed == {}
-    outcome, _ = only(DELETE, {ROOT / "gone.py": None})
-    assert outcome.files == (
-        FileOutcome(ROOT / "gone.py", FileChange.DELETED, FileAction.UNCHANGED),
-    )
 
 
 def test_a_rename_ports_the_old_files_content_to_the_new_path() -> None:
@@ -176,9 +142,3 @@ def test_changes_after_one_upstream_by_ancestry_are_still_ported() -> None:
         (second.change, PatchState.APPLIED, ""),
     ]
     assert result.changed_files() == {ROOT / "new.py": b"hello\nworld\n"}
-
-
-def test_an_image_file_that_is_not_utf8_is_refused_naming_it() -> None:
-    with pytest.raises(UnsafeInputError) as err:
-        port([change("c", modify("a.py", "old", "new"))], {ROOT / "a.py": b"ctx\n\xff\n"})
-    assert str(err.value) == f"{ROOT / 'a.py'}: the image's file is not UTF-8 text"
