@@ -1,87 +1,158 @@
 """The command line: thin wrappers over `patchkeeper.commands`.
 
-Exit codes: 0 ok; 1 a patch does not apply; 2 bad input; 3 upstream,
-registry or daemon unreachable.
+Conventions for every command (adding one needs nothing beyond them):
+- The body imports `patchkeeper.commands.<name>` lazily and *returns* its exit code;
+  raise a `PatchkeeperError` subclass for expected failures. `GuardedGroup`
+  (patchkeeper/boundary.py) wraps every command: error -> exit code, `--json` ->
+  a JSON error document, anything unexpected -> exit 70 and a crash log.
+- Reuse the shared option types below (`RecipeOpt`, `JsonOpt`, `SourceOpt`, ...);
+  enumerated options are `StrEnum`s, so Typer validates and lists the choices.
+- Help shows no Python types: `conventional_metavars` gives flags no metavar and
+  every other option its name in capitals, unless the option sets `metavar=`.
+- `--json` documents go through `ui.print_document(kind, body)` (versioned);
+  human output through `ui.out_console`/`err_console` (unclipped when piped).
+- Logging: `logging.getLogger(__name__)`; `-v`/`-q` set the level, output redacted.
+
+Exit codes: see patchkeeper/errors.py (0 ok, 1 conflict or failed check, 2 bad
+input, 3 unreachable, 70 internal error, 130 interrupted).
 """
 
 from __future__ import annotations
 
-import json
-from collections.abc import Callable
+from enum import StrEnum
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
 from patchkeeper import __version__
+from patchkeeper.boundary import GuardedGroup
 from patchkeeper.commands._common import SourceKind, SourceOptions
-from patchkeeper.errors import PatchkeeperError
+from patchkeeper.ui import configure_logging
+from patchkeeper.verify.smoke import ALL as SMOKE_CHECKS
+from patchkeeper.verify.tiers import Runtime
+
+
+def conventional_metavars(command: Any) -> None:
+    """Flags get no metavar, other options their name in capitals (no `<bool>`, `<str>`)."""
+    for sub in getattr(command, "commands", {}).values():
+        conventional_metavars(sub)
+    for param in command.params:
+        if getattr(param, "param_type_name", "") != "option" or param.metavar is not None:
+            continue
+        choice = getattr(getattr(param, "type_descriptor", None), "is_choice", False)
+        if param.is_flag or param.count:
+            param.metavar = ""
+        elif not choice:
+            param.metavar = (param.name or "value").upper()
+
+
+class Group(GuardedGroup):
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        conventional_metavars(self)
+
 
 app = typer.Typer(
+    cls=Group,
     no_args_is_help=True,
-    add_completion=False,
     pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+    context_settings={"help_option_names": ["-h", "--help"]},
     help="Keep local patches on top of nightly LLM-server container images.",
 )
 
+
+class Tier(StrEnum):
+    ADAPTER = "adapter"
+    BOOT = "boot"
+
+
+class NightlyVerify(StrEnum):
+    ADAPTER = "adapter"
+    NONE = "none"
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"patchkeeper {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(
+    verbose: Annotated[
+        int, typer.Option("-v", "--verbose", count=True, help="log more (-vv: debug)")
+    ] = 0,
+    quiet: Annotated[bool, typer.Option("-q", "--quiet", help="errors only")] = False,
+    version: Annotated[
+        bool,
+        typer.Option("--version", callback=_version, is_eager=True, help="print the version"),
+    ] = False,
+) -> None:
+    """Keep local patches on top of nightly LLM-server container images."""
+    configure_logging(-1 if quiet else verbose)
+
+
 RecipeOpt = Annotated[
-    Path, typer.Option("--recipe", help="recipe YAML file", exists=False, dir_okay=False)
+    Path, typer.Option("--recipe", help="recipe YAML file", metavar="FILE", dir_okay=False)
 ]
 ImageOpt = Annotated[
     str | None,
-    typer.Option("--image", help="image reference; default: newest tag matching the recipe"),
+    typer.Option(
+        "--image", metavar="REF", help="image reference; default: newest tag matching the recipe"
+    ),
 ]
+OutOpt = Annotated[Path, typer.Option("--out", metavar="DIR", help="overlay root")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="print one JSON document on stdout")]
 SourceOpt = Annotated[
-    str,
+    SourceKind,
     typer.Option(
         "--image-source",
-        help="auto (local engine if it has the image, else registry), engine, registry, layout",
+        help="auto: the local engine if it has the image, else the registry",
     ),
 ]
 LayoutOpt = Annotated[
-    Path | None, typer.Option("--layout", help="OCI layout directory or docker-save tarball")
+    Path | None,
+    typer.Option("--layout", metavar="PATH", help="OCI layout directory or docker-save tarball"),
 ]
-PlatformOpt = Annotated[str, typer.Option("--platform", help="os/arch for multi-platform images")]
+PlatformOpt = Annotated[
+    str, typer.Option("--platform", metavar="OS/ARCH[/VARIANT]", help="for multi-platform images")
+]
+RuntimeOpt = Annotated[
+    Runtime,
+    typer.Option(
+        "--runtime",
+        help="image (in the locked image), host (venvs here; boot: CPU tiny model) "
+        "or auto (image when the local engine has it)",
+    ),
+]
+SglangVersionOpt = Annotated[
+    str,
+    typer.Option(
+        "--sglang-version", metavar="VERSION", help="adapter tier on the host: the image's sglang"
+    ),
+]
 
 
-def _source(kind: str, layout: Path | None, platform: str) -> SourceOptions:
-    try:
-        return SourceOptions(SourceKind(kind), layout, platform)
-    except ValueError:
-        raise typer.BadParameter(
-            f"{kind!r}: choose auto, engine, registry or layout", param_hint="--image-source"
-        ) from None
-
-
-def _guarded(as_json: bool, action: Callable[[], int]) -> None:
-    """Run a command; map patchkeeper errors to their exit codes with a clear message."""
-    try:
-        code = action()
-    except PatchkeeperError as err:
-        if as_json:
-            typer.echo(json.dumps({"error": str(err), "exit_code": err.exit_code}))
-        else:
-            typer.secho(f"error: {err}", err=True, fg="red")
-        raise typer.Exit(err.exit_code) from None
-    raise typer.Exit(code)
+def _source(kind: SourceKind, layout: Path | None, platform: str) -> SourceOptions:
+    return SourceOptions(kind, layout, platform)
 
 
 @app.command()
 def sync(
     recipe: RecipeOpt,
     image: ImageOpt = None,
-    out: Annotated[Path, typer.Option("--out", help="overlay root")] = Path("overlays"),
+    out: OutOpt = Path("overlays"),
     as_json: JsonOpt = False,
-    image_source: SourceOpt = "auto",
+    image_source: SourceOpt = SourceKind.AUTO,
     layout: LayoutOpt = None,
     platform: PlatformOpt = "linux/amd64",
-) -> None:
+) -> int:
     """Port the recipe's patches onto one image and write its read-only overlay."""
     from patchkeeper.commands import sync as command
 
-    options = _source(image_source, layout, platform)
-    _guarded(as_json, lambda: command.run(recipe, image, out, as_json, options))
+    return command.run(recipe, image, out, as_json, _source(image_source, layout, platform))
 
 
 @app.command()
@@ -89,20 +160,22 @@ def status(
     recipe: RecipeOpt,
     image: ImageOpt = None,
     as_json: JsonOpt = False,
-    image_source: SourceOpt = "auto",
+    image_source: SourceOpt = SourceKind.AUTO,
     layout: LayoutOpt = None,
     platform: PlatformOpt = "linux/amd64",
     tags: Annotated[
-        int | None, typer.Option("--tags", help="timeline: patches x the last N nightly tags")
+        int | None,
+        typer.Option("--tags", min=1, metavar="N", help="timeline: patches x the last N tags"),
     ] = None,
     tags_from: Annotated[
-        Path | None, typer.Option("--tags-from", help="timeline: tag names from this file")
+        Path | None,
+        typer.Option("--tags-from", metavar="FILE", help="timeline: tag names from this file"),
     ] = None,
     verify_commits: Annotated[
         bool, typer.Option("--verify-commits", help="timeline: read each commit from its image")
     ] = False,
     markdown: Annotated[bool, typer.Option("--markdown", help="timeline as Markdown")] = False,
-) -> None:
+) -> int:
     """Show each patch's state for one image, or (--tags N) across nightlies; writes nothing."""
     options = _source(image_source, layout, platform)
     if tags is not None or tags_from is not None:
@@ -110,84 +183,158 @@ def status(
 
         output = "json" if as_json else "markdown" if markdown else "table"
         count = tags if tags is not None else 10**6
-        _guarded(
-            as_json,
-            lambda: timeline.run(recipe, count, tags_from, verify_commits, options, output),
-        )
+        return timeline.run(recipe, count, tags_from, verify_commits, options, output)
     from patchkeeper.commands import status as command
 
-    _guarded(as_json, lambda: command.run(recipe, image, as_json, options))
+    return command.run(recipe, image, as_json, options)
+
+
+@app.command()
+def show(
+    patch: Annotated[str, typer.Argument(metavar="PATCH", help="patch id, pr-N or N")],
+    recipe: RecipeOpt,
+    image: ImageOpt = None,
+    image_source: SourceOpt = SourceKind.AUTO,
+    layout: LayoutOpt = None,
+    platform: PlatformOpt = "linux/amd64",
+) -> int:
+    """Print a patch's diff as it would be ported onto the image (vanilla -> overlay)."""
+    from patchkeeper.commands import show as command
+
+    return command.run(recipe, patch, image, _source(image_source, layout, platform))
+
+
+@app.command()
+def validate(
+    recipe: Annotated[
+        list[Path],
+        typer.Argument(metavar="RECIPE...", help="recipe files (their patchsets are checked too)"),
+    ],
+    as_json: JsonOpt = False,
+) -> int:
+    """Check recipes and patchsets offline: schema, witness names, exclude globs."""
+    from patchkeeper.commands import validate as command
+
+    return command.run(recipe, as_json)
+
+
+@app.command()
+def doctor(
+    recipe: Annotated[
+        Path | None,
+        typer.Option(
+            "--recipe", metavar="FILE", help="also check its registry, upstream, model, port"
+        ),
+    ] = None,
+    as_json: JsonOpt = False,
+) -> int:
+    """Check this machine for what patchkeeper needs, each problem with its fix."""
+    from patchkeeper.commands import doctor as command
+
+    return command.run(recipe, as_json)
 
 
 @app.command()
 def prune(
     recipe: RecipeOpt,
-    tags: Annotated[int, typer.Option("--tags", help="track the last N nightly tags")] = 14,
+    tags: Annotated[
+        int, typer.Option("--tags", min=1, metavar="N", help="track the last N nightly tags")
+    ] = 14,
     tags_from: Annotated[
-        Path | None, typer.Option("--tags-from", help="tag names from this file")
+        Path | None, typer.Option("--tags-from", metavar="FILE", help="tag names from this file")
     ] = None,
     write: Annotated[bool, typer.Option("--write", help="edit the patchset file")] = False,
     witness_report: Annotated[
         Path | None,
         typer.Option(
-            "--witness-report", help="a `verify --json` report: retire what it marks retirable"
+            "--witness-report",
+            metavar="FILE",
+            help="a `verify --json` report: retire what it marks retirable",
         ),
     ] = None,
-    image_source: SourceOpt = "auto",
-) -> None:
+    image_source: SourceOpt = SourceKind.AUTO,
+) -> int:
     """Retire patches every tracked nightly contains, or whose witness passes on vanilla."""
     from patchkeeper.commands import prune as command
 
     options = _source(image_source, None, "linux/amd64")
-    _guarded(False, lambda: command.run(recipe, tags, tags_from, options, write, witness_report))
+    return command.run(recipe, tags, tags_from, options, write, witness_report)
 
 
 @app.command()
 def compose(
     overlay: Annotated[
-        list[Path], typer.Option("--overlay", help="an overlay directory (repeat for a fleet)")
+        list[Path],
+        typer.Option("--overlay", metavar="DIR", help="an overlay directory (repeat for a fleet)"),
     ],
-) -> None:
+) -> int:
     """Print the docker-compose override of one or several overlays."""
     from patchkeeper.commands import compose as command
 
-    _guarded(False, lambda: command.run(overlay))
+    return command.run(overlay)
 
 
 @app.command()
 def demo(
-    workdir: Annotated[Path, typer.Option("--workdir", help="where to build it")] = Path(".demo"),
-) -> None:
+    workdir: Annotated[
+        Path, typer.Option("--workdir", metavar="DIR", help="where to build it")
+    ] = Path(".demo"),
+) -> int:
     """Build the offline demo (upstream repo + nightly image) and sync it."""
     import patchkeeper.commands.demo as command
 
-    _guarded(False, lambda: command.run(workdir))
+    return command.run(workdir)
+
+
+def _smoke_checks(names: list[str] | None) -> list[str]:
+    unknown = sorted(set(names or []) - set(SMOKE_CHECKS))
+    if unknown:
+        raise typer.BadParameter(f"unknown check(s) {', '.join(unknown)}; choose from {CHOICES}")
+    return names or []
+
+
+CHOICES = ", ".join(SMOKE_CHECKS)
 
 
 @app.command()
 def smoke(
-    base_url: Annotated[str, typer.Option("--base-url", help="e.g. http://127.0.0.1:8072")],
+    base_url: Annotated[
+        str, typer.Option("--base-url", metavar="URL", help="e.g. http://127.0.0.1:8072")
+    ],
     as_json: JsonOpt = False,
-    junit: Annotated[Path | None, typer.Option("--junit", help="write JUnit XML here")] = None,
+    junit: Annotated[
+        Path | None, typer.Option("--junit", metavar="FILE", help="write JUnit XML here")
+    ] = None,
     check: Annotated[
-        list[str] | None, typer.Option("--check", help="run only these checks (repeatable)")
+        list[str] | None,
+        typer.Option(
+            "--check",
+            metavar="NAME",
+            callback=_smoke_checks,
+            autocompletion=lambda: SMOKE_CHECKS,
+            help=f"run only these checks (repeatable): {CHOICES}",
+        ),
     ] = None,
-    model: Annotated[str | None, typer.Option("--model", help="default: first listed")] = None,
+    model: Annotated[
+        str | None, typer.Option("--model", metavar="NAME", help="default: first listed")
+    ] = None,
     speculative: Annotated[
-        str | None, typer.Option("--speculative", help="expected algorithm, e.g. NEXTN")
+        str | None,
+        typer.Option("--speculative", metavar="ALGORITHM", help="expected algorithm, e.g. NEXTN"),
     ] = None,
-    min_accept_length: Annotated[float, typer.Option("--min-accept-length")] = 1.0,
+    min_accept_length: Annotated[
+        float,
+        typer.Option("--min-accept-length", metavar="X", help="speculative: least accept length"),
+    ] = 1.0,
     claude_cli: Annotated[
-        str | None, typer.Option("--claude-cli", help="path of the Claude Code CLI to run")
+        str | None,
+        typer.Option("--claude-cli", metavar="PATH", help="path of the Claude Code CLI to run"),
     ] = None,
-) -> None:
+) -> int:
     """Run the protocol smoke suite against an Anthropic-compatible endpoint."""
     from patchkeeper.commands import smoke as command
-    from patchkeeper.verify.smoke import ALL, SmokeOptions
+    from patchkeeper.verify.smoke import SmokeOptions
 
-    unknown = sorted(set(check or []) - set(ALL))
-    if unknown:
-        raise typer.BadParameter(f"unknown check(s) {unknown}; known: {ALL}", param_hint="--check")
     options = SmokeOptions(
         base_url,
         model=model,
@@ -195,45 +342,46 @@ def smoke(
         min_accept_length=min_accept_length,
         claude_cli=claude_cli,
     )
-    _guarded(as_json, lambda: command.run(options, list(check or []), as_json, junit))
+    return command.run(options, list(check or []), as_json, junit)
 
 
 @app.command()
 def verify(
-    overlay: Annotated[Path, typer.Option("--overlay", help="an overlay directory")],
+    overlay: Annotated[
+        Path, typer.Option("--overlay", metavar="DIR", help="an overlay directory")
+    ],
     tier: Annotated[
-        str,
-        typer.Option("--tier", help="adapter (no GPU, no model) or boot (the real server)"),
-    ] = "adapter",
-    runtime: Annotated[
-        str,
-        typer.Option(
-            "--runtime",
-            help="image (in the locked image), host (venvs here; boot: CPU tiny model) "
-            "or auto (image when the local engine has it)",
-        ),
-    ] = "auto",
-    sglang_version: Annotated[
-        str, typer.Option("--sglang-version", help="adapter tier on the host: the image's sglang")
-    ] = "0.5.13",
+        Tier, typer.Option("--tier", help="adapter (no GPU, no model) or boot (the real server)")
+    ] = Tier.ADAPTER,
+    runtime: RuntimeOpt = Runtime.AUTO,
+    sglang_version: SglangVersionOpt = "0.5.13",
     chat_template: Annotated[
-        Path | None, typer.Option("--chat-template", help="default: the overlay's, else Qwen-like")
+        Path | None,
+        typer.Option(
+            "--chat-template", metavar="FILE", help="default: the overlay's, else Qwen-like"
+        ),
     ] = None,
     claude_cli: Annotated[
-        str | None, typer.Option("--claude-cli", help="run the Claude Code CLI check with it")
+        str | None,
+        typer.Option("--claude-cli", metavar="PATH", help="run the Claude Code CLI check with it"),
     ] = None,
     deadline: Annotated[
-        float, typer.Option("--deadline", help="boot tier: seconds to wait for the server's health")
+        float,
+        typer.Option(
+            "--deadline", metavar="SECONDS", help="boot tier: how long to wait for /health"
+        ),
     ] = 1800.0,
     as_json: JsonOpt = False,
-    junit: Annotated[Path | None, typer.Option("--junit", help="write JUnit XML here")] = None,
-) -> None:
+    junit: Annotated[
+        Path | None, typer.Option("--junit", metavar="FILE", help="write JUnit XML here")
+    ] = None,
+) -> int:
     """Prove an overlay: run the suite on vanilla and overlaid SGLang, judge witnesses."""
     from patchkeeper.commands import verify as command
     from patchkeeper.verify.tiers import Settings
 
     settings = Settings(sglang_version, chat_template, claude_cli, deadline)
-    _guarded(as_json, lambda: command.run(overlay, tier, runtime, settings, as_json, junit))
+    return command.run(overlay, tier.value, runtime, settings, as_json, junit)
 
 
 @app.command()
@@ -242,64 +390,91 @@ def nightly(
         list[str],
         typer.Option(
             "--recipe",
+            metavar="FILE",
             envvar="PATCHKEEPER_RECIPES",
             help="recipe file (repeatable; the variable separates them with whitespace)",
         ),
     ],
     out: Annotated[
-        Path, typer.Option("--out", envvar="PATCHKEEPER_OUT", help="overlay root (committed)")
+        Path,
+        typer.Option(
+            "--out", metavar="DIR", envvar="PATCHKEEPER_OUT", help="overlay root (committed)"
+        ),
     ] = Path("overlays"),
     verify_tier: Annotated[
+        NightlyVerify,
+        typer.Option(
+            "--verify", envvar="PATCHKEEPER_VERIFY", help="adapter: prove each overlay; none: skip"
+        ),
+    ] = NightlyVerify.ADAPTER,
+    runtime: Annotated[
+        Runtime,
+        typer.Option(
+            "--runtime", envvar="PATCHKEEPER_RUNTIME", help="adapter tier's runtime (see verify)"
+        ),
+    ] = Runtime.AUTO,
+    sglang_version: Annotated[
         str,
         typer.Option(
-            "--verify", envvar="PATCHKEEPER_VERIFY", help="adapter (prove each overlay) or none"
+            "--sglang-version",
+            metavar="VERSION",
+            envvar="PATCHKEEPER_SGLANG_VERSION",
+            help="adapter tier on the host: the image's sglang",
         ),
-    ] = "adapter",
-    runtime: Annotated[
-        str, typer.Option("--runtime", help="adapter tier: auto, image or host (see verify)")
-    ] = "auto",
-    sglang_version: Annotated[
-        str, typer.Option("--sglang-version", help="adapter tier on the host: the image's sglang")
     ] = "0.5.13",
     branch: Annotated[
-        str, typer.Option("--branch", envvar="PATCHKEEPER_BRANCH", help="bot branch to commit to")
+        str,
+        typer.Option(
+            "--branch", metavar="NAME", envvar="PATCHKEEPER_BRANCH", help="bot branch to commit to"
+        ),
     ] = "patchkeeper/nightly",
     base: Annotated[
-        str | None, typer.Option("--base", help="pull request base; default: checked-out branch")
+        str | None,
+        typer.Option(
+            "--base", metavar="BRANCH", help="pull request base; default: checked-out branch"
+        ),
     ] = None,
     repository: Annotated[
         str | None,
         typer.Option(
             "--repository",
+            metavar="OWNER/NAME",
             envvar="GITHUB_REPOSITORY",
-            help="owner/name for the pull request and issues; unset: publish nothing to GitHub",
+            help="for the pull request and issues; unset: publish nothing to GitHub",
         ),
     ] = None,
     push: Annotated[bool, typer.Option("--push/--no-push", help="push the bot branch")] = True,
-    image_source: SourceOpt = "auto",
-) -> None:
+    image_source: Annotated[
+        SourceKind,
+        typer.Option(
+            "--image-source", envvar="PATCHKEEPER_IMAGE_SOURCE", help="where images are read from"
+        ),
+    ] = SourceKind.AUTO,
+    outputs: Annotated[
+        Path | None,
+        typer.Option(
+            "--outputs",
+            metavar="FILE",
+            envvar="GITHUB_OUTPUT",
+            help="append step outputs (pr-number, pr-url, changed, conflicts, report) here",
+        ),
+    ] = None,
+) -> int:
     """Sync and prove every recipe, then commit, open or update a PR, and report."""
     from patchkeeper.commands import nightly as command
-    from patchkeeper.commands.verify import runtime_named
     from patchkeeper.verify.tiers import Settings
 
-    if verify_tier not in ("adapter", "none"):
-        raise typer.BadParameter(f"{verify_tier!r}: choose adapter or none", param_hint="--verify")
-    options = _source(image_source, None, "linux/amd64")
+    proving = None
+    if verify_tier is NightlyVerify.ADAPTER:
+        proving = command.Proving(runtime, Settings(sglang_version))
     publish = command.Publish(branch, base, "origin", repository, push)
-
-    def run() -> int:
-        proving = None
-        if verify_tier == "adapter":
-            proving = command.Proving(runtime_named(runtime), Settings(sglang_version))
-        return command.run([Path(r) for r in recipe], out, options, proving, publish)
-
-    _guarded(False, run)
+    options = _source(image_source, None, "linux/amd64")
+    return command.run([Path(r) for r in recipe], out, options, proving, publish, outputs)
 
 
 @app.command()
 def version() -> None:
-    """Print patchkeeper's version."""
+    """Print patchkeeper's version (also: --version)."""
     typer.echo(__version__)
 
 

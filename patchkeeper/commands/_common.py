@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import errno
+import logging
+import os
+import tempfile
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
 
 from patchkeeper.config.load import load_patchsets, load_recipe
 from patchkeeper.config.models import Patchset, Recipe
-from patchkeeper.errors import ConfigError, ImageError, UnreachableError
+from patchkeeper.errors import ConfigError, ImageError, OutputError, UnreachableError
 from patchkeeper.image.cache import CachedSource
 from patchkeeper.image.engine import EngineSource
 from patchkeeper.image.layout import LayoutSource
@@ -20,6 +24,29 @@ from patchkeeper.upstream.git_resolver import GitResolver
 from patchkeeper.upstream.github import with_github
 from patchkeeper.upstream.mirror import GitMirror
 from patchkeeper.upstream.model import UpstreamResolver
+
+log = logging.getLogger(__name__)
+
+
+def writable_dir(path: Path, what: str) -> None:
+    """Preflight: fail in a second, before minutes of work, if `path` cannot be written.
+
+    Probes the nearest existing directory with a temporary file (removed at once), so
+    a check that passes leaves nothing behind."""
+    existing = path.absolute()
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    try:
+        if not existing.is_dir():
+            raise NotADirectoryError(errno.ENOTDIR, "not a directory", str(existing))
+        fd, probe = tempfile.mkstemp(dir=existing, prefix=".tmp-probe-")
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as err:
+        reason = err.strerror or str(err)
+        if err.errno == errno.ENOSPC:
+            reason = "no space left on the device"
+        raise OutputError(f"{what} {path}: not writable: {reason}") from None
 
 
 class SourceKind(StrEnum):
@@ -62,18 +89,26 @@ def pick_source(
     elif kind is SourceKind.REGISTRY:
         source = RegistrySource(platform, progress)
     else:
+        daemon_down: UnreachableError | None = None
         try:
             engine: EngineSource | None = EngineSource()
-        except UnreachableError:
-            engine = None
+        except UnreachableError as err:
+            engine, daemon_down = None, err
+            log.info("auto: the Docker daemon is down (%s); asking the registry", err)
         registry = RegistrySource(platform, progress)
         if engine is not None and not image:
             try:
                 ref = choose_image(recipe, engine, None)
                 return engine, ref
             except ImageError:
-                pass  # no matching tag locally: ask the registry
-        ref = choose_image(recipe, registry, image)
+                log.info("auto: no tag matching the recipe in the engine; asking the registry")
+        try:
+            ref = choose_image(recipe, registry, image)
+        except UnreachableError as err:
+            if daemon_down is None:
+                raise
+            # Both sources are down: the daemon is usually the one to fix first.
+            raise UnreachableError(f"{daemon_down}; and {err}") from None
         return (engine, ref) if engine and _in_engine(engine, ref) else (registry, ref)
     return source, choose_image(recipe, source, image)
 

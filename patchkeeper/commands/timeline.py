@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 
@@ -16,7 +15,7 @@ from patchkeeper.image.identity import read_commit
 from patchkeeper.image.model import ImageRef
 from patchkeeper.image.tags import nightly_tags
 from patchkeeper.timeline import Timeline, build, markdown
-from patchkeeper.ui import out_console
+from patchkeeper.ui import out_console, print_document
 from patchkeeper.upstream.git_resolver import GitResolver
 from patchkeeper.upstream.github import with_github
 from patchkeeper.upstream.mirror import GitMirror
@@ -69,7 +68,7 @@ def run(
 ) -> int:
     _, timeline = compute(recipe_path, count, tags_from, verify_commits, source)
     if output == "json":
-        sys.stdout.write(json.dumps(_document(timeline), indent=2) + "\n")
+        print_document("timeline", _document(timeline))
     elif output == "markdown":
         sys.stdout.write(markdown(timeline))
     else:

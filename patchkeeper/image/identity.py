@@ -10,6 +10,7 @@ import re
 from dataclasses import dataclass
 from pathlib import PurePosixPath
 
+from patchkeeper.config.models import TagRegex
 from patchkeeper.errors import ImageError
 from patchkeeper.image.model import ImageSource, ResolvedImage
 
@@ -77,7 +78,7 @@ def identify(
     source: ImageSource,
     image: ResolvedImage,
     source_root: PurePosixPath,
-    tag_pattern: re.Pattern[str] | None = None,
+    tag_pattern: TagRegex | None = None,
 ) -> ImageIdentity:
     commit = read_commit(source, image, source_root)
     warnings = []

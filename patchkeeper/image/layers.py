@@ -22,6 +22,7 @@ import gzip
 import hashlib
 import io
 import json
+import logging
 import tarfile
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -34,6 +35,8 @@ from patchkeeper.errors import ImageError, UnsafeInputError
 from patchkeeper.image.model import ImageFile, ImageRef, ResolvedImage
 from patchkeeper.image.paths import MAX_FILE_BYTES, MAX_SYMLINK_HOPS, follow_link
 from patchkeeper.paths import atomic_write, cache_dir
+
+log = logging.getLogger(__name__)
 
 WHITEOUT = ".wh."
 OPAQUE = ".wh..wh..opq"
@@ -275,6 +278,8 @@ class LayerReader:
                 break
             seen = self.cache.load(blob.digest)
             settled = {p: _settle(seen, p) for p in open_paths}
+            known = sum(1 for a in settled.values() if a is not False)
+            log.debug("layer %s: cache settles %d of %d path(s)", blob.digest, known, len(settled))
             needs_content = [
                 p
                 for p, a in settled.items()

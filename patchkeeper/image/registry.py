@@ -16,7 +16,7 @@ import contextlib
 import functools
 import hashlib
 import io
-import json
+import logging
 import os
 import re
 from collections.abc import Iterator
@@ -33,10 +33,19 @@ from tenacity import (
     wait_random,
 )
 
-from patchkeeper.errors import ImageError, UnreachableError
+from patchkeeper.errors import ImageError, UnreachableError, register_secret
 from patchkeeper.image.layers import LayerBlob, LayeredSource, read_config
-from patchkeeper.image.manifests import INDEX_TYPES, MANIFEST_TYPES, choose_platform, is_index
+from patchkeeper.image.manifests import (
+    INDEX_TYPES,
+    MANIFEST_TYPES,
+    choose_platform,
+    image_parts,
+    is_index,
+    parse_json,
+)
 from patchkeeper.image.model import ImageRef, ResolvedImage
+
+log = logging.getLogger(__name__)
 
 DOCKER_HUB = "registry-1.docker.io"
 ACCEPT = ", ".join(sorted(INDEX_TYPES | MANIFEST_TYPES))
@@ -66,6 +75,7 @@ def credentials(registry: str) -> tuple[str, str] | None:
     user = os.environ.get("PATCHKEEPER_REGISTRY_USERNAME")
     secret = os.environ.get("PATCHKEEPER_REGISTRY_PASSWORD")
     if user and secret:
+        log.info("registry %s: credentials from PATCHKEEPER_REGISTRY_USERNAME/PASSWORD", registry)
         return user, secret
     try:
         config = docker.auth.load_config()
@@ -73,7 +83,10 @@ def credentials(registry: str) -> tuple[str, str] | None:
     except Exception:  # a broken credential helper must not leak or crash: go anonymous
         return None
     if found and found.get("username") and found.get("password"):
+        register_secret(str(found["password"]))  # never echoed, even by an error message
+        log.info("registry %s: credentials from Docker's config", registry)
         return str(found["username"]), str(found["password"])
+    log.info("registry %s: no credentials; anonymous", registry)
     return None
 
 
@@ -140,6 +153,7 @@ class RegistryClient:
                 response = self.http.send(
                     self.http.build_request(method, url, headers=sent), stream=True
                 )
+                log.info("%s %s%s -> %d", method, self.registry, url, response.status_code)
                 if response.status_code in RETRY_STATUS:
                     response.close()
                     raise _Retry(response)
@@ -173,7 +187,13 @@ class RegistryClient:
         return response
 
     def _authorize(self, challenge: str, scope: str) -> str:
+        if not challenge.strip():
+            raise ImageError(
+                f"registry {self.registry}: 401 unauthorized with no WWW-Authenticate "
+                "challenge to answer (a proxy in the way, or credentials it does not take)"
+            )
         scheme = challenge.split(" ", 1)[0].lower()
+        log.info("registry %s: %s auth for %s", self.registry, scheme, scope)
         if scheme == "basic":
             if not self._credentials:
                 raise ImageError(f"registry {self.registry} needs credentials (basic auth)")
@@ -226,7 +246,7 @@ class RegistryClient:
         digest = "sha256:" + hashlib.sha256(data).hexdigest()
         if reference.startswith("sha256:") and reference != digest:
             raise ImageError(f"registry {self.registry}: manifest {reference} has digest {digest}")
-        body = json.loads(data)
+        body = parse_json(data, f"registry {self.registry}: {repository}@{reference}")
         media_type = body.get("mediaType") or response.headers.get("Content-Type", "")
         return Manifest(digest, media_type.split(";")[0], body)
 
@@ -287,8 +307,10 @@ class RegistrySource(LayeredSource):
         manifest = top
         if is_index(top.body, top.media_type):
             manifest = client.manifest(name, choose_platform(top.body, self.platform, str(ref)))
-        config_digest = manifest.body["config"]["digest"]
+        config_ref, layer_refs = image_parts(manifest.body, str(ref))
+        config_digest = config_ref.digest
         config_bytes = self.cache.content(config_digest.removeprefix("sha256:"))
+        log.debug("config %s: %s", config_digest, "cached" if config_bytes else "fetching")
         if config_bytes is None:  # content-addressed: once fetched, never again
             with client.blob(name, config_digest) as stream:
                 config_bytes = stream.read()
@@ -296,11 +318,11 @@ class RegistrySource(LayeredSource):
         self.cache.put_content(config_bytes)
         layers = [
             LayerBlob(
-                layer["digest"],
-                int(layer.get("size", 0)),
-                layer.get("mediaType", ""),
-                functools.partial(client.blob, name, layer["digest"]),
+                layer.digest,
+                layer.size,
+                layer.media_type,
+                functools.partial(client.blob, name, layer.digest),
             )
-            for layer in manifest.body.get("layers", [])
+            for layer in layer_refs
         ]
         return self.register(ref, config_digest, top.digest, config, layers)

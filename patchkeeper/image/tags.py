@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
+from patchkeeper.config.models import TagRegex
 from patchkeeper.errors import ImageError
 
 
@@ -16,7 +16,7 @@ class NightlyTag:
     sha: str
 
 
-def nightly_tags(tags: Iterable[str], pattern: re.Pattern[str]) -> list[NightlyTag]:
+def nightly_tags(tags: Iterable[str], pattern: TagRegex) -> list[NightlyTag]:
     """Tags matching the recipe's regex, oldest first (by the `date` group, then name)."""
     found = []
     for tag in tags:
@@ -28,7 +28,7 @@ def nightly_tags(tags: Iterable[str], pattern: re.Pattern[str]) -> list[NightlyT
 
 def newest_tag(
     tags: Iterable[str],
-    pattern: re.Pattern[str],
+    pattern: TagRegex,
     repository: str,
     created: Callable[[str], str | None],
 ) -> NightlyTag:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import logging
 import re
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -15,6 +16,8 @@ from git.util import finalize_process
 
 from patchkeeper.errors import UnreachableError, UpstreamError, redact
 from patchkeeper.paths import cache_dir
+
+log = logging.getLogger(__name__)
 
 PULL_REF = "refs/pull/{number}/{kind}"
 
@@ -55,6 +58,7 @@ class GitMirror:
 
     def _fetch(self, refspecs: list[str], progress: RemoteProgress) -> None:
         """`git fetch` by URL (no remote, so no URL is stored), reporting progress."""
+        log.info("git fetch %s (%d refspec(s)) into %s", self.url, len(refspecs), self.repo.git_dir)
         proc = self.repo.git.fetch(
             self.url, *refspecs, "--prune", "--no-tags", "--progress", as_process=True
         )
