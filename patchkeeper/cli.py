@@ -38,7 +38,10 @@ def conventional_metavars(command: Any) -> None:
     for sub in getattr(command, "commands", {}).values():
         conventional_metavars(sub)
     for param in command.params:
-        if getattr(param, "param_type_name", "") != "option" or param.metavar is not None:
+        kind = getattr(param, "param_type_name", "")
+        if kind == "argument" and param.metavar is not None:  # Typer adds `<str>` to those
+            param.display_type_rich = lambda ctx: None
+        if kind != "option" or param.metavar is not None:
             continue
         choice = getattr(getattr(param, "type_descriptor", None), "is_choice", False)
         if param.is_flag or param.count:
