@@ -116,8 +116,13 @@ def pick_source(
 def make_plan(
     recipe_path: Path, image: str | None, show_progress: bool, options: SourceOptions
 ) -> Plan:
+    from patchkeeper.commands.validate import witness_problems
+
     recipe = load_recipe(recipe_path)
     patchsets = load_patchsets(recipe)
+    misspelt = [f"{p.file}: {p.message}" for ps in patchsets for p in witness_problems(ps)]
+    if misspelt:  # a witness that names no check would silently prove nothing
+        raise ConfigError("\n".join(misspelt))
     with progress_bars(show_progress) as progress:
         source, ref = pick_source(options, recipe, image, progress)
 
