@@ -53,12 +53,24 @@ class RedactingFormatter(logging.Formatter):
         return redact(super().format(record))
 
 
+class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """Writes to whatever `sys.stderr` is when a record comes (test runners swap it)."""
+
+    @property
+    def stream(self) -> Any:
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value: Any) -> None:
+        pass
+
+
 def configure_logging(verbosity: int) -> None:
     """-q: errors only; default: warnings; -v: what is fetched from where; -vv: debug."""
     level = {-1: logging.ERROR, 0: logging.WARNING, 1: logging.INFO}.get(
         max(-1, verbosity), logging.DEBUG
     )
-    handler = logging.StreamHandler()  # stderr, looked up when each record is written
+    handler = _StderrHandler()
     handler.setFormatter(RedactingFormatter("patchkeeper: %(levelname)s %(name)s: %(message)s"))
     for old in [h for h in log.handlers if isinstance(h.formatter, RedactingFormatter)]:
         log.removeHandler(old)

@@ -13,6 +13,7 @@ from patchkeeper.demo.scenario import PROTOCOL, SERVING, SOURCE_ROOT
 from patchkeeper.demo.setup import Demo
 
 runner = CliRunner()
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def _copy_demo(demo: Demo, tmp_path: Path) -> tuple[Path, Path]:
@@ -22,7 +23,8 @@ def _copy_demo(demo: Demo, tmp_path: Path) -> tuple[Path, Path]:
 
 
 def test_validate_accepts_the_shipped_recipes() -> None:
-    recipes = sorted(str(p) for p in Path("recipes").glob("*.yaml"))
+    recipes = sorted(str(p) for p in (ROOT / "recipes").glob("*.yaml"))
+    assert len(recipes) >= 2
     done = runner.invoke(app, ["validate", *recipes, "--json"])
     doc = json.loads(done.stdout)
     assert done.exit_code == 0 and doc["ok"] and doc["schema"] == "patchkeeper.validate/1"
