@@ -109,6 +109,10 @@ def pick_source(
                 raise
             # Both sources are down: the daemon is usually the one to fix first.
             raise UnreachableError(f"{daemon_down}; and {err}") from None
+        except ImageError as err:
+            if daemon_down is None:
+                raise
+            raise ImageError(f"{err} (the local engine was not asked: {daemon_down})") from None
         return (engine, ref) if engine and _in_engine(engine, ref) else (registry, ref)
     return source, choose_image(recipe, source, image)
 
