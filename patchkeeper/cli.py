@@ -28,7 +28,7 @@ import typer
 from patchkeeper import __version__
 from patchkeeper.boundary import GuardedGroup
 from patchkeeper.commands._common import SourceKind, SourceOptions
-from patchkeeper.ui import configure_logging
+from patchkeeper.ui import configure_logging, err_console
 from patchkeeper.verify.smoke import ALL as SMOKE_CHECKS
 from patchkeeper.verify.tiers import Runtime
 
@@ -87,7 +87,9 @@ def _main(
     verbose: Annotated[
         int, typer.Option("-v", "--verbose", count=True, help="log more (-vv: debug)")
     ] = 0,
-    quiet: Annotated[bool, typer.Option("-q", "--quiet", help="errors only")] = False,
+    quiet: Annotated[
+        bool, typer.Option("-q", "--quiet", help="errors only: no progress, notes or logs")
+    ] = False,
     version: Annotated[
         bool,
         typer.Option("--version", callback=_version, is_eager=True, help="print the version"),
@@ -95,6 +97,7 @@ def _main(
 ) -> None:
     """Keep local patches on top of nightly LLM-server container images."""
     configure_logging(-1 if quiet else verbose)
+    err_console.quiet = quiet  # progress and notes; errors are printed regardless
 
 
 RecipeOpt = Annotated[

@@ -66,6 +66,8 @@ def test_show_prints_the_diff_as_ported_onto_the_image(demo: Demo) -> None:
     headers = {line.split("/", 1)[1] for line in lines if line.startswith("--- a/")}
     assert headers and headers <= {f"{SOURCE_ROOT}/{p}".lstrip("/") for p in (PROTOCOL, SERVING)}
     assert any(line.startswith("+") and not line.startswith("+++") for line in lines)
-    unknown = runner.invoke(app, ["show", "999", "--recipe", str(demo.recipe)])
+    quiet = runner.invoke(app, ["-q", "show", "26773", "--recipe", str(demo.recipe)])
+    assert quiet.stdout == done.stdout and quiet.stderr == ""  # -q: no header, no notes
+    unknown = runner.invoke(app, ["-q", "show", "999", "--recipe", str(demo.recipe)])
     assert unknown.exit_code == 2
     assert "'999' names no patch of this recipe" in unknown.stderr
