@@ -139,4 +139,5 @@ def make_plan(
             )
             return with_github(git)
 
+        log.info("image %s from the %s source", ref, source.name)
         return plan(recipe, patchsets, CachedSource(source), ref, resolver_for)

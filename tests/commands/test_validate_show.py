@@ -71,3 +71,13 @@ def test_show_prints_the_diff_as_ported_onto_the_image(demo: Demo) -> None:
     unknown = runner.invoke(app, ["-q", "show", "999", "--recipe", str(demo.recipe)])
     assert unknown.exit_code == 2
     assert "'999' names no patch of this recipe" in unknown.stderr
+
+
+def test_verbose_logs_say_what_was_read_from_where(demo: Demo) -> None:
+    quiet = runner.invoke(app, ["status", "--recipe", str(demo.recipe), "--json"])
+    verbose = runner.invoke(app, ["-v", "status", "--recipe", str(demo.recipe), "--json"])
+    assert quiet.exit_code == verbose.exit_code == 0
+    assert "patchkeeper: INFO" not in quiet.stderr
+    assert f"image {demo.image} from the engine source" in verbose.stderr
+    assert f"git fetch {demo.upstream.url}" in verbose.stderr
+    assert json.loads(verbose.stdout)["schema"] == "patchkeeper.status/1"  # stdout stays JSON
