@@ -220,4 +220,4 @@ def test_nightly_outside_a_git_repository_fails_before_any_work(
     done = invoke("nightly", "--recipe", str(recipe), "--verify", "none")
     assert done.exit_code == 2
     assert "not inside a git repository" in done.stderr
-    assert "nightly: " not in done.stderr  # no recipe was started
+    assert f"nightly: {recipe}" not in done.stderr  # no recipe was started

@@ -17,6 +17,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import git
+
 from patchkeeper.commands import sync
 from patchkeeper.commands._common import SourceOptions, make_plan, writable_dir
 from patchkeeper.errors import EXIT_CONFLICT, EXIT_OK, ConfigError, PatchkeeperError
@@ -162,9 +164,17 @@ def _issue(run: RecipeRun, patch: LockedPatch, body: str) -> tuple[str, str]:
     return title, text
 
 
-def preflight(out: Path) -> None:
+def preflight(out: Path, publish: Publish) -> None:
     """What would otherwise fail after every recipe's sync: the checkout and `--out`."""
-    git_branch.current_branch(Path.cwd())  # ConfigError outside a git repository
+    try:
+        git.Repo(Path.cwd(), search_parent_directories=True)
+    except (git.InvalidGitRepositoryError, git.NoSuchPathError):
+        raise ConfigError(
+            f"nightly: {Path.cwd()} is not inside a git repository (run it in the checkout "
+            "the overlays are committed to)"
+        ) from None
+    if publish.repository and publish.push and publish.base is None:
+        git_branch.current_branch(Path.cwd())  # the PR's base: refuses a detached HEAD
     writable_dir(out, "--out")
 
 
@@ -178,7 +188,7 @@ def run(
 ) -> int:
     if not recipes:
         raise ConfigError("nightly: no recipes (--recipe, or PATCHKEEPER_RECIPES)")
-    preflight(out)
+    preflight(out, publish)
     runs: list[RecipeRun] = []
     failures: list[RecipeFailure] = []
     for recipe in recipes:
