@@ -98,8 +98,16 @@ def _document(timeline: Timeline) -> dict[str, object]:
 
 def _table(timeline: Timeline) -> Table:
     table = Table(title="patches x nightlies", caption="yes: in that nightly; ?: commit unknown")
-    for column in ("patch", "state", "first nightly", *(t.date for t in timeline.tags)):
-        table.add_column(column, no_wrap=True)
+    # On a narrow terminal the long tag names fold; patch and state never shrink away.
+    widest = {
+        "patch": max((len(r.label) for r in timeline.rows), default=5),
+        "state": max((len(r.change.state) for r in timeline.rows), default=5),
+    }
+    for column in ("patch", "state"):
+        table.add_column(column, no_wrap=True, min_width=max(len(column), widest[column]))
+    table.add_column("first nightly", overflow="fold")
+    for tag in timeline.tags:
+        table.add_column(tag.date, no_wrap=True)
     mark = {True: "[green]yes[/]", False: "·", None: "?"}
     for row in timeline.rows:
         first = row.first(timeline.tags) or "none yet"
