@@ -77,15 +77,13 @@ def print_table(
     image = lock.image
     console.print(f"[bold]{image.ref}[/]  {image.digest or image.id}  source commit {image.commit}")
     table = Table(caption="hunks: applied/present/conflict", min_width=0)
-    rows = [_row(patch) for patch in lock.patches]
-    for n, column in enumerate(_COLUMNS):
+    for column in _COLUMNS:
         if column == "why":
             table.add_column(column, overflow="fold", min_width=24)
-        else:  # on a narrow terminal only `why` folds: CONFLICT is never cut to CO
-            widest = max([len(column), *(len(row[n]) for row in rows)])
-            table.add_column(column, no_wrap=True, min_width=widest)
-    for patch, row in zip(lock.patches, rows, strict=True):
-        cells = list(row)
+        else:
+            table.add_column(column, no_wrap=True)
+    for patch in lock.patches:
+        cells = list(_row(patch))
         style = _STYLE.get(patch.state, "")
         cells[4] = f"[{style}]{cells[4]}[/]"
         table.add_row(*cells)
