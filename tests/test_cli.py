@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 import typer
+from rich.console import Console
 from rich.table import Table
 from typer.testing import CliRunner
 
@@ -221,3 +222,24 @@ def test_nightly_outside_a_git_repository_fails_before_any_work(
     assert done.exit_code == 2
     assert "not inside a git repository" in done.stderr
     assert f"nightly: {recipe}" not in done.stderr  # no recipe was started
+
+
+def test_a_14_tag_timeline_keeps_its_patch_and_state_columns_on_a_terminal() -> None:
+    """At 200 columns the patch and state columns used to collapse to nothing."""
+    from patchkeeper.commands.timeline import _table
+    from patchkeeper.config.models import Patch
+    from patchkeeper.image.tags import NightlyTag
+    from patchkeeper.timeline import Row, Timeline
+    from patchkeeper.upstream.model import PrState, UpstreamChange
+
+    tags = tuple(
+        NightlyTag(f"202606{day:02}", f"nightly-dev-cu13-202606{day:02}-e887a892", "e887a892")
+        for day in range(10, 24)
+    )
+    change = UpstreamChange("sglang", Patch(pr=24294, why="x"), PrState.MERGED, "")
+    row = Row(change, (False,) * 7 + (True,) * 7)
+    buffer = io.StringIO()
+    console = Console(file=buffer, width=200, force_terminal=True, color_system=None)
+    console.print(_table(Timeline(tags, (None,) * 14, (row,))))
+    text = buffer.getvalue()
+    assert "#24294" in text and "merged" in text and "…" not in text
