@@ -5,6 +5,7 @@ Conventions for every command (adding one needs nothing beyond them):
   raise a `PatchkeeperError` subclass for expected failures. `GuardedGroup`
   (patchkeeper/boundary.py) wraps every command: error -> exit code, `--json` ->
   a JSON error document, anything unexpected -> exit 70 and a crash log.
+- The old `_guarded(as_json, lambda: ...)` wrapper is gone: `return command.run(...)`.
 - Reuse the shared option types below (`RecipeOpt`, `JsonOpt`, `SourceOpt`, ...);
   enumerated options are `StrEnum`s, so Typer validates and lists the choices.
 - Help shows no Python types: `conventional_metavars` gives flags no metavar and
@@ -141,8 +142,8 @@ SglangVersionOpt = Annotated[
 ]
 
 
-def _source(kind: SourceKind, layout: Path | None, platform: str) -> SourceOptions:
-    return SourceOptions(kind, layout, platform)
+def _source(kind: SourceKind | str, layout: Path | None, platform: str) -> SourceOptions:
+    return SourceOptions(SourceKind(kind), layout, platform)
 
 
 @app.command()
