@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import PurePosixPath
 from typing import Any
 
@@ -24,7 +24,14 @@ from patchkeeper.image.model import ImageFile, ImageRef, ImageSource, ResolvedIm
 from patchkeeper.image.tags import newest_tag
 from patchkeeper.overlay import lock as L
 from patchkeeper.patching.hunks import HunkStatus
-from patchkeeper.patching.port import ParsedChange, PatchOutcome, PortResult, port, sha256
+from patchkeeper.patching.port import (
+    ParsedChange,
+    PatchOutcome,
+    PatchState,
+    PortResult,
+    port,
+    sha256,
+)
 from patchkeeper.upstream.model import PrState, UpstreamResolver
 
 ResolverFactory = Callable[[Patchset], UpstreamResolver]
@@ -123,23 +130,36 @@ def plan(
         identity = identify(source, image, patchset.source_root, recipe.tag_pattern())
         identities.append(identity)
         warnings += identity.warnings
-        merged = [
+        landed = [
             c.change
             for c in changes_of_set
-            if c.change.state is PrState.MERGED and c.change.merge_commit
+            if c.change.state in (PrState.MERGED, PrState.REVERTED) and c.change.merge_commit
         ]
-        if merged and not resolver.has_commit(identity.commit):
+        warnings += [note for c in changes_of_set for note in c.change.notes()]
+        if landed and not resolver.has_commit(identity.commit):
             warnings.append(
                 f"{patchset.name}: image commit {identity.commit} is not in "
                 f"{redact(patchset.upstream.clone_url)}; deciding by content alone"
             )
-        elif merged:
-            inside = resolver.contained([c.merge_commit or "" for c in merged], [identity.commit])
-            upstream_ids |= {c.id for c in merged if c.merge_commit in inside[identity.commit]}
+        elif landed:
+            marks = [m for c in landed for m in (c.merge_commit, c.reverted_by) if m]
+            inside = resolver.contained(marks, [identity.commit])[identity.commit]
+            for change in landed:
+                if change.merge_commit not in inside:
+                    continue
+                if change.reverted_by in inside:
+                    warnings.append(
+                        f"{change.id}: landed in {change.merge_commit} but "
+                        f"{change.reverted_by} reverted it, and this image has the revert: "
+                        "porting it again"
+                    )
+                else:
+                    upstream_ids.add(change.id)
         parsed += changes_of_set
-    needed = set().union(*(p.paths_to_read() for p in parsed if p.change.id not in upstream_ids))
+    needed = set().union(*(p.paths_to_read() for p in parsed))  # cached: all read above
     vanilla, modes = _read_vanilla(source, image, sorted(needed))
     result = port(parsed, vanilla, upstream_ids)
+    _name_supersessions(result, parsed, resolved, identities)
     for path in result.changed_files():
         modes.setdefault(path, 0o644)
     template = render_template(recipe.service, recipe.path)
@@ -147,6 +167,32 @@ def plan(
         recipe, patchsets, image, source.name, identities, result, template, modes, warnings
     )
     return Plan(recipe, image, result, modes, template, lock, source.accounting())
+
+
+def _name_supersessions(
+    result: PortResult,
+    parsed: Sequence[ParsedChange],
+    resolved: Sequence[tuple[Patchset, UpstreamResolver, list[ParsedChange]]],
+    identities: Sequence[ImageIdentity],
+) -> None:
+    """In the image by ancestry but not by content: a later commit changed the PR's lines
+    (superseded, e.g. a validator a later PR removed). Say which commit, on the outcome."""
+    resolver_of = {
+        c.change.id: (resolver, identity.commit)
+        for (_, resolver, changes), identity in zip(resolved, identities, strict=True)
+        for c in changes
+    }
+    by_id = {p.change.id: p for p in parsed}
+    for index, outcome in enumerate(result.outcomes):
+        if outcome.via != "ancestry":
+            continue
+        change = by_id[outcome.change.id]
+        if port([change], result.vanilla).outcomes[0].state is PatchState.UPSTREAM:
+            continue  # every hunk still there
+        resolver, commit = resolver_of[change.change.id]
+        changer = resolver.changed_by(change.change, commit)
+        via = f"ancestry, since changed by {changer}" if changer else "ancestry, since changed"
+        result.outcomes[index] = replace(outcome, via=via)
 
 
 def _patch_entry(outcome: PatchOutcome) -> L.LockedPatch:

@@ -40,7 +40,7 @@ def document(
 
 def _in_image(patch: LockedPatch) -> str:
     if patch.state == "upstream":
-        return "yes (ancestry)" if patch.via == "ancestry" else "yes (content)"
+        return f"yes ({patch.via or 'content'})"
     if patch.state == "partial":
         return "partly"
     return "no"

@@ -56,7 +56,7 @@ def _changed_files(patchset: Patchset, patch: Patch) -> list[str] | None:
     if head is None or base is None:
         return None
     try:
-        names: str = mirror.repo.git.diff("--name-only", f"{base}...{head}")
+        names: str = mirror.repo.git.diff("--name-only", "--no-renames", f"{base}...{head}")
     except GitCommandError:
         return None
     return names.splitlines()
