@@ -155,11 +155,33 @@ def sync(
     image_source: SourceOpt = SourceKind.AUTO,
     layout: LayoutOpt = None,
     platform: PlatformOpt = "linux/amd64",
+    conflicts: Annotated[
+        Path | None,
+        typer.Option(
+            "--conflicts", metavar="DIR", help="on conflict, write diff3-marked files here"
+        ),
+    ] = None,
 ) -> int:
     """Port the recipe's patches onto one image and write its read-only overlay."""
     from patchkeeper.commands import sync as command
 
-    return command.run(recipe, image, out, as_json, _source(image_source, layout, platform))
+    source = _source(image_source, layout, platform)
+    return command.run(recipe, image, out, as_json, source, conflicts)
+
+
+@app.command()
+def resolve(
+    recipe: RecipeOpt,
+    conflicts: Annotated[
+        Path,
+        typer.Option("--conflicts", metavar="DIR", help="the directory `sync --conflicts` wrote"),
+    ],
+    as_json: JsonOpt = False,
+) -> int:
+    """Record the hand-resolved files of `sync --conflicts DIR` beside their patchsets."""
+    from patchkeeper.commands import resolve as command
+
+    return command.run(recipe, conflicts, as_json)
 
 
 @app.command()
@@ -477,6 +499,144 @@ def nightly(
     publish = command.Publish(branch, base, "origin", repository, push)
     options = _source(image_source, None, "linux/amd64")
     return command.run([Path(r) for r in recipe], out, options, proving, publish, outputs)
+
+
+OverlayOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--overlay", metavar="DIR", help="an overlay directory (default: sync the recipe)"
+    ),
+]
+ComposeFileOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--compose", metavar="FILE", help="your own compose file: layer the overlay onto it"
+    ),
+]
+ServiceOpt = Annotated[
+    str | None,
+    typer.Option("--service", metavar="NAME", help="the service of --compose to run patched"),
+]
+ProjectOpt = Annotated[
+    str | None,
+    typer.Option("--project", metavar="NAME", help="compose project (default: the file's own)"),
+]
+DryRunOpt = Annotated[bool, typer.Option("--dry-run", help="say what would change; change nothing")]
+OptionalRecipeOpt = Annotated[
+    Path | None, typer.Option("--recipe", metavar="FILE", help="recipe YAML file")
+]
+
+
+@app.command()
+def up(
+    recipe: OptionalRecipeOpt = None,
+    image: ImageOpt = None,
+    overlay: OverlayOpt = None,
+    out: OutOpt = Path("overlays"),
+    compose_file: ComposeFileOpt = None,
+    service: ServiceOpt = None,
+    project: ProjectOpt = None,
+    deadline: Annotated[
+        float,
+        typer.Option("--deadline", metavar="SECONDS", help="how long to wait for its health"),
+    ] = 900.0,
+    check: Annotated[
+        list[str] | None,
+        typer.Option("--check", metavar="NAME", help="smoke check after health (repeatable)"),
+    ] = None,
+    no_smoke: Annotated[bool, typer.Option("--no-smoke", help="health only, no smoke")] = False,
+    url: Annotated[
+        str | None,
+        typer.Option("--url", metavar="URL", help="where the smoke checks reach the server"),
+    ] = None,
+    dry_run: DryRunOpt = False,
+    image_source: SourceOpt = SourceKind.AUTO,
+    layout: LayoutOpt = None,
+    platform: PlatformOpt = "linux/amd64",
+) -> int:
+    """Move the running server to the recipe's newest overlay; roll back on failure."""
+    from patchkeeper.commands import up as command
+
+    source = _source(image_source, layout, platform)
+    options = command.options(out, compose_file, service, project, dry_run).with_run(
+        deadline, command.checks_named(check or [], no_smoke), url
+    )
+    return command.run(recipe, image, overlay, options, source)
+
+
+@app.command()
+def down(
+    recipe: OptionalRecipeOpt = None,
+    overlay: OverlayOpt = None,
+    out: OutOpt = Path("overlays"),
+    compose_file: ComposeFileOpt = None,
+    service: ServiceOpt = None,
+    project: ProjectOpt = None,
+    dry_run: DryRunOpt = False,
+) -> int:
+    """Stop and remove the service `up` brought up."""
+    from patchkeeper.commands import up as command
+
+    options = command.options(out, compose_file, service, project, dry_run)
+    return command.down(recipe, overlay, options)
+
+
+@app.command()
+def init(
+    from_compose: Annotated[
+        Path,
+        typer.Option("--from-compose", metavar="FILE", help="the compose file you run today"),
+    ],
+    service: Annotated[
+        str, typer.Option("--service", metavar="NAME", help="its service to keep patched")
+    ],
+    source_root: Annotated[
+        str,
+        typer.Option("--source-root", metavar="PATH", help="the upstream checkout in the image"),
+    ] = "/sgl-workspace/sglang",
+    github: Annotated[
+        str | None, typer.Option("--github", metavar="OWNER/NAME", help="upstream owner/name")
+    ] = "sgl-project/sglang",
+    git_url: Annotated[
+        str | None, typer.Option("--git", metavar="URL", help="upstream clone URL")
+    ] = None,
+    pr: Annotated[
+        list[str] | None,
+        typer.Option("--pr", metavar="PATH=N", help="the mounted file at PATH is upstream PR N"),
+    ] = None,
+    directory: Annotated[
+        Path, typer.Option("--dir", metavar="DIR", help="where to write them")
+    ] = Path("."),
+    name: Annotated[str, typer.Option("--name", metavar="NAME", help="recipe name")] = "sglang",
+) -> int:
+    """Write a recipe and patchset from a compose service with hand-patched mounts."""
+    from pathlib import PurePosixPath
+
+    from patchkeeper.commands import init as command
+
+    prs = {}
+    for item in pr or []:
+        path, sep, number = item.rpartition("=")
+        if not sep or not number.isdigit():
+            raise typer.BadParameter(f"{item!r}: expected PATH=N", param_hint="--pr")
+        prs[path] = int(number)
+    upstream = {"git": git_url} if git_url else {"github": github or ""}
+    root = PurePosixPath(source_root)
+    return command.run(from_compose, service, root, upstream, prs, directory, name)
+
+
+@app.command()
+def gc(
+    out: OutOpt = Path("overlays"),
+    keep: Annotated[
+        int, typer.Option("--keep", metavar="N", help="keep each recipe's last N syncs")
+    ] = 3,
+    delete: Annotated[bool, typer.Option("--delete", help="remove (default: dry run)")] = False,
+) -> int:
+    """Remove store directories no link, recent sync or container refers to."""
+    from patchkeeper.commands import gc as command
+
+    return command.run(out, keep, delete)
 
 
 @app.command()

@@ -8,7 +8,6 @@ last step, and only when nothing conflicts.
 from __future__ import annotations
 
 import hashlib
-import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import PurePosixPath
@@ -23,6 +22,7 @@ from patchkeeper.image.identity import ImageIdentity, git_metadata_paths, identi
 from patchkeeper.image.model import ImageFile, ImageRef, ImageSource, ResolvedImage
 from patchkeeper.image.tags import newest_tag
 from patchkeeper.overlay import lock as L
+from patchkeeper.patching import resolutions
 from patchkeeper.patching.hunks import HunkStatus
 from patchkeeper.patching.port import (
     ParsedChange,
@@ -99,6 +99,14 @@ def _read_vanilla(
     return contents, modes
 
 
+def _with_bases(resolver: UpstreamResolver, parsed: ParsedChange) -> ParsedChange:
+    """A PR merges three-way against its files at its base commit; a local diff cannot."""
+    change = parsed.change
+    if change.state is PrState.LOCAL or not change.base:
+        return parsed
+    return parsed.with_bases(resolver.files_at(change.base, parsed.base_paths()))
+
+
 def plan(
     recipe: Recipe,
     patchsets: Sequence[Patchset],
@@ -112,9 +120,13 @@ def plan(
         resolver = resolver_for(patchset)
         resolver.prepare(patchset.patches)
         changes = [resolver.resolve(patchset.name, p) for p in patchset.patches]
-        resolved.append(
-            (patchset, resolver, [ParsedChange.of(c, patchset.source_root) for c in changes])
-        )
+        parsed_set = [
+            ParsedChange.of(c, patchset.source_root).with_resolutions(
+                resolutions.load(patchset.path, c.patch.key) if patchset.path.is_file() else ()
+            )
+            for c in changes
+        ]
+        resolved.append((patchset, resolver, parsed_set))
     # One pass over the image for everything sync may ask (the source caches it):
     # each checkout's git metadata and every file any patch touches.
     warm = {p for _, _, parsed in resolved for change in parsed for p in change.paths_to_read()}
@@ -155,7 +167,9 @@ def plan(
                     )
                 else:
                     upstream_ids.add(change.id)
-        parsed += changes_of_set
+        parsed += [
+            c if c.change.id in upstream_ids else _with_bases(resolver, c) for c in changes_of_set
+        ]
     needed = set().union(*(p.paths_to_read() for p in parsed))  # cached: all read above
     vanilla, modes = _read_vanilla(source, image, sorted(needed))
     result = port(parsed, vanilla, upstream_ids)
@@ -187,7 +201,11 @@ def _name_supersessions(
         if outcome.via != "ancestry":
             continue
         change = by_id[outcome.change.id]
-        if port([change], result.vanilla).outcomes[0].state is PatchState.UPSTREAM:
+        try:
+            still = port([change], result.vanilla).outcomes[0].state
+        except UnsafeInputError:
+            continue  # an entry no overlay carries (binary, deletion): no content to compare
+        if still is PatchState.UPSTREAM:
             continue  # every hunk still there
         resolver, commit = resolver_of[change.change.id]
         changer = resolver.changed_by(change.change, commit)
@@ -213,7 +231,8 @@ def _patch_entry(outcome: PatchOutcome) -> L.LockedPatch:
         base=change.base,
         diff_sha256=change.diff_sha256,
         hunks=L.Hunks(
-            applied=outcome.count(HunkStatus.APPLIED),
+            applied=outcome.count(HunkStatus.APPLIED, HunkStatus.DRIFTED),
+            drift=outcome.count(HunkStatus.DRIFTED),
             present=outcome.count(HunkStatus.PRESENT),
             conflict=outcome.count(HunkStatus.CONFLICT),
         ),
@@ -287,17 +306,6 @@ def build_lock(
         else None,
         warnings=[],
     )
-    lock = L.Lock.model_validate(body)
-    # What is mounted and why, not how it was described: a PR's title and state come
-    # from GitHub or from git alone, and must not give the same bytes a new directory.
-    content = lock.model_dump(
-        mode="json",
-        exclude={
-            "generated_by": True,
-            "fingerprint": True,
-            "warnings": True,
-            "patches": {"__all__": {"title", "pr_state"}},
-        },
-    )
-    fingerprint = hashlib.sha256(json.dumps(content, sort_keys=True).encode()).hexdigest()
-    return lock.model_copy(update={"fingerprint": fingerprint, "warnings": list(warnings)})
+    # The fingerprint is the written overlay's (overlay.write.fingerprint): it covers
+    # the compose files and template too, which are rendered after the plan.
+    return L.Lock.model_validate(body).model_copy(update={"warnings": list(warnings)})

@@ -9,6 +9,7 @@ from pathlib import Path
 from rich.table import Table
 
 from patchkeeper.errors import EXIT_CONFLICT, EXIT_OK, ConfigError
+from patchkeeper.overlay import drift
 from patchkeeper.overlay.lock import read_lock
 from patchkeeper.ui import err_console, out_console, print_document, rule
 from patchkeeper.verify import reporting
@@ -32,6 +33,8 @@ def run(
 ) -> int:
     lock = read_lock(overlay)
     chosen = runtime_named(runtime)
+    if chosen is not Runtime.HOST:  # the image itself will run: it must be the lock's
+        drift.guard_local(lock, pull=chosen is Runtime.IMAGE)
     with tempfile.TemporaryDirectory(prefix="patchkeeper-verify-") as scratch:
         outcome = verify(lock, overlay, tier, chosen, settings, Path(scratch))
     ok = reporting.passed(outcome.checks)

@@ -11,9 +11,11 @@ later first-parent commit that reverts it (a `git revert` body or GitHub's
 from __future__ import annotations
 
 import re
+import subprocess
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cached_property
+from pathlib import PurePosixPath
 
 import git
 from git.remote import RemoteProgress
@@ -247,3 +249,34 @@ class GitResolver:
             )
         )
         return ancestry_masks(lines.splitlines(), commits, tips)
+
+    def files_at(
+        self, commit: str, paths: Sequence[PurePosixPath]
+    ) -> dict[PurePosixPath, bytes | None]:
+        """One `git cat-file --batch` for all paths; in a partial clone git fetches the
+        missing blobs from the promisor remote as it goes."""
+        if not paths:
+            return {}
+        request = "".join(f"{commit}:{path}\n" for path in paths).encode()
+        done = subprocess.run(
+            ["git", "-C", str(self.mirror.path), "cat-file", "--batch"],
+            input=request,
+            capture_output=True,
+            check=False,
+            env=self.mirror.git_env(),
+        )
+        if done.returncode:
+            detail = done.stderr.decode(errors="replace").strip()
+            raise UpstreamError(f"cannot read files at {commit} in {self.mirror.url}: {detail}")
+        out, at, files = done.stdout, 0, {}
+        for path in paths:
+            end = out.index(b"\n", at)
+            header = out[at:end].split()
+            at = end + 1
+            if len(header) == 3 and header[1] in (b"blob", b"tree", b"commit", b"tag"):
+                size = int(header[2])
+                files[path] = out[at : at + size] if header[1] == b"blob" else None
+                at += size + 1
+            else:  # "<request> missing" (or ambiguous): no such file at that commit
+                files[path] = None
+        return files

@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -377,6 +377,11 @@ class GitHubResolver:
 
     def contained(self, commits: Sequence[str], tips: Sequence[str]) -> dict[str, frozenset[str]]:
         return self.git.contained(commits, tips)
+
+    def files_at(
+        self, commit: str, paths: Sequence[PurePosixPath]
+    ) -> dict[PurePosixPath, bytes | None]:
+        return self.git.files_at(commit, paths)
 
     def changed_by(self, change: UpstreamChange, until: str) -> str | None:
         return self.git.changed_by(change, until)

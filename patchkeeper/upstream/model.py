@@ -6,6 +6,7 @@ import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import StrEnum
+from pathlib import PurePosixPath
 from typing import Protocol
 
 from patchkeeper.config.models import Patch
@@ -82,6 +83,13 @@ class UpstreamResolver(Protocol):
 
     def contained(self, commits: Sequence[str], tips: Sequence[str]) -> dict[str, frozenset[str]]:
         """For each tip, which of `commits` are its ancestors (or itself)."""
+        ...
+
+    def files_at(
+        self, commit: str, paths: Sequence[PurePosixPath]
+    ) -> dict[PurePosixPath, bytes | None]:
+        """The content of repository `paths` at `commit` (None: no such file there), in one
+        batch; a three-way merge needs each changed file at the change's base."""
         ...
 
     def changed_by(self, change: UpstreamChange, until: str) -> str | None:

@@ -75,7 +75,7 @@ def test_nightly_commits_proves_and_opens_then_updates_one_pull_request(
     assert git(config_repo, "rev-parse", f"{tip}^") == main
     tree = git(config_repo, "ls-tree", "-r", "--name-only", tip).splitlines()
     tag = demo.image.rsplit(":", 1)[1]
-    assert f"overlays/{tag}" in tree  # the friendly link, committed as a symlink
+    assert f"overlays/demo/{tag}" in tree  # the friendly link, committed as a symlink
     assert any(p.endswith("/patchkeeper.lock.json") for p in tree)
     assert any(p.endswith("/sglang/srt/entrypoints/anthropic/protocol.py") for p in tree)
     assert not [p for p in tree if p.endswith(".patchkeeper.lock") or "/.tmp-" in p]
