@@ -18,7 +18,7 @@ from patchkeeper.chat_template import CONTAINER_PATH as TEMPLATE_PATH
 from patchkeeper.chat_template import render as render_template
 from patchkeeper.config.models import Patchset, Recipe
 from patchkeeper.errors import UnsafeInputError, redact
-from patchkeeper.image.identity import ImageIdentity, git_metadata_paths, identify
+from patchkeeper.image.identity import ImageIdentity, git_dir_of, identify
 from patchkeeper.image.model import ImageFile, ImageRef, ImageSource, ResolvedImage
 from patchkeeper.image.tags import newest_tag
 from patchkeeper.overlay import lock as L
@@ -85,10 +85,10 @@ def choose_image(recipe: Recipe, source: ImageSource, image: str | None) -> Imag
     return ImageRef(repository, newest.tag)
 
 
-def _read_vanilla(
-    source: ImageSource, image: ResolvedImage, paths: Sequence[PurePosixPath]
+def _vanilla(
+    files: dict[PurePosixPath, ImageFile | None], paths: Sequence[PurePosixPath]
 ) -> tuple[dict[PurePosixPath, bytes | None], dict[PurePosixPath, int]]:
-    files: dict[PurePosixPath, ImageFile | None] = source.read(image, sorted(paths))
+    files = {p: files[p] for p in paths}
     for path, file in files.items():
         if file is not None and file.via_symlink:
             raise UnsafeInputError(
@@ -113,6 +113,7 @@ def plan(
     source: ImageSource,
     ref: ImageRef,
     resolver_for: ResolverFactory,
+    notices: Sequence[str] = (),
 ) -> Plan:
     image = source.resolve(ref)
     resolved = []
@@ -127,19 +128,18 @@ def plan(
             for c in changes
         ]
         resolved.append((patchset, resolver, parsed_set))
-    # One pass over the image for everything sync may ask (the source caches it):
-    # each checkout's git metadata and every file any patch touches.
-    warm = {p for _, _, parsed in resolved for change in parsed for p in change.paths_to_read()}
-    for patchset in patchsets:
-        warm |= set(git_metadata_paths(patchset.source_root, patchset.upstream.branch))
-    _read_vanilla(source, image, sorted(warm))
+    # One pass over the image for everything sync may ask: each checkout's git
+    # metadata and every file any patch touches; which commit it is is decided after.
+    touched = {p for _, _, parsed in resolved for change in parsed for p in change.paths_to_read()}
+    git_dirs = sorted({git_dir_of(patchset.source_root) for patchset in patchsets})
+    files = source.read(image, sorted(touched), git_dirs)
 
-    warnings: list[str] = []
+    warnings: list[str] = list(notices)
     identities = []
     parsed: list[ParsedChange] = []
     upstream_ids: set[str] = set()
     for patchset, resolver, changes_of_set in resolved:
-        identity = identify(source, image, patchset.source_root, recipe.tag_pattern())
+        identity = identify(source, image, patchset.source_root, recipe.tag_pattern(), files)
         identities.append(identity)
         warnings += identity.warnings
         landed = [
@@ -170,8 +170,8 @@ def plan(
         parsed += [
             c if c.change.id in upstream_ids else _with_bases(resolver, c) for c in changes_of_set
         ]
-    needed = set().union(*(p.paths_to_read() for p in parsed))  # cached: all read above
-    vanilla, modes = _read_vanilla(source, image, sorted(needed))
+    needed = set().union(*(p.paths_to_read() for p in parsed))  # all read above, in one pass
+    vanilla, modes = _vanilla(files, sorted(needed))
     result = port(parsed, vanilla, upstream_ids)
     _name_supersessions(result, parsed, resolved, identities)
     for path in result.changed_files():

@@ -202,7 +202,8 @@ def _tmpfs(where: Path, options: str) -> Iterator[Path]:
 
 
 def _sync(recipe: Path, out: Path) -> tuple[int, dict[str, Any]]:
-    done = runner.invoke(app, ["sync", "--recipe", str(recipe), "--out", str(out), "--json"])
+    args = ["sync", "--recipe", str(recipe), "--out", str(out), "--json", "--image-source", "engine"]
+    done = runner.invoke(app, args)
     return done.exit_code, json.loads(done.stdout)
 
 

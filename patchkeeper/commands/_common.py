@@ -12,12 +12,19 @@ from pathlib import Path
 
 from patchkeeper.config.load import load_patchsets, load_recipe
 from patchkeeper.config.models import Patchset, Recipe
-from patchkeeper.errors import ConfigError, ImageError, OutputError, UnreachableError
+from patchkeeper.errors import (
+    ConfigError,
+    ImageError,
+    OutputError,
+    PatchkeeperError,
+    UnreachableError,
+)
 from patchkeeper.image.cache import CachedSource
 from patchkeeper.image.engine import EngineSource
 from patchkeeper.image.layout import LayoutSource
 from patchkeeper.image.model import ImageRef, ImageSource
-from patchkeeper.image.registry import RegistrySource
+from patchkeeper.image.registry import RegistrySource, split_repository
+from patchkeeper.image.tags import newer_than
 from patchkeeper.pipeline import Plan, choose_image, plan
 from patchkeeper.ui import GitFetchProgress, progress_bars
 from patchkeeper.upstream.git_resolver import GitResolver
@@ -96,25 +103,35 @@ def pick_source(
             engine, daemon_down = None, err
             log.info("auto: the Docker daemon is down (%s); asking the registry", err)
         registry = RegistrySource(platform, progress)
-        if engine is not None and not image:
-            try:
-                ref = choose_image(recipe, engine, None)
-                return engine, ref
-            except ImageError:
-                log.info("auto: no tag matching the recipe in the engine; asking the registry")
+        # The newest nightly is the registry's (sync before pulling); local tags only
+        # with --image-source engine. The engine still serves an image it already has.
         try:
             ref = choose_image(recipe, registry, image)
-        except UnreachableError as err:
-            if daemon_down is None:
+        except (ImageError, UnreachableError) as err:
+            if daemon_down is not None:  # the daemon is down too: usually the one to fix first
+                raise type(err)(f"{daemon_down}; and {err}") from None
+            if image:
                 raise
-            # Both sources are down: the daemon is usually the one to fix first.
-            raise UnreachableError(f"{daemon_down}; and {err}") from None
-        except ImageError as err:
-            if daemon_down is None:
-                raise
-            raise ImageError(f"{err} (the local engine was not asked: {daemon_down})") from None
+            hint = "for an image only in the local engine, use --image-source engine"
+            raise type(err)(f"{err} ({hint})") from None
         return (engine, ref) if engine and _in_engine(engine, ref) else (registry, ref)
     return source, choose_image(recipe, source, image)
+
+
+def newer_nightly(recipe: Recipe, ref: ImageRef) -> list[str]:
+    """Say so when the registry has a newer matching tag than the one used (best effort:
+    one attempt, and silence when the registry cannot be asked)."""
+    if not ref.tag:
+        return []
+    try:
+        tags = RegistrySource(attempts=1).tags(ref.repository)
+    except PatchkeeperError:
+        return []
+    newer = newer_than(tags, recipe.tag_pattern(), ref.tag)
+    if newer is None:
+        return []
+    where = split_repository(ref.repository)[0]
+    return [f"a newer nightly than {ref.tag} exists in {where}: {newer.tag}"]
 
 
 def make_plan(
@@ -140,4 +157,5 @@ def make_plan(
             return with_github(git)
 
         log.info("image %s from the %s source", ref, source.name)
-        return plan(recipe, patchsets, CachedSource(source), ref, resolver_for)
+        notices = newer_nightly(recipe, ref)
+        return plan(recipe, patchsets, CachedSource(source), ref, resolver_for, notices)

@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 from patchkeeper.commands import sync
-from patchkeeper.commands._common import SourceOptions
+from patchkeeper.commands._common import SourceKind, SourceOptions
 from patchkeeper.demo.setup import lay_out
 from patchkeeper.image.engine import EngineSource
 from patchkeeper.ui import err_console
@@ -19,11 +19,13 @@ def run(workdir: Path) -> int:
     with err_console.status("building the demo upstream repository and nightly image"):
         demo = lay_out(workdir, EngineSource().client)
     err_console.print(
-        f"demo recipe: {demo.recipe}\n$ {command_hint()} sync --recipe {demo.recipe}",
+        f"demo recipe: {demo.recipe}\n"
+        f"$ {command_hint()} sync --recipe {demo.recipe} --image-source engine",
         markup=False,
         highlight=False,
     )
-    return sync.run(demo.recipe, None, workdir / "overlays", False, SourceOptions())
+    source = SourceOptions(SourceKind.ENGINE)  # the demo nightly exists only in the engine
+    return sync.run(demo.recipe, None, workdir / "overlays", False, source)
 
 
 def command_hint() -> str:

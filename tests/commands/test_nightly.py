@@ -56,7 +56,10 @@ def config_repo(demo: Demo, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> 
 
 def nightly(*extra: str) -> Result:
     # The demo image holds the sources only (no Python): prove on the host.
-    return runner.invoke(app, ["nightly", "--recipe", "demo.yaml", "--runtime", "host", *extra])
+    local = ["--image-source", "engine"]  # the demo image is in the engine only
+    return runner.invoke(
+        app, ["nightly", "--recipe", "demo.yaml", "--runtime", "host", *local, *extra]
+    )
 
 
 def remote_tip(work: Path) -> str:
@@ -136,7 +139,7 @@ def test_recipes_and_options_come_from_the_environment_the_action_sets(
     monkeypatch.setenv("PATCHKEEPER_RECIPES", "demo.yaml\ndemo.yaml")
     monkeypatch.setenv("PATCHKEEPER_OUT", "fleet")
     monkeypatch.setenv("PATCHKEEPER_VERIFY", "none")
-    result = runner.invoke(app, ["nightly", "--no-push"])
+    result = runner.invoke(app, ["nightly", "--no-push", "--image-source", "engine"])
     assert result.exit_code == 0, result.output
     assert result.output.count("| `demo.yaml` |") == 2
     tree = git(config_repo, "ls-tree", "-r", "--name-only", BRANCH)
@@ -155,7 +158,7 @@ def test_a_failing_recipe_does_not_stop_the_others_and_outputs_are_written(
         app,
         [
             "nightly", "--recipe", "broken.yaml", "--recipe", "demo.yaml",
-            "--verify", "none", "--outputs", str(outputs),
+            "--verify", "none", "--outputs", str(outputs), "--image-source", "engine",
         ],
     )
     assert done.exit_code == 2, done.output  # the worst of the night: bad input

@@ -35,7 +35,7 @@ def by_pr(doc: dict[str, Any]) -> dict[int, dict[str, Any]]:
 
 
 def test_demo_sync_ports_only_what_the_nightly_lacks(demo: Demo, tmp_path: Path) -> None:
-    code, doc = sync(demo.recipe, tmp_path / "out")
+    code, doc = sync(demo.recipe, tmp_path / "out", "--image-source", "engine")
     assert code == 0, doc
     assert doc["image"]["commit"] == demo.upstream.nightly_commit
     assert doc["image"]["ref"] == demo.image
@@ -69,10 +69,10 @@ def test_demo_sync_ports_only_what_the_nightly_lacks(demo: Demo, tmp_path: Path)
 
 
 def test_resync_reuses_the_overlay_and_never_rewrites_it(demo: Demo, tmp_path: Path) -> None:
-    _, first = sync(demo.recipe, tmp_path)
+    _, first = sync(demo.recipe, tmp_path, "--image-source", "engine")
     path = Path(first["overlay"]) / "rootfs" / first["files"][0]["path"].lstrip("/")
     inode = path.stat().st_ino
-    code, second = sync(demo.recipe, tmp_path)
+    code, second = sync(demo.recipe, tmp_path, "--image-source", "engine")
     assert code == 0 and second["overlay"] == first["overlay"]
     assert second["overlay_created"] is False
     assert path.stat().st_ino == inode
@@ -81,7 +81,7 @@ def test_resync_reuses_the_overlay_and_never_rewrites_it(demo: Demo, tmp_path: P
 def test_compose_accepts_the_override_and_the_container_sees_patched_bytes(
     demo: Demo, tmp_path: Path, compose: Compose
 ) -> None:
-    _, doc = sync(demo.recipe, tmp_path)
+    _, doc = sync(demo.recipe, tmp_path, "--image-source", "engine")
     overlay = Path(doc["overlay"])
     printed = runner.invoke(app, ["compose", "--overlay", str(overlay)])
     assert printed.exit_code == 0
@@ -113,7 +113,8 @@ def test_compose_accepts_the_override_and_the_container_sees_patched_bytes(
 
 def test_status_reports_and_writes_nothing(demo: Demo, tmp_path: Path) -> None:
     os.chdir(tmp_path)
-    result = runner.invoke(app, ["status", "--recipe", str(demo.recipe), "--json"])
+    local = ["--image-source", "engine"]  # the demo image is in the engine only
+    result = runner.invoke(app, ["status", "--recipe", str(demo.recipe), "--json", *local])
     assert result.exit_code == 0
     assert by_pr(json.loads(result.stdout))[26773]["state"] == "applied"
     assert list(tmp_path.iterdir()) == []
@@ -132,7 +133,7 @@ def test_interrupted_sync_leaves_the_previous_overlay_intact(
     demo: Demo, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     out = tmp_path / "out"
-    _, first = sync(demo.recipe, out)
+    _, first = sync(demo.recipe, out, "--image-source", "engine")
     link = out / first["recipe"] / demo.image.split(":")[1]
     before = {p: p.read_bytes() for p in Path(first["overlay"]).rglob("*") if p.is_file()}
 
@@ -153,7 +154,10 @@ def test_interrupted_sync_leaves_the_previous_overlay_intact(
 
     monkeypatch.setattr("patchkeeper.overlay.write.os.rename", killed)
     try:
-        result = runner.invoke(app, ["sync", "--recipe", str(demo.recipe), "--out", str(out)])
+        result = runner.invoke(
+            app,
+            ["sync", "--recipe", str(demo.recipe), "--out", str(out), "--image-source", "engine"],
+        )
     finally:
         patchset.write_text(original)
     assert result.exit_code != 0
@@ -173,7 +177,7 @@ def test_traversal_in_a_diff_exits_2_and_writes_nothing(demo: Demo, tmp_path: Pa
     )
     recipe = tmp_path / "evil-recipe.yaml"
     recipe.write_text(demo.recipe.read_text().replace("[sglang-demo.yaml]", f"[{patchset}]"))
-    code, doc = sync(recipe, tmp_path / "out")
+    code, doc = sync(recipe, tmp_path / "out", "--image-source", "engine")
     assert code == 2
     assert "evil" in doc["error"] and "../../etc/passwd" in doc["error"]
     assert not (tmp_path / "out").exists()
@@ -323,14 +327,14 @@ def test_every_image_source_gives_the_same_overlay(
 
 
 def test_compose_merges_a_fleet_sorted_and_refuses_clashes(demo: Demo, tmp_path: Path) -> None:
-    _, doc = sync(demo.recipe, tmp_path / "a")
+    _, doc = sync(demo.recipe, tmp_path / "a", "--image-source", "engine")
     second = tmp_path / "second.yaml"
     second.write_text(
         demo.recipe.read_text()
         .replace("name: sglang\n", "name: aaa-sglang\n")
         .replace("[sglang-demo.yaml]", f"[{demo.recipe.parent / 'sglang-demo.yaml'}]")
     )
-    _, other = sync(second, tmp_path / "b")
+    _, other = sync(second, tmp_path / "b", "--image-source", "engine")
     args = ["compose", "--overlay", doc["overlay"], "--overlay", other["overlay"]]
     first_run = runner.invoke(app, args)
     assert first_run.exit_code == 0

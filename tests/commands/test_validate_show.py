@@ -14,6 +14,7 @@ from patchkeeper.demo.setup import Demo
 
 runner = CliRunner()
 ROOT = Path(__file__).resolve().parents[2]
+ENGINE = ("--image-source", "engine")  # the demo nightly is only in the local engine
 
 
 def _copy_demo(demo: Demo, tmp_path: Path) -> tuple[Path, Path]:
@@ -46,7 +47,7 @@ def test_a_misspelt_witness_fails_validate_and_sync(demo: Demo, tmp_path: Path) 
 def test_an_exclude_glob_that_matches_nothing_is_a_warning(demo: Demo, tmp_path: Path) -> None:
     recipe, patchset = _copy_demo(demo, tmp_path)
     # status fills the local mirror; validate then reads the PR's files offline
-    assert runner.invoke(app, ["status", "--recipe", str(recipe), "--json"]).exit_code == 0
+    assert runner.invoke(app, ["status", "--recipe", str(recipe), "--json", *ENGINE]).exit_code == 0
     text = patchset.read_text().replace(
         "witness: mid_conversation_system",
         "witness: mid_conversation_system\n    exclude: ['test/**', 'python/*/srt/*/anthropic/serving.py']",
@@ -60,22 +61,22 @@ def test_an_exclude_glob_that_matches_nothing_is_a_warning(demo: Demo, tmp_path:
 
 
 def test_show_prints_the_diff_as_ported_onto_the_image(demo: Demo) -> None:
-    done = runner.invoke(app, ["show", "26773", "--recipe", str(demo.recipe)])
+    done = runner.invoke(app, ["show", "26773", "--recipe", str(demo.recipe), *ENGINE])
     assert done.exit_code == 0, done.output
     lines = done.stdout.splitlines()
     headers = {line.split("/", 1)[1] for line in lines if line.startswith("--- a/")}
     assert headers and headers <= {f"{SOURCE_ROOT}/{p}".lstrip("/") for p in (PROTOCOL, SERVING)}
     assert any(line.startswith("+") and not line.startswith("+++") for line in lines)
-    quiet = runner.invoke(app, ["-q", "show", "26773", "--recipe", str(demo.recipe)])
+    quiet = runner.invoke(app, ["-q", "show", "26773", "--recipe", str(demo.recipe), *ENGINE])
     assert quiet.stdout == done.stdout and quiet.stderr == ""  # -q: no header, no notes
-    unknown = runner.invoke(app, ["-q", "show", "999", "--recipe", str(demo.recipe)])
+    unknown = runner.invoke(app, ["-q", "show", "999", "--recipe", str(demo.recipe), *ENGINE])
     assert unknown.exit_code == 2
     assert "'999' names no patch of this recipe" in unknown.stderr
 
 
 def test_verbose_logs_say_what_was_read_from_where(demo: Demo) -> None:
-    quiet = runner.invoke(app, ["status", "--recipe", str(demo.recipe), "--json"])
-    verbose = runner.invoke(app, ["-v", "status", "--recipe", str(demo.recipe), "--json"])
+    quiet = runner.invoke(app, ["status", "--recipe", str(demo.recipe), "--json", *ENGINE])
+    verbose = runner.invoke(app, ["-v", "status", "--recipe", str(demo.recipe), "--json", *ENGINE])
     assert quiet.exit_code == verbose.exit_code == 0
     assert "patchkeeper: INFO" not in quiet.stderr
     assert f"image {demo.image} from the engine source" in verbose.stderr

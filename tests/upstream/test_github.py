@@ -452,7 +452,10 @@ runner = CliRunner()
 
 
 def sync_json(recipe: Path, out: Path) -> tuple[int, dict[str, Any], str]:
-    result = runner.invoke(app, ["sync", "--recipe", str(recipe), "--out", str(out), "--json"])
+    local = ["--image-source", "engine"]  # the demo image is in the engine only
+    result = runner.invoke(
+        app, ["sync", "--recipe", str(recipe), "--out", str(out), "--json", *local]
+    )
     return result.exit_code, json.loads(result.stdout), result.stdout + result.stderr
 
 
