@@ -12,7 +12,7 @@ def test_demo_builds_the_scenario_and_syncs_it(docker_client: Any, tmp_path: Pat
     done = CliRunner().invoke(app, ["demo", "--workdir", str(tmp_path / "demo")])
     assert done.exit_code == 0, done.output
     assert "#26773" in done.stdout and "overlay" in done.stdout
-    links = list((tmp_path / "demo" / "overlays" / "demo").glob("nightly-dev-cu13-*"))
+    links = list((tmp_path / "demo" / "overlays").glob("demo/nightly-dev-cu13-*"))
     assert len(links) == 1 and links[0].is_symlink()
     assert (links[0] / "patchkeeper.lock.json").is_file()
 
