@@ -28,15 +28,29 @@ QWEN_LIKE_TEMPLATE = """\
 """
 
 
+def _read(path: Path, what: str) -> str:
+    """A template file as text: UTF-8, as Jinja and the server read it."""
+    try:
+        return path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as err:
+        raise ConfigError(
+            f"{path}: {what} is not UTF-8 text (byte {err.start}: {err.reason})"
+        ) from None
+    except OSError as err:
+        raise ConfigError(f"{path}: cannot read {what}: {err.strerror or err}") from None
+
+
 def _model_template(model_dir: Path) -> str:
     jinja = model_dir / "chat_template.jinja"
     if jinja.is_file():
-        return jinja.read_text(encoding="utf-8")
+        return _read(jinja, "the model's chat template")
     config = model_dir / "tokenizer_config.json"
     try:
-        template = json.loads(config.read_text(encoding="utf-8")).get("chat_template")
-    except (OSError, ValueError) as err:
+        template = json.loads(_read(config, "the tokenizer config")).get("chat_template")
+    except ValueError as err:
         raise ConfigError(f"{config}: cannot read the model's chat template: {err}") from None
+    except AttributeError:  # valid JSON, but not an object
+        raise ConfigError(f"{config}: not a JSON object") from None
     if isinstance(template, list):  # [{"name": "default", "template": ...}, ...]
         named = {t.get("name"): t.get("template") for t in template if isinstance(t, dict)}
         template = named.get("default")
@@ -59,7 +73,7 @@ def render(service: Service, recipe_path: Path) -> str | None:
     if spec is None:
         return None
     if isinstance(spec, Path):
-        return spec.read_text(encoding="utf-8")
+        return _read(spec, "service.chat_template")
     if service.model.host_path is None:
         raise ConfigError(
             f"{recipe_path}: service.chat_template: 'from: model' needs service.model.host_path"

@@ -1,105 +1,187 @@
 """The command line: thin wrappers over `patchkeeper.commands`.
 
-Exit codes: 0 ok; 1 a patch does not apply; 2 bad input; 3 upstream,
-registry or daemon unreachable.
+Conventions for every command (adding one needs nothing beyond them):
+- The body imports `patchkeeper.commands.<name>` lazily and *returns* its exit code;
+  raise a `PatchkeeperError` subclass for expected failures. `GuardedGroup`
+  (patchkeeper/boundary.py) wraps every command: error -> exit code, `--json` ->
+  a JSON error document, anything unexpected -> exit 70 and a crash log.
+- The old `_guarded(as_json, lambda: ...)` wrapper is gone: `return command.run(...)`.
+- Reuse the shared option types below (`RecipeOpt`, `JsonOpt`, `SourceOpt`, ...);
+  enumerated options are `StrEnum`s, so Typer validates and lists the choices.
+- Help shows no Python types: `conventional_metavars` gives flags no metavar and
+  every other option its name in capitals, unless the option sets `metavar=`.
+- `--json` documents go through `ui.print_document(kind, body)` (versioned);
+  human output through `ui.out_console`/`err_console` (unclipped when piped).
+- Logging: `logging.getLogger(__name__)`; `-v`/`-q` set the level, output redacted.
+
+Exit codes: see patchkeeper/errors.py (0 ok, 1 conflict or failed check, 2 bad
+input, 3 unreachable, 70 internal error, 130 interrupted).
 """
 
 from __future__ import annotations
 
-import json
-from collections.abc import Callable
+from enum import StrEnum
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
 from patchkeeper import __version__
+from patchkeeper.boundary import GuardedGroup
 from patchkeeper.commands._common import SourceKind, SourceOptions
-from patchkeeper.errors import PatchkeeperError
+from patchkeeper.ui import configure_logging, err_console
+from patchkeeper.verify.smoke import ALL as SMOKE_CHECKS
+from patchkeeper.verify.tiers import Runtime
+
+
+def conventional_metavars(command: Any) -> None:
+    """Flags get no metavar, other options their name in capitals (no `<bool>`, `<str>`)."""
+    for sub in getattr(command, "commands", {}).values():
+        conventional_metavars(sub)
+    for param in command.params:
+        kind = getattr(param, "param_type_name", "")
+        if kind == "argument" and param.metavar is not None:  # Typer adds `<str>` to those
+            param.display_type_rich = lambda ctx: None
+        if kind != "option" or param.metavar is not None:
+            continue
+        choice = getattr(getattr(param, "type_descriptor", None), "is_choice", False)
+        if param.is_flag or param.count:
+            param.metavar = ""
+        elif not choice:
+            param.metavar = (param.name or "value").upper()
+
+
+class Group(GuardedGroup):
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        conventional_metavars(self)
+
 
 app = typer.Typer(
+    cls=Group,
     no_args_is_help=True,
-    add_completion=False,
     pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+    context_settings={"help_option_names": ["-h", "--help"]},
     help="Keep local patches on top of nightly LLM-server container images.",
 )
 
+
+class Tier(StrEnum):
+    ADAPTER = "adapter"
+    BOOT = "boot"
+
+
+class NightlyVerify(StrEnum):
+    ADAPTER = "adapter"
+    NONE = "none"
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"patchkeeper {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(
+    verbose: Annotated[
+        int, typer.Option("-v", "--verbose", count=True, help="log more (-vv: debug)")
+    ] = 0,
+    quiet: Annotated[
+        bool, typer.Option("-q", "--quiet", help="errors only: no progress, notes or logs")
+    ] = False,
+    version: Annotated[
+        bool,
+        typer.Option("--version", callback=_version, is_eager=True, help="print the version"),
+    ] = False,
+) -> None:
+    """Keep local patches on top of nightly LLM-server container images."""
+    configure_logging(-1 if quiet else verbose)
+    err_console.quiet = quiet  # progress and notes; errors are printed regardless
+
+
 RecipeOpt = Annotated[
-    Path, typer.Option("--recipe", help="recipe YAML file", exists=False, dir_okay=False)
+    Path, typer.Option("--recipe", help="recipe YAML file", metavar="FILE", dir_okay=False)
 ]
 ImageOpt = Annotated[
     str | None,
-    typer.Option("--image", help="image reference; default: newest tag matching the recipe"),
+    typer.Option(
+        "--image", metavar="REF", help="image reference; default: newest tag matching the recipe"
+    ),
 ]
+OutOpt = Annotated[Path, typer.Option("--out", metavar="DIR", help="overlay root")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="print one JSON document on stdout")]
 SourceOpt = Annotated[
-    str,
+    SourceKind,
     typer.Option(
         "--image-source",
-        help="auto (local engine if it has the image, else registry), engine, registry, layout",
+        help="auto: the local engine if it has the image, else the registry",
     ),
 ]
 LayoutOpt = Annotated[
-    Path | None, typer.Option("--layout", help="OCI layout directory or docker-save tarball")
+    Path | None,
+    typer.Option("--layout", metavar="PATH", help="OCI layout directory or docker-save tarball"),
 ]
-PlatformOpt = Annotated[str, typer.Option("--platform", help="os/arch for multi-platform images")]
+PlatformOpt = Annotated[
+    str, typer.Option("--platform", metavar="OS/ARCH[/VARIANT]", help="for multi-platform images")
+]
+RuntimeOpt = Annotated[
+    Runtime,
+    typer.Option(
+        "--runtime",
+        help="image (in the locked image), host (venvs here; boot: CPU tiny model) "
+        "or auto (image when the local engine has it)",
+    ),
+]
+SglangVersionOpt = Annotated[
+    str,
+    typer.Option(
+        "--sglang-version", metavar="VERSION", help="adapter tier on the host: the image's sglang"
+    ),
+]
 
 
-def _source(kind: str, layout: Path | None, platform: str) -> SourceOptions:
-    try:
-        return SourceOptions(SourceKind(kind), layout, platform)
-    except ValueError:
-        raise typer.BadParameter(
-            f"{kind!r}: choose auto, engine, registry or layout", param_hint="--image-source"
-        ) from None
-
-
-def _guarded(as_json: bool, action: Callable[[], int]) -> None:
-    """Run a command; map patchkeeper errors to their exit codes with a clear message."""
-    try:
-        code = action()
-    except PatchkeeperError as err:
-        if as_json:
-            typer.echo(json.dumps({"error": str(err), "exit_code": err.exit_code}))
-        else:
-            typer.secho(f"error: {err}", err=True, fg="red")
-        raise typer.Exit(err.exit_code) from None
-    raise typer.Exit(code)
+def _source(kind: SourceKind | str, layout: Path | None, platform: str) -> SourceOptions:
+    return SourceOptions(SourceKind(kind), layout, platform)
 
 
 @app.command()
 def sync(
     recipe: RecipeOpt,
     image: ImageOpt = None,
-    out: Annotated[Path, typer.Option("--out", help="overlay root")] = Path("overlays"),
+    out: OutOpt = Path("overlays"),
     as_json: JsonOpt = False,
-    image_source: SourceOpt = "auto",
+    image_source: SourceOpt = SourceKind.AUTO,
     layout: LayoutOpt = None,
     platform: PlatformOpt = "linux/amd64",
     conflicts: Annotated[
         Path | None,
-        typer.Option("--conflicts", help="on conflict, write diff3-marked files here"),
+        typer.Option(
+            "--conflicts", metavar="DIR", help="on conflict, write diff3-marked files here"
+        ),
     ] = None,
-) -> None:
+) -> int:
     """Port the recipe's patches onto one image and write its read-only overlay."""
     from patchkeeper.commands import sync as command
 
-    options = _source(image_source, layout, platform)
-    _guarded(as_json, lambda: command.run(recipe, image, out, as_json, options, conflicts))
+    source = _source(image_source, layout, platform)
+    return command.run(recipe, image, out, as_json, source, conflicts)
 
 
 @app.command()
 def resolve(
     recipe: RecipeOpt,
     conflicts: Annotated[
-        Path, typer.Option("--conflicts", help="the directory `sync --conflicts` wrote")
+        Path,
+        typer.Option("--conflicts", metavar="DIR", help="the directory `sync --conflicts` wrote"),
     ],
     as_json: JsonOpt = False,
-) -> None:
+) -> int:
     """Record the hand-resolved files of `sync --conflicts DIR` beside their patchsets."""
     from patchkeeper.commands import resolve as command
 
-    _guarded(as_json, lambda: command.run(recipe, conflicts, as_json))
+    return command.run(recipe, conflicts, as_json)
 
 
 @app.command()
@@ -107,20 +189,22 @@ def status(
     recipe: RecipeOpt,
     image: ImageOpt = None,
     as_json: JsonOpt = False,
-    image_source: SourceOpt = "auto",
+    image_source: SourceOpt = SourceKind.AUTO,
     layout: LayoutOpt = None,
     platform: PlatformOpt = "linux/amd64",
     tags: Annotated[
-        int | None, typer.Option("--tags", help="timeline: patches x the last N nightly tags")
+        int | None,
+        typer.Option("--tags", min=1, metavar="N", help="timeline: patches x the last N tags"),
     ] = None,
     tags_from: Annotated[
-        Path | None, typer.Option("--tags-from", help="timeline: tag names from this file")
+        Path | None,
+        typer.Option("--tags-from", metavar="FILE", help="timeline: tag names from this file"),
     ] = None,
     verify_commits: Annotated[
         bool, typer.Option("--verify-commits", help="timeline: read each commit from its image")
     ] = False,
     markdown: Annotated[bool, typer.Option("--markdown", help="timeline as Markdown")] = False,
-) -> None:
+) -> int:
     """Show each patch's state for one image, or (--tags N) across nightlies; writes nothing."""
     options = _source(image_source, layout, platform)
     if tags is not None or tags_from is not None:
@@ -128,70 +212,324 @@ def status(
 
         output = "json" if as_json else "markdown" if markdown else "table"
         count = tags if tags is not None else 10**6
-        _guarded(
-            as_json,
-            lambda: timeline.run(recipe, count, tags_from, verify_commits, options, output),
-        )
+        return timeline.run(recipe, count, tags_from, verify_commits, options, output)
     from patchkeeper.commands import status as command
 
-    _guarded(as_json, lambda: command.run(recipe, image, as_json, options))
+    return command.run(recipe, image, as_json, options)
+
+
+@app.command()
+def show(
+    patch: Annotated[str, typer.Argument(metavar="PATCH", help="patch id, pr-N or N")],
+    recipe: RecipeOpt,
+    image: ImageOpt = None,
+    image_source: SourceOpt = SourceKind.AUTO,
+    layout: LayoutOpt = None,
+    platform: PlatformOpt = "linux/amd64",
+) -> int:
+    """Print a patch's diff as it would be ported onto the image (vanilla -> overlay)."""
+    from patchkeeper.commands import show as command
+
+    return command.run(recipe, patch, image, _source(image_source, layout, platform))
+
+
+@app.command()
+def validate(
+    recipe: Annotated[
+        list[Path],
+        typer.Argument(metavar="RECIPE...", help="recipe files (their patchsets are checked too)"),
+    ],
+    as_json: JsonOpt = False,
+) -> int:
+    """Check recipes and patchsets offline: schema, witness names, exclude globs."""
+    from patchkeeper.commands import validate as command
+
+    return command.run(recipe, as_json)
+
+
+@app.command()
+def doctor(
+    recipe: Annotated[
+        Path | None,
+        typer.Option(
+            "--recipe", metavar="FILE", help="also check its registry, upstream, model, port"
+        ),
+    ] = None,
+    as_json: JsonOpt = False,
+) -> int:
+    """Check this machine for what patchkeeper needs, each problem with its fix."""
+    from patchkeeper.commands import doctor as command
+
+    return command.run(recipe, as_json)
 
 
 @app.command()
 def prune(
     recipe: RecipeOpt,
-    tags: Annotated[int, typer.Option("--tags", help="track the last N nightly tags")] = 14,
+    tags: Annotated[
+        int, typer.Option("--tags", min=1, metavar="N", help="track the last N nightly tags")
+    ] = 14,
     tags_from: Annotated[
-        Path | None, typer.Option("--tags-from", help="tag names from this file")
+        Path | None, typer.Option("--tags-from", metavar="FILE", help="tag names from this file")
     ] = None,
     write: Annotated[bool, typer.Option("--write", help="edit the patchset file")] = False,
     witness_report: Annotated[
         Path | None,
         typer.Option(
-            "--witness-report", help="a `verify --json` report: retire what it marks retirable"
+            "--witness-report",
+            metavar="FILE",
+            help="a `verify --json` report: retire what it marks retirable",
         ),
     ] = None,
-    image_source: SourceOpt = "auto",
-) -> None:
+    image_source: SourceOpt = SourceKind.AUTO,
+) -> int:
     """Retire patches every tracked nightly contains, or whose witness passes on vanilla."""
     from patchkeeper.commands import prune as command
 
     options = _source(image_source, None, "linux/amd64")
-    _guarded(False, lambda: command.run(recipe, tags, tags_from, options, write, witness_report))
+    return command.run(recipe, tags, tags_from, options, write, witness_report)
 
 
 @app.command()
 def compose(
     overlay: Annotated[
-        list[Path], typer.Option("--overlay", help="an overlay directory (repeat for a fleet)")
+        list[Path],
+        typer.Option("--overlay", metavar="DIR", help="an overlay directory (repeat for a fleet)"),
     ],
-) -> None:
+) -> int:
     """Print the docker-compose override of one or several overlays."""
     from patchkeeper.commands import compose as command
 
-    _guarded(False, lambda: command.run(overlay))
+    return command.run(overlay)
 
 
-OutOpt = Annotated[Path, typer.Option("--out", help="overlay root")]
+@app.command()
+def demo(
+    workdir: Annotated[
+        Path, typer.Option("--workdir", metavar="DIR", help="where to build it")
+    ] = Path(".demo"),
+) -> int:
+    """Build the offline demo (upstream repo + nightly image) and sync it."""
+    import patchkeeper.commands.demo as command
+
+    return command.run(workdir)
+
+
+def _smoke_checks(names: list[str] | None) -> list[str]:
+    unknown = sorted(set(names or []) - set(SMOKE_CHECKS))
+    if unknown:
+        raise typer.BadParameter(f"unknown check(s) {', '.join(unknown)}; choose from {CHOICES}")
+    return names or []
+
+
+CHOICES = ", ".join(SMOKE_CHECKS)
+
+
+@app.command()
+def smoke(
+    base_url: Annotated[
+        str, typer.Option("--base-url", metavar="URL", help="e.g. http://127.0.0.1:8072")
+    ],
+    as_json: JsonOpt = False,
+    junit: Annotated[
+        Path | None, typer.Option("--junit", metavar="FILE", help="write JUnit XML here")
+    ] = None,
+    check: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--check",
+            metavar="NAME",
+            callback=_smoke_checks,
+            autocompletion=lambda: SMOKE_CHECKS,
+            help=f"run only these checks (repeatable): {CHOICES}",
+        ),
+    ] = None,
+    model: Annotated[
+        str | None, typer.Option("--model", metavar="NAME", help="default: first listed")
+    ] = None,
+    speculative: Annotated[
+        str | None,
+        typer.Option("--speculative", metavar="ALGORITHM", help="expected algorithm, e.g. NEXTN"),
+    ] = None,
+    min_accept_length: Annotated[
+        float,
+        typer.Option("--min-accept-length", metavar="X", help="speculative: least accept length"),
+    ] = 1.0,
+    claude_cli: Annotated[
+        str | None,
+        typer.Option("--claude-cli", metavar="PATH", help="path of the Claude Code CLI to run"),
+    ] = None,
+) -> int:
+    """Run the protocol smoke suite against an Anthropic-compatible endpoint."""
+    from patchkeeper.commands import smoke as command
+    from patchkeeper.verify.smoke import SmokeOptions
+
+    options = SmokeOptions(
+        base_url,
+        model=model,
+        speculative_algorithm=speculative,
+        min_accept_length=min_accept_length,
+        claude_cli=claude_cli,
+    )
+    return command.run(options, list(check or []), as_json, junit)
+
+
+@app.command()
+def verify(
+    overlay: Annotated[
+        Path, typer.Option("--overlay", metavar="DIR", help="an overlay directory")
+    ],
+    tier: Annotated[
+        Tier, typer.Option("--tier", help="adapter (no GPU, no model) or boot (the real server)")
+    ] = Tier.ADAPTER,
+    runtime: RuntimeOpt = Runtime.AUTO,
+    sglang_version: SglangVersionOpt = "0.5.13",
+    chat_template: Annotated[
+        Path | None,
+        typer.Option(
+            "--chat-template", metavar="FILE", help="default: the overlay's, else Qwen-like"
+        ),
+    ] = None,
+    claude_cli: Annotated[
+        str | None,
+        typer.Option("--claude-cli", metavar="PATH", help="run the Claude Code CLI check with it"),
+    ] = None,
+    deadline: Annotated[
+        float,
+        typer.Option(
+            "--deadline", metavar="SECONDS", help="boot tier: how long to wait for /health"
+        ),
+    ] = 1800.0,
+    as_json: JsonOpt = False,
+    junit: Annotated[
+        Path | None, typer.Option("--junit", metavar="FILE", help="write JUnit XML here")
+    ] = None,
+) -> int:
+    """Prove an overlay: run the suite on vanilla and overlaid SGLang, judge witnesses."""
+    from patchkeeper.commands import verify as command
+    from patchkeeper.verify.tiers import Settings
+
+    settings = Settings(sglang_version, chat_template, claude_cli, deadline)
+    return command.run(overlay, tier.value, runtime, settings, as_json, junit)
+
+
+@app.command()
+def nightly(
+    recipe: Annotated[
+        list[str],
+        typer.Option(
+            "--recipe",
+            metavar="FILE",
+            envvar="PATCHKEEPER_RECIPES",
+            help="recipe file (repeatable; the variable separates them with whitespace)",
+        ),
+    ],
+    out: Annotated[
+        Path,
+        typer.Option(
+            "--out", metavar="DIR", envvar="PATCHKEEPER_OUT", help="overlay root (committed)"
+        ),
+    ] = Path("overlays"),
+    verify_tier: Annotated[
+        NightlyVerify,
+        typer.Option(
+            "--verify", envvar="PATCHKEEPER_VERIFY", help="adapter: prove each overlay; none: skip"
+        ),
+    ] = NightlyVerify.ADAPTER,
+    runtime: Annotated[
+        Runtime,
+        typer.Option(
+            "--runtime", envvar="PATCHKEEPER_RUNTIME", help="adapter tier's runtime (see verify)"
+        ),
+    ] = Runtime.AUTO,
+    sglang_version: Annotated[
+        str,
+        typer.Option(
+            "--sglang-version",
+            metavar="VERSION",
+            envvar="PATCHKEEPER_SGLANG_VERSION",
+            help="adapter tier on the host: the image's sglang",
+        ),
+    ] = "0.5.13",
+    branch: Annotated[
+        str,
+        typer.Option(
+            "--branch", metavar="NAME", envvar="PATCHKEEPER_BRANCH", help="bot branch to commit to"
+        ),
+    ] = "patchkeeper/nightly",
+    base: Annotated[
+        str | None,
+        typer.Option(
+            "--base", metavar="BRANCH", help="pull request base; default: checked-out branch"
+        ),
+    ] = None,
+    repository: Annotated[
+        str | None,
+        typer.Option(
+            "--repository",
+            metavar="OWNER/NAME",
+            envvar="GITHUB_REPOSITORY",
+            help="for the pull request and issues; unset: publish nothing to GitHub",
+        ),
+    ] = None,
+    push: Annotated[bool, typer.Option("--push/--no-push", help="push the bot branch")] = True,
+    image_source: Annotated[
+        SourceKind,
+        typer.Option(
+            "--image-source", envvar="PATCHKEEPER_IMAGE_SOURCE", help="where images are read from"
+        ),
+    ] = SourceKind.AUTO,
+    outputs: Annotated[
+        Path | None,
+        typer.Option(
+            "--outputs",
+            metavar="FILE",
+            envvar="GITHUB_OUTPUT",
+            help="append step outputs (pr-number, pr-url, changed, conflicts, report) here",
+        ),
+    ] = None,
+) -> int:
+    """Sync and prove every recipe, then commit, open or update a PR, and report."""
+    from patchkeeper.commands import nightly as command
+    from patchkeeper.verify.tiers import Settings
+
+    proving = None
+    if verify_tier is NightlyVerify.ADAPTER:
+        proving = command.Proving(runtime, Settings(sglang_version))
+    publish = command.Publish(branch, base, "origin", repository, push)
+    options = _source(image_source, None, "linux/amd64")
+    return command.run([Path(r) for r in recipe], out, options, proving, publish, outputs)
+
+
 OverlayOpt = Annotated[
-    Path | None, typer.Option("--overlay", help="an overlay directory (default: sync the recipe)")
+    Path | None,
+    typer.Option(
+        "--overlay", metavar="DIR", help="an overlay directory (default: sync the recipe)"
+    ),
 ]
 ComposeFileOpt = Annotated[
     Path | None,
-    typer.Option("--compose", help="your own compose file: layer the overlay onto it"),
+    typer.Option(
+        "--compose", metavar="FILE", help="your own compose file: layer the overlay onto it"
+    ),
 ]
 ServiceOpt = Annotated[
-    str | None, typer.Option("--service", help="the service of --compose to run patched")
+    str | None,
+    typer.Option("--service", metavar="NAME", help="the service of --compose to run patched"),
 ]
 ProjectOpt = Annotated[
-    str | None, typer.Option("--project", help="compose project (default: the file's own)")
+    str | None,
+    typer.Option("--project", metavar="NAME", help="compose project (default: the file's own)"),
 ]
 DryRunOpt = Annotated[bool, typer.Option("--dry-run", help="say what would change; change nothing")]
+OptionalRecipeOpt = Annotated[
+    Path | None, typer.Option("--recipe", metavar="FILE", help="recipe YAML file")
+]
 
 
 @app.command()
 def up(
-    recipe: Annotated[Path | None, typer.Option("--recipe", help="recipe YAML file")] = None,
+    recipe: OptionalRecipeOpt = None,
     image: ImageOpt = None,
     overlay: OverlayOpt = None,
     out: OutOpt = Path("overlays"),
@@ -199,74 +537,78 @@ def up(
     service: ServiceOpt = None,
     project: ProjectOpt = None,
     deadline: Annotated[
-        float, typer.Option("--deadline", help="seconds to wait for the service's health")
+        float,
+        typer.Option("--deadline", metavar="SECONDS", help="how long to wait for its health"),
     ] = 900.0,
     check: Annotated[
-        list[str] | None, typer.Option("--check", help="smoke check after health (repeatable)")
+        list[str] | None,
+        typer.Option("--check", metavar="NAME", help="smoke check after health (repeatable)"),
     ] = None,
     no_smoke: Annotated[bool, typer.Option("--no-smoke", help="health only, no smoke")] = False,
     url: Annotated[
-        str | None, typer.Option("--url", help="where the smoke checks reach the server")
+        str | None,
+        typer.Option("--url", metavar="URL", help="where the smoke checks reach the server"),
     ] = None,
     dry_run: DryRunOpt = False,
-    image_source: SourceOpt = "auto",
+    image_source: SourceOpt = SourceKind.AUTO,
     layout: LayoutOpt = None,
     platform: PlatformOpt = "linux/amd64",
-) -> None:
+) -> int:
     """Move the running server to the recipe's newest overlay; roll back on failure."""
     from patchkeeper.commands import up as command
 
     source = _source(image_source, layout, platform)
-
-    def run() -> int:
-        options = command.options(out, compose_file, service, project, dry_run).with_run(
-            deadline, command.checks_named(check or [], no_smoke), url
-        )
-        return command.run(recipe, image, overlay, options, source)
-
-    _guarded(False, run)
+    options = command.options(out, compose_file, service, project, dry_run).with_run(
+        deadline, command.checks_named(check or [], no_smoke), url
+    )
+    return command.run(recipe, image, overlay, options, source)
 
 
 @app.command()
 def down(
-    recipe: Annotated[Path | None, typer.Option("--recipe", help="recipe YAML file")] = None,
+    recipe: OptionalRecipeOpt = None,
     overlay: OverlayOpt = None,
     out: OutOpt = Path("overlays"),
     compose_file: ComposeFileOpt = None,
     service: ServiceOpt = None,
     project: ProjectOpt = None,
     dry_run: DryRunOpt = False,
-) -> None:
+) -> int:
     """Stop and remove the service `up` brought up."""
     from patchkeeper.commands import up as command
 
-    def run() -> int:
-        options = command.options(out, compose_file, service, project, dry_run)
-        return command.down(recipe, overlay, options)
-
-    _guarded(False, run)
+    options = command.options(out, compose_file, service, project, dry_run)
+    return command.down(recipe, overlay, options)
 
 
 @app.command()
 def init(
     from_compose: Annotated[
-        Path, typer.Option("--from-compose", help="the compose file you run today")
+        Path,
+        typer.Option("--from-compose", metavar="FILE", help="the compose file you run today"),
     ],
-    service: Annotated[str, typer.Option("--service", help="its service to keep patched")],
+    service: Annotated[
+        str, typer.Option("--service", metavar="NAME", help="its service to keep patched")
+    ],
     source_root: Annotated[
-        str, typer.Option("--source-root", help="the upstream checkout inside the image")
+        str,
+        typer.Option("--source-root", metavar="PATH", help="the upstream checkout in the image"),
     ] = "/sgl-workspace/sglang",
     github: Annotated[
-        str | None, typer.Option("--github", help="upstream owner/name")
+        str | None, typer.Option("--github", metavar="OWNER/NAME", help="upstream owner/name")
     ] = "sgl-project/sglang",
-    git_url: Annotated[str | None, typer.Option("--git", help="upstream clone URL")] = None,
+    git_url: Annotated[
+        str | None, typer.Option("--git", metavar="URL", help="upstream clone URL")
+    ] = None,
     pr: Annotated[
         list[str] | None,
-        typer.Option("--pr", help="PATH=N: the mounted file at PATH is upstream PR N"),
+        typer.Option("--pr", metavar="PATH=N", help="the mounted file at PATH is upstream PR N"),
     ] = None,
-    directory: Annotated[Path, typer.Option("--dir", help="where to write them")] = Path("."),
-    name: Annotated[str, typer.Option("--name", help="recipe name")] = "sglang",
-) -> None:
+    directory: Annotated[
+        Path, typer.Option("--dir", metavar="DIR", help="where to write them")
+    ] = Path("."),
+    name: Annotated[str, typer.Option("--name", metavar="NAME", help="recipe name")] = "sglang",
+) -> int:
     """Write a recipe and patchset from a compose service with hand-patched mounts."""
     from pathlib import PurePosixPath
 
@@ -280,170 +622,26 @@ def init(
         prs[path] = int(number)
     upstream = {"git": git_url} if git_url else {"github": github or ""}
     root = PurePosixPath(source_root)
-    _guarded(
-        False,
-        lambda: command.run(from_compose, service, root, upstream, prs, directory, name),
-    )
+    return command.run(from_compose, service, root, upstream, prs, directory, name)
 
 
 @app.command()
 def gc(
     out: OutOpt = Path("overlays"),
-    keep: Annotated[int, typer.Option("--keep", help="keep each recipe's last N syncs")] = 3,
+    keep: Annotated[
+        int, typer.Option("--keep", metavar="N", help="keep each recipe's last N syncs")
+    ] = 3,
     delete: Annotated[bool, typer.Option("--delete", help="remove (default: dry run)")] = False,
-) -> None:
+) -> int:
     """Remove store directories no link, recent sync or container refers to."""
     from patchkeeper.commands import gc as command
 
-    _guarded(False, lambda: command.run(out, keep, delete))
-
-
-@app.command()
-def demo(
-    workdir: Annotated[Path, typer.Option("--workdir", help="where to build it")] = Path(".demo"),
-) -> None:
-    """Build the offline demo (upstream repo + nightly image) and sync it."""
-    import patchkeeper.commands.demo as command
-
-    _guarded(False, lambda: command.run(workdir))
-
-
-@app.command()
-def smoke(
-    base_url: Annotated[str, typer.Option("--base-url", help="e.g. http://127.0.0.1:8072")],
-    as_json: JsonOpt = False,
-    junit: Annotated[Path | None, typer.Option("--junit", help="write JUnit XML here")] = None,
-    check: Annotated[
-        list[str] | None, typer.Option("--check", help="run only these checks (repeatable)")
-    ] = None,
-    model: Annotated[str | None, typer.Option("--model", help="default: first listed")] = None,
-    speculative: Annotated[
-        str | None, typer.Option("--speculative", help="expected algorithm, e.g. NEXTN")
-    ] = None,
-    min_accept_length: Annotated[float, typer.Option("--min-accept-length")] = 1.0,
-    claude_cli: Annotated[
-        str | None, typer.Option("--claude-cli", help="path of the Claude Code CLI to run")
-    ] = None,
-) -> None:
-    """Run the protocol smoke suite against an Anthropic-compatible endpoint."""
-    from patchkeeper.commands import smoke as command
-    from patchkeeper.verify.smoke import ALL, SmokeOptions
-
-    unknown = sorted(set(check or []) - set(ALL))
-    if unknown:
-        raise typer.BadParameter(f"unknown check(s) {unknown}; known: {ALL}", param_hint="--check")
-    options = SmokeOptions(
-        base_url,
-        model=model,
-        speculative_algorithm=speculative,
-        min_accept_length=min_accept_length,
-        claude_cli=claude_cli,
-    )
-    _guarded(as_json, lambda: command.run(options, list(check or []), as_json, junit))
-
-
-@app.command()
-def verify(
-    overlay: Annotated[Path, typer.Option("--overlay", help="an overlay directory")],
-    tier: Annotated[
-        str,
-        typer.Option("--tier", help="adapter (no GPU, no model) or boot (the real server)"),
-    ] = "adapter",
-    runtime: Annotated[
-        str,
-        typer.Option(
-            "--runtime",
-            help="image (in the locked image), host (venvs here; boot: CPU tiny model) "
-            "or auto (image when the local engine has it)",
-        ),
-    ] = "auto",
-    sglang_version: Annotated[
-        str, typer.Option("--sglang-version", help="adapter tier on the host: the image's sglang")
-    ] = "0.5.13",
-    chat_template: Annotated[
-        Path | None, typer.Option("--chat-template", help="default: the overlay's, else Qwen-like")
-    ] = None,
-    claude_cli: Annotated[
-        str | None, typer.Option("--claude-cli", help="run the Claude Code CLI check with it")
-    ] = None,
-    deadline: Annotated[
-        float, typer.Option("--deadline", help="boot tier: seconds to wait for the server's health")
-    ] = 1800.0,
-    as_json: JsonOpt = False,
-    junit: Annotated[Path | None, typer.Option("--junit", help="write JUnit XML here")] = None,
-) -> None:
-    """Prove an overlay: run the suite on vanilla and overlaid SGLang, judge witnesses."""
-    from patchkeeper.commands import verify as command
-    from patchkeeper.verify.tiers import Settings
-
-    settings = Settings(sglang_version, chat_template, claude_cli, deadline)
-    _guarded(as_json, lambda: command.run(overlay, tier, runtime, settings, as_json, junit))
-
-
-@app.command()
-def nightly(
-    recipe: Annotated[
-        list[str],
-        typer.Option(
-            "--recipe",
-            envvar="PATCHKEEPER_RECIPES",
-            help="recipe file (repeatable; the variable separates them with whitespace)",
-        ),
-    ],
-    out: Annotated[
-        Path, typer.Option("--out", envvar="PATCHKEEPER_OUT", help="overlay root (committed)")
-    ] = Path("overlays"),
-    verify_tier: Annotated[
-        str,
-        typer.Option(
-            "--verify", envvar="PATCHKEEPER_VERIFY", help="adapter (prove each overlay) or none"
-        ),
-    ] = "adapter",
-    runtime: Annotated[
-        str, typer.Option("--runtime", help="adapter tier: auto, image or host (see verify)")
-    ] = "auto",
-    sglang_version: Annotated[
-        str, typer.Option("--sglang-version", help="adapter tier on the host: the image's sglang")
-    ] = "0.5.13",
-    branch: Annotated[
-        str, typer.Option("--branch", envvar="PATCHKEEPER_BRANCH", help="bot branch to commit to")
-    ] = "patchkeeper/nightly",
-    base: Annotated[
-        str | None, typer.Option("--base", help="pull request base; default: checked-out branch")
-    ] = None,
-    repository: Annotated[
-        str | None,
-        typer.Option(
-            "--repository",
-            envvar="GITHUB_REPOSITORY",
-            help="owner/name for the pull request and issues; unset: publish nothing to GitHub",
-        ),
-    ] = None,
-    push: Annotated[bool, typer.Option("--push/--no-push", help="push the bot branch")] = True,
-    image_source: SourceOpt = "auto",
-) -> None:
-    """Sync and prove every recipe, then commit, open or update a PR, and report."""
-    from patchkeeper.commands import nightly as command
-    from patchkeeper.commands.verify import runtime_named
-    from patchkeeper.verify.tiers import Settings
-
-    if verify_tier not in ("adapter", "none"):
-        raise typer.BadParameter(f"{verify_tier!r}: choose adapter or none", param_hint="--verify")
-    options = _source(image_source, None, "linux/amd64")
-    publish = command.Publish(branch, base, "origin", repository, push)
-
-    def run() -> int:
-        proving = None
-        if verify_tier == "adapter":
-            proving = command.Proving(runtime_named(runtime), Settings(sglang_version))
-        return command.run([Path(r) for r in recipe], out, options, proving, publish)
-
-    _guarded(False, run)
+    return command.run(out, keep, delete)
 
 
 @app.command()
 def version() -> None:
-    """Print patchkeeper's version."""
+    """Print patchkeeper's version (also: --version)."""
     typer.echo(__version__)
 
 

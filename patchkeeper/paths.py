@@ -6,7 +6,7 @@ import os
 import tempfile
 from pathlib import Path
 
-from platformdirs import user_cache_path
+from platformdirs import user_cache_path, user_log_path
 
 
 def cache_dir() -> Path:
@@ -34,3 +34,11 @@ def atomic_write(target: Path, data: bytes) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def log_dir() -> Path:
+    """Where crash logs go: the platform's user log dir (`PATCHKEEPER_LOG_DIR` overrides)."""
+    override = os.environ.get("PATCHKEEPER_LOG_DIR")
+    path = Path(override) if override else user_log_path("patchkeeper", appauthor=False)
+    path.mkdir(parents=True, exist_ok=True)
+    return path

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -37,10 +36,6 @@ def document(
     if created is not None:
         doc["overlay_created"] = created
     return doc
-
-
-def print_json(doc: dict[str, Any], console: Console) -> None:
-    console.print_json(json.dumps(doc), highlight=False)
 
 
 def _in_image(patch: LockedPatch) -> str:

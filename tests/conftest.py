@@ -50,6 +50,8 @@ def private_cache(
 ) -> Path:
     cache = tmp_path_factory.mktemp("cache")
     monkeypatch.setenv("PATCHKEEPER_CACHE_DIR", str(cache))
+    monkeypatch.setenv("PATCHKEEPER_LOG_DIR", str(cache / "log"))  # crash logs stay private
+    monkeypatch.delenv("GITHUB_OUTPUT", raising=False)  # under Actions: not the CI job's outputs
     monkeypatch.setenv("PATCHKEEPER_ENV_DIR", str(WHEEL_CACHE / "envs"))  # big venvs: keep
     return cache
 

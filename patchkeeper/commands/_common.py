@@ -2,13 +2,23 @@
 
 from __future__ import annotations
 
+import errno
+import logging
+import os
+import tempfile
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
 
 from patchkeeper.config.load import load_patchsets, load_recipe
 from patchkeeper.config.models import Patchset, Recipe
-from patchkeeper.errors import ConfigError, ImageError, PatchkeeperError, UnreachableError
+from patchkeeper.errors import (
+    ConfigError,
+    ImageError,
+    OutputError,
+    PatchkeeperError,
+    UnreachableError,
+)
 from patchkeeper.image.cache import CachedSource
 from patchkeeper.image.engine import EngineSource
 from patchkeeper.image.layout import LayoutSource
@@ -21,6 +31,29 @@ from patchkeeper.upstream.git_resolver import GitResolver
 from patchkeeper.upstream.github import with_github
 from patchkeeper.upstream.mirror import GitMirror
 from patchkeeper.upstream.model import UpstreamResolver
+
+log = logging.getLogger(__name__)
+
+
+def writable_dir(path: Path, what: str) -> None:
+    """Preflight: fail in a second, before minutes of work, if `path` cannot be written.
+
+    Probes the nearest existing directory with a temporary file (removed at once), so
+    a check that passes leaves nothing behind."""
+    existing = path.absolute()
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    try:
+        if not existing.is_dir():
+            raise NotADirectoryError(errno.ENOTDIR, "not a directory", str(existing))
+        fd, probe = tempfile.mkstemp(dir=existing, prefix=".tmp-probe-")
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as err:
+        reason = err.strerror or str(err)
+        if err.errno == errno.ENOSPC:
+            reason = "no space left on the device"
+        raise OutputError(f"{what} {path}: not writable: {reason}") from None
 
 
 class SourceKind(StrEnum):
@@ -63,16 +96,20 @@ def pick_source(
     elif kind is SourceKind.REGISTRY:
         source = RegistrySource(platform, progress)
     else:
+        daemon_down: UnreachableError | None = None
         try:
             engine: EngineSource | None = EngineSource()
-        except UnreachableError:
-            engine = None
+        except UnreachableError as err:
+            engine, daemon_down = None, err
+            log.info("auto: the Docker daemon is down (%s); asking the registry", err)
         registry = RegistrySource(platform, progress)
         # The newest nightly is the registry's (sync before pulling); local tags only
         # with --image-source engine. The engine still serves an image it already has.
         try:
             ref = choose_image(recipe, registry, image)
         except (ImageError, UnreachableError) as err:
+            if daemon_down is not None:  # the daemon is down too: usually the one to fix first
+                raise type(err)(f"{daemon_down}; and {err}") from None
             if image:
                 raise
             hint = "for an image only in the local engine, use --image-source engine"
@@ -100,8 +137,13 @@ def newer_nightly(recipe: Recipe, ref: ImageRef) -> list[str]:
 def make_plan(
     recipe_path: Path, image: str | None, show_progress: bool, options: SourceOptions
 ) -> Plan:
+    from patchkeeper.commands.validate import witness_problems
+
     recipe = load_recipe(recipe_path)
     patchsets = load_patchsets(recipe)
+    misspelt = [f"{p.file}: {p.message}" for ps in patchsets for p in witness_problems(ps)]
+    if misspelt:  # a witness that names no check would silently prove nothing
+        raise ConfigError("\n".join(misspelt))
     with progress_bars(show_progress) as progress:
         source, ref = pick_source(options, recipe, image, progress)
 
@@ -114,5 +156,6 @@ def make_plan(
             )
             return with_github(git)
 
+        log.info("image %s from the %s source", ref, source.name)
         notices = newer_nightly(recipe, ref)
         return plan(recipe, patchsets, CachedSource(source), ref, resolver_for, notices)

@@ -8,20 +8,25 @@ to the job summary. The workflow YAML only calls this.
 
 from __future__ import annotations
 
+import json
+import os
+import sys
 import tempfile
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import git
+
 from patchkeeper.commands import sync
-from patchkeeper.commands._common import SourceOptions, make_plan
-from patchkeeper.errors import EXIT_CONFLICT, EXIT_OK, ConfigError
+from patchkeeper.commands._common import SourceOptions, make_plan, writable_dir
+from patchkeeper.errors import EXIT_CONFLICT, EXIT_OK, ConfigError, PatchkeeperError
 from patchkeeper.overlay.lock import Lock, LockedPatch
 from patchkeeper.publish import branch as git_branch
 from patchkeeper.publish.github import GitHubTracker, Posted, client_from_env
 from patchkeeper.report import markdown as plan_markdown
-from patchkeeper.ui import err_console, out_console
+from patchkeeper.ui import err_console
 from patchkeeper.verify import reporting
 from patchkeeper.verify.smoke import CheckResult
 from patchkeeper.verify.tiers import Outcome, Runtime, Settings, verify
@@ -80,6 +85,19 @@ class RecipeRun:
         return f"| `{self.recipe.name}` | `{self.lock.image.ref}` | {patches} | {outcome} |"
 
 
+@dataclass(frozen=True)
+class RecipeFailure:
+    """A recipe that could not be synced tonight (unreachable, bad input): reported, not fatal."""
+
+    recipe: Path
+    error: PatchkeeperError
+
+    def headline(self) -> str:
+        reason = str(self.error).splitlines()[0].replace("|", "\\|")
+        outcome = f"**error** (exit {self.error.exit_code}): {reason}"
+        return f"| `{self.recipe.name}` | - | - | {outcome} |"
+
+
 def _tally(values: Iterable[str]) -> str:
     """ "3 applied, 1 upstream": counts in a stable order."""
     return ", ".join(f"{n} {value}" for value, n in sorted(Counter(values).items()))
@@ -105,7 +123,7 @@ def _one(recipe: Path, out: Path, source: SourceOptions, proving: Proving | None
     return RecipeRun(recipe, lock, outcome)
 
 
-def report(runs: Sequence[RecipeRun]) -> str:
+def report(runs: Sequence[RecipeRun], failures: Sequence[RecipeFailure] = ()) -> str:
     """The night as Markdown: a summary table, then each recipe's plan and proof."""
     lines = [
         "## patchkeeper nightly",
@@ -113,8 +131,11 @@ def report(runs: Sequence[RecipeRun]) -> str:
         "| recipe | nightly | patches | outcome |",
         "|---|---|---|---|",
         *(run.headline() for run in runs),
+        *(failure.headline() for failure in failures),
         "",
     ]
+    for failure in failures:
+        lines += [f"### `{failure.recipe.name}`", "", "```", str(failure.error), "```", ""]
     for run in runs:
         lines += [f"### `{run.recipe.name}`", "", plan_markdown(run.lock)]
         if run.proof:
@@ -141,32 +162,56 @@ def _issue(run: RecipeRun, patch: LockedPatch, body: str) -> tuple[str, str]:
     return title, text
 
 
+def preflight(out: Path, publish: Publish) -> None:
+    """What would otherwise fail after every recipe's sync: the checkout and `--out`."""
+    try:
+        git.Repo(Path.cwd(), search_parent_directories=True)
+    except (git.InvalidGitRepositoryError, git.NoSuchPathError):
+        raise ConfigError(
+            f"nightly: {Path.cwd()} is not inside a git repository (run it in the checkout "
+            "the overlays are committed to)"
+        ) from None
+    if publish.repository and publish.push and publish.base is None:
+        git_branch.current_branch(Path.cwd())  # the PR's base: refuses a detached HEAD
+    writable_dir(out, "--out")
+
+
 def run(
     recipes: Sequence[Path],
     out: Path,
     source: SourceOptions,
     proving: Proving | None,
     publish: Publish,
+    outputs: Path | None = None,
 ) -> int:
     if not recipes:
         raise ConfigError("nightly: no recipes (--recipe, or PATCHKEEPER_RECIPES)")
-    runs = []
+    preflight(out, publish)
+    runs: list[RecipeRun] = []
+    failures: list[RecipeFailure] = []
     for recipe in recipes:
-        err_console.print(f"nightly: {recipe}")
-        runs.append(_one(recipe, out, source, proving))
-    body = report(runs)
+        err_console.print(f"nightly: {recipe}", markup=False)
+        try:
+            runs.append(_one(recipe, out, source, proving))
+        except PatchkeeperError as err:  # one recipe's trouble must not hide the others'
+            err_console.print(f"error: {recipe}: {err}", markup=False)
+            failures.append(RecipeFailure(recipe, err))
+    body = report(runs, failures)
     reporting.append_step_summary(body + "\n")
-    out_console.print(body, markup=False, highlight=False)
+    sys.stdout.write(body + "\n")  # verbatim: Markdown must not be re-wrapped
+    sys.stdout.flush()
     posted: list[Posted] = []
-    tags = ", ".join(sorted({r.lock.image.ref.rsplit(":", 1)[-1] for r in runs}))
-    update = git_branch.commit_paths(
-        Path.cwd(), [out], publish.branch, f"patchkeeper: overlays for {tags}", publish.author
-    )
-    if publish.push:
-        update = git_branch.push(Path.cwd(), update, publish.remote)
+    update = None
+    if runs:
+        tags = ", ".join(sorted({r.lock.image.ref.rsplit(":", 1)[-1] for r in runs}))
+        update = git_branch.commit_paths(
+            Path.cwd(), [out], publish.branch, f"patchkeeper: overlays for {tags}", publish.author
+        )
+        if publish.push:
+            update = git_branch.push(Path.cwd(), update, publish.remote)
     if publish.repository:
         tracker = GitHubTracker(client_from_env(), publish.repository)
-        if update.commit is not None and publish.push:
+        if update is not None and update.commit is not None and publish.push:
             base = publish.base or git_branch.current_branch(Path.cwd())
             title = f"patchkeeper: overlays for {tags}"
             posted.append(tracker.upsert_pull(publish.branch, base, title, body))
@@ -176,6 +221,36 @@ def run(
     for item in posted:
         verb = "opened" if item.created else "updated"
         err_console.print(f"{verb} {item.kind} #{item.number}: {item.url}")
-    if update.commit is None:
+    if update is not None and update.commit is None:
         err_console.print("overlays unchanged from the base branch: nothing to propose")
-    return EXIT_OK if all(r.ok for r in runs) else EXIT_CONFLICT
+    changed = update is not None and update.commit is not None
+    if outputs is not None:
+        _write_outputs(outputs, runs, posted, changed, body)
+    codes = [f.error.exit_code for f in failures]
+    codes += [EXIT_OK if r.ok else EXIT_CONFLICT for r in runs]
+    return max(codes, default=EXIT_OK)  # the most serious: unreachable > bad input > conflict
+
+
+def _write_outputs(
+    outputs: Path, runs: Sequence[RecipeRun], posted: Sequence[Posted], changed: bool, body: str
+) -> None:
+    """Step outputs for later steps (`$GITHUB_OUTPUT`): one `name=value` line each."""
+    pull = next((p for p in posted if p.kind == "pull"), None)
+    runner_temp = Path(os.environ.get("RUNNER_TEMP") or tempfile.gettempdir())
+    report_path = runner_temp / "patchkeeper-nightly.md"
+    report_path.write_text(body + "\n", encoding="utf-8")
+    conflicts = [
+        {"recipe": r.recipe.name, "patch": p.id, "pr": p.pr} for r in runs for p in r.conflicts
+    ]
+    values = {
+        "pr-number": str(pull.number) if pull else "",
+        "pr-url": pull.url if pull else "",
+        "changed": "true" if changed else "false",
+        "conflicts": json.dumps(conflicts),
+        "report": str(report_path),
+    }
+    try:
+        with outputs.open("a", encoding="utf-8") as handle:
+            handle.writelines(f"{name}={value}\n" for name, value in values.items())
+    except OSError as err:
+        raise ConfigError(f"{outputs}: cannot append the step outputs: {err}") from None

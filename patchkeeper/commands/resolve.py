@@ -12,8 +12,7 @@ from pathlib import Path, PurePosixPath
 from patchkeeper.config.load import load_patchsets, load_recipe
 from patchkeeper.errors import EXIT_OK, ConfigError
 from patchkeeper.patching.resolutions import INDEX, Resolution, has_markers, record, sha256
-from patchkeeper.report import print_json
-from patchkeeper.ui import out_console
+from patchkeeper.ui import out_console, print_document
 
 
 def _inside(directory: Path, name: str) -> Path:
@@ -55,7 +54,7 @@ def run(recipe_path: Path, conflicts: Path, as_json: bool) -> int:
         where = record(patchset.path, entry["patch_key"], resolution)
         recorded.append({"patch": entry["patch"], "path": entry["path"], "stored": str(where)})
     if as_json:
-        print_json({"recorded": recorded}, out_console)
+        print_document("resolve", {"recorded": recorded})
     else:
         for item in recorded:
             out_console.print(f"recorded {item['patch']} {item['path']} -> {item['stored']}")

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from patchkeeper.errors import EXIT_CONFLICT, EXIT_OK
-from patchkeeper.ui import out_console
+from patchkeeper.ui import out_console, print_document
 from patchkeeper.verify import reporting
 from patchkeeper.verify.smoke import SmokeOptions, run_suite
 
@@ -16,7 +15,7 @@ def run(options: SmokeOptions, checks: list[str], as_json: bool, junit: Path | N
     title = f"smoke: {options.base_url}"
     if as_json:
         doc = {"base_url": options.base_url, "passed": reporting.passed(results)}
-        out_console.print_json(json.dumps({**doc, "checks": reporting.as_json(results)}))
+        print_document("smoke", {**doc, "checks": reporting.as_json(results)})
     else:
         reporting.print_table(results, out_console, title)
     if junit:

@@ -4,15 +4,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from patchkeeper.commands._common import SourceOptions, make_plan
-from patchkeeper.errors import EXIT_CONFLICT, EXIT_OK
+from patchkeeper.commands._common import SourceOptions, make_plan, writable_dir
+from patchkeeper.errors import EXIT_CONFLICT, EXIT_OK, OutputError
 from patchkeeper.overlay import compose
 from patchkeeper.overlay.lock import Lock
 from patchkeeper.overlay.write import OverlayContent, write_overlay
 from patchkeeper.patching.resolutions import write_conflicts
 from patchkeeper.pipeline import Plan
-from patchkeeper.report import document, print_json, print_table
-from patchkeeper.ui import err_console, out_console
+from patchkeeper.report import document, print_table
+from patchkeeper.ui import err_console, out_console, print_document
 
 
 def write(plan: Plan, out: Path) -> tuple[Path, bool, Lock]:
@@ -26,7 +26,14 @@ def write(plan: Plan, out: Path) -> tuple[Path, bool, Lock]:
         compose.dump(compose.base_service(service, str(plan.image.ref), project)),
         lambda root: compose.dump(compose.override(service, plan.lock, root)),
     )
-    return write_overlay(out, recipe.name, plan.overlay_name, plan.lock, content)
+    try:
+        return write_overlay(out, recipe.name, plan.overlay_name, plan.lock, content)
+    except OSError as err:  # read-only, full, or a quota: the half-built copy is removed
+        where = err.filename or out
+        raise OutputError(
+            f"{where}: cannot write the overlay ({err.strerror or err}); nothing was "
+            f"written and the previous overlay and its link are untouched"
+        ) from None
 
 
 def with_conflict_files(lock: Lock, written: dict[tuple[str, str], Path]) -> Lock:
@@ -55,13 +62,14 @@ def run(
     source: SourceOptions,
     conflicts: Path | None = None,
 ) -> int:
+    writable_dir(out, "--out")
     plan = make_plan(recipe, image, not as_json, source)
     if plan.conflicts:
         lock = plan.lock
         if conflicts is not None:
             lock = with_conflict_files(lock, write_conflicts(plan.conflicts, conflicts))
         if as_json:
-            print_json(document(lock, image_read=plan.image_read), out_console)
+            print_document("sync", document(lock, image_read=plan.image_read))
         else:
             print_table(lock, out_console)
             err_console.print("[red]sync refused: a patch does not apply; nothing was written[/]")
@@ -73,7 +81,7 @@ def run(
         return EXIT_CONFLICT
     overlay, created, lock = write(plan, out)
     if as_json:
-        print_json(document(lock, overlay, created, plan.image_read), out_console)
+        print_document("sync", document(lock, overlay, created, plan.image_read))
     else:
         print_table(lock, out_console, overlay, plan.image_read)
         if not created:

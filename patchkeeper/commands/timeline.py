@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,7 +16,7 @@ from patchkeeper.image.identity import read_commit
 from patchkeeper.image.model import ImageRef
 from patchkeeper.image.tags import nightly_tags
 from patchkeeper.timeline import Timeline, build, markdown
-from patchkeeper.ui import out_console
+from patchkeeper.ui import out_console, print_document
 from patchkeeper.upstream.git_resolver import GitResolver
 from patchkeeper.upstream.github import with_github
 from patchkeeper.upstream.mirror import GitMirror
@@ -85,7 +84,7 @@ def run(
 ) -> int:
     timeline = compute(recipe_path, count, tags_from, verify_commits, source).timeline
     if output == "json":
-        sys.stdout.write(json.dumps(_document(timeline), indent=2) + "\n")
+        print_document("timeline", _document(timeline))
     elif output == "markdown":
         sys.stdout.write(markdown(timeline))
     else:
@@ -115,8 +114,16 @@ def _document(timeline: Timeline) -> dict[str, object]:
 
 def _table(timeline: Timeline) -> Table:
     table = Table(title="patches x nightlies", caption="yes: in that nightly; ?: commit unknown")
-    for column in ("patch", "state", "first nightly", *(t.date for t in timeline.tags)):
-        table.add_column(column, no_wrap=True)
+    # On a narrow terminal the long tag names fold; patch and state never shrink away.
+    widest = {
+        "patch": max((len(r.label) for r in timeline.rows), default=5),
+        "state": max((len(r.change.state) for r in timeline.rows), default=5),
+    }
+    for column in ("patch", "state"):
+        table.add_column(column, no_wrap=True, min_width=max(len(column), widest[column]))
+    table.add_column("first nightly", overflow="fold")
+    for tag in timeline.tags:
+        table.add_column(tag.date, no_wrap=True)
     mark = {True: "[green]yes[/]", False: "·", None: "?"}
     for row in timeline.rows:
         first = row.first(timeline.tags) or "none yet"

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import tempfile
 from dataclasses import asdict
 from pathlib import Path
@@ -12,7 +11,7 @@ from rich.table import Table
 from patchkeeper.errors import EXIT_CONFLICT, EXIT_OK, ConfigError
 from patchkeeper.overlay import drift
 from patchkeeper.overlay.lock import read_lock
-from patchkeeper.ui import err_console, out_console
+from patchkeeper.ui import err_console, out_console, print_document, rule
 from patchkeeper.verify import reporting
 from patchkeeper.verify.tiers import Outcome, Runtime, Settings, verify
 
@@ -52,7 +51,7 @@ def run(
             "patches": [asdict(v) for v in outcome.verdicts],
             "logs": outcome.logs,
         }
-        out_console.print_json(json.dumps(doc))
+        print_document("verify", doc)
     else:
         _print(outcome)
     if junit:
@@ -74,5 +73,5 @@ def _print(outcome: Outcome) -> None:
             table.add_row(v.patch, v.witness or "-", v.vanilla, v.overlay, v.summary)
         out_console.print(table)
     if outcome.logs:
-        err_console.rule("server logs")
+        rule(err_console, "server logs")
         err_console.print(outcome.logs, markup=False, highlight=False)

@@ -6,10 +6,12 @@ Unknown keys are errors: a misspelt `witnes:` must not silently drop a check.
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from pathlib import Path, PurePosixPath
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+import regex
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, field_validator, model_validator
 
 from patchkeeper.config.compose_spec import service_errors
 
@@ -48,7 +50,7 @@ class Upstream(_Strict):
 class Patch(_Strict):
     """One entry of a patchset: an upstream PR or a local diff."""
 
-    pr: int | None = Field(None, gt=0)
+    pr: StrictInt | None = Field(None, gt=0)  # strict: YAML `pr: true` is not PR #1
     diff: Path | None = None
     id: str | None = Field(None, pattern=r"^[A-Za-z0-9_.-]+$")
     why: str = Field(min_length=1)
@@ -191,6 +193,44 @@ class Service(BaseModel):
 
 TagPattern = Annotated[str, Field(description="regex with named groups date and sha")]
 
+# The distribution spec caps tag names at 128 characters; anything longer is not a tag.
+MAX_TAG_LENGTH = 128
+MATCH_TIMEOUT_S = 0.25
+
+
+class TagRegex:
+    """A recipe's `tags:` regex, matched with a time limit.
+
+    Registry tags are untrusted input and a pattern such as `(\\d+)+` backtracks
+    exponentially on a long near-miss; `re` cannot be interrupted, the `regex`
+    package's `timeout=` can, so a bad pattern is an error naming it, not a hang.
+    """
+
+    def __init__(self, pattern: str) -> None:
+        self.pattern = pattern
+        self._compiled = regex.compile(pattern)
+
+    def _groups(self, tag: str, full: bool) -> Mapping[str, str] | None:
+        if len(tag) > MAX_TAG_LENGTH:
+            return None
+        find = self._compiled.fullmatch if full else self._compiled.match
+        try:
+            found = find(tag, timeout=MATCH_TIMEOUT_S)
+        except TimeoutError:
+            from patchkeeper.errors import ConfigError
+
+            raise ConfigError(
+                f"tags: regex {self.pattern!r} took over {MATCH_TIMEOUT_S} s on the tag "
+                f"{tag!r} (nested repetition backtracks); simplify the pattern"
+            ) from None
+        return None if found is None else {k: v or "" for k, v in found.groupdict().items()}
+
+    def fullmatch(self, tag: str) -> Mapping[str, str] | None:
+        return self._groups(tag, full=True)
+
+    def match(self, tag: str) -> Mapping[str, str] | None:
+        return self._groups(tag, full=False)
+
 
 class Recipe(_Strict):
     """One image repository, the patchsets to keep on it, and its service."""
@@ -206,8 +246,8 @@ class Recipe(_Strict):
     @classmethod
     def _named_groups(cls, value: str) -> str:
         try:
-            groups = re.compile(value).groupindex
-        except re.error as err:
+            groups = regex.compile(value).groupindex
+        except (re.error, regex.error) as err:
             raise ValueError(f"not a valid regex: {err}") from None
         missing = {"date", "sha"} - set(groups)
         if missing:
@@ -222,5 +262,5 @@ class Recipe(_Strict):
             raise ValueError("give the repository only (tags come from 'tags:')")
         return value
 
-    def tag_pattern(self) -> re.Pattern[str]:
-        return re.compile(self.tags)
+    def tag_pattern(self) -> TagRegex:
+        return TagRegex(self.tags)

@@ -17,6 +17,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import PurePosixPath
 
+from patchkeeper.config.models import TagRegex
 from patchkeeper.errors import ImageError
 from patchkeeper.image.model import ImageFile, ImageSource, ResolvedImage, printable
 from patchkeeper.image.paths import follow_link
@@ -111,7 +112,7 @@ def identify(
     source: ImageSource,
     image: ResolvedImage,
     source_root: PurePosixPath,
-    tag_pattern: re.Pattern[str] | None = None,
+    tag_pattern: TagRegex | None = None,
     files: Files | None = None,
 ) -> ImageIdentity:
     commit = read_commit(source, image, source_root, files)

@@ -644,7 +644,14 @@ def read_config(data: bytes, digest: str, where: str) -> dict[str, Any]:
         config = json.loads(data)
     except ValueError:
         raise ImageError(f"{where}: config blob is not JSON") from None
-    return config if isinstance(config, dict) else {}
+    if not isinstance(config, dict):
+        raise ImageError(f"{where}: malformed config blob (not a JSON object)")
+    inner = config.get("config") or {}
+    if not isinstance(inner, dict) or not isinstance(inner.get("Labels") or {}, dict):
+        raise ImageError(f"{where}: malformed config blob ('config.Labels' is not an object)")
+    if not isinstance(config.get("created", ""), str | None):
+        raise ImageError(f"{where}: malformed config blob ('created' is not a string)")
+    return config
 
 
 class LayeredSource:

@@ -19,7 +19,7 @@ from typing import IO, Any
 from patchkeeper.errors import ConfigError, ImageError
 from patchkeeper.image import digests
 from patchkeeper.image.layers import LayerBlob, LayeredSource, read_config
-from patchkeeper.image.manifests import choose_platform, is_index
+from patchkeeper.image.manifests import choose_platform, image_parts, is_index
 from patchkeeper.image.model import ImageRef, ResolvedImage
 
 REF_NAME = "org.opencontainers.image.ref.name"
@@ -121,16 +121,17 @@ class LayoutSource(LayeredSource):
         body = self._manifest(digest)
         if is_index(body, descriptor.get("mediaType", "")):
             body = self._manifest(choose_platform(body, self.platform, str(ref)))
-        config_digest = body["config"]["digest"]
+        config_ref, layer_refs = image_parts(body, f"{self.store.path}: {ref}")
+        config_digest = config_ref.digest
         config = read_config(self.store.read(_blob_name(config_digest)), config_digest, str(ref))
         layers = [
             LayerBlob(
-                layer["digest"],
-                int(layer.get("size", 0)),
-                layer.get("mediaType", ""),
-                functools.partial(self.store.open, _blob_name(layer["digest"])),
+                layer.digest,
+                layer.size,
+                layer.media_type,
+                functools.partial(self.store.open, _blob_name(layer.digest)),
             )
-            for layer in body.get("layers", [])
+            for layer in layer_refs
         ]
         return self.register(ref, config_digest, digest, config, layers, None)
 

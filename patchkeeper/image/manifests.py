@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+import re
+from dataclasses import dataclass
 from typing import Any
 
 from patchkeeper.errors import ImageError
@@ -16,24 +19,84 @@ MANIFEST_TYPES = {
 }
 
 
+_DIGEST = re.compile(r"^sha256:[0-9a-f]{64}$")
+
+
+@dataclass(frozen=True)
+class Descriptor:
+    digest: str
+    size: int
+    media_type: str
+
+
+def parse_json(data: bytes, where: str) -> dict[str, Any]:
+    """A manifest or index document: JSON, and an object (registries are untrusted)."""
+    try:
+        body = json.loads(data)
+    except ValueError as err:
+        raise ImageError(f"{where}: malformed manifest (not JSON: {err})") from None
+    if not isinstance(body, dict):
+        raise ImageError(f"{where}: malformed manifest (not a JSON object)")
+    return body
+
+
+def _descriptor(value: Any, where: str, field: str) -> Descriptor:
+    if not isinstance(value, dict) or not _DIGEST.match(str(value.get("digest", ""))):
+        raise ImageError(f"{where}: malformed manifest: {field} has no sha256 digest")
+    size = value.get("size", 0)
+    if not isinstance(size, int) or isinstance(size, bool) or size < 0:
+        raise ImageError(f"{where}: malformed manifest: {field} has size {size!r}")
+    return Descriptor(value["digest"], size, str(value.get("mediaType", "")))
+
+
+def image_parts(body: dict[str, Any], where: str) -> tuple[Descriptor, list[Descriptor]]:
+    """(config, layers) of an image manifest, each shape-checked."""
+    layers = body.get("layers", [])
+    if not isinstance(layers, list):
+        raise ImageError(f"{where}: malformed manifest: 'layers' is not a list")
+    return _descriptor(body.get("config"), where, "config"), [
+        _descriptor(layer, where, f"layers[{n}]") for n, layer in enumerate(layers)
+    ]
+
+
 def is_index(body: dict[str, Any], media_type: str = "") -> bool:
     return media_type in INDEX_TYPES or body.get("mediaType") in INDEX_TYPES or "manifests" in body
 
 
+# As containerd's platforms.Normalize: other spellings of one architecture, and the
+# variants that are the architecture's default (arm64 means v8, amd64 v1).
+_ARCH_ALIASES = {"x86_64": "amd64", "x86-64": "amd64", "aarch64": "arm64"}
+_DEFAULT_VARIANT = {"arm64": "v8", "amd64": "v1"}
+
+
+def normalize_platform(os_name: str, arch: str, variant: str = "") -> tuple[str, str, str]:
+    arch = _ARCH_ALIASES.get(arch, arch)
+    if variant == _DEFAULT_VARIANT.get(arch):
+        variant = ""
+    return os_name, arch, variant
+
+
 def choose_platform(index: dict[str, Any], platform: str, where: str) -> str:
-    """The manifest digest for `os/arch[/variant]` in an index."""
-    wanted = platform.split("/")
-    for entry in index.get("manifests", []):
-        p = entry.get("platform", {})
-        have = [p.get("os"), p.get("architecture")] + ([p["variant"]] if "variant" in p else [])
-        if have[: len(wanted)] == wanted:
-            return str(entry["digest"])
+    """The manifest digest for `os/arch[/variant]` in an index (`linux/arm64/v8` is
+    `linux/arm64`); without a variant, any variant of that arch matches."""
+    parts = platform.split("/")
+    if len(parts) not in (2, 3):
+        raise ImageError(f"--platform {platform!r}: expected os/arch or os/arch/variant")
+    wanted = normalize_platform(*parts)
+    entries = index.get("manifests", [])
+    if not isinstance(entries, list) or not all(isinstance(e, dict) for e in entries):
+        raise ImageError(f"{where}: malformed index: 'manifests' is not a list of objects")
+    for entry in entries:
+        p = entry.get("platform") or {}
+        have = normalize_platform(p.get("os", ""), p.get("architecture", ""), p.get("variant", ""))
+        if have[:2] == wanted[:2] and wanted[2] in ("", have[2]):
+            return _descriptor(entry, where, "index entry").digest
     available = sorted(
         "/".join(
             filter(
                 None, [e.get("platform", {}).get("os"), e.get("platform", {}).get("architecture")]
             )
         )
-        for e in index.get("manifests", [])
+        for e in entries
     )
     raise ImageError(f"{where}: no {platform} image in the index (has {', '.join(available)})")

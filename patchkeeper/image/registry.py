@@ -40,7 +40,7 @@ from tenacity import (
     wait_random,
 )
 
-from patchkeeper.errors import ImageError, UnreachableError, UnsafeInputError
+from patchkeeper.errors import ImageError, UnreachableError, UnsafeInputError, register_secret
 from patchkeeper.image import digests
 from patchkeeper.image.layers import LayerBlob, LayeredSource, read_config
 from patchkeeper.image.manifests import INDEX_TYPES, MANIFEST_TYPES, choose_platform, is_index
@@ -121,6 +121,7 @@ def credentials(registry: str) -> tuple[str, str] | None:
     except Exception:  # a broken credential helper must not leak or crash: go anonymous
         return None
     if found and found.get("username") and found.get("password"):
+        register_secret(str(found["password"]))  # never echoed, even by an error message
         return str(found["username"]), str(found["password"])
     return None
 
@@ -258,6 +259,11 @@ class RegistryClient:
         return b"".join(chunks)
 
     def _authorize(self, challenge: str, scope: str) -> str:
+        if not challenge.strip():
+            raise ImageError(
+                f"registry {self.registry}: 401 unauthorized with no WWW-Authenticate "
+                "challenge to answer (a proxy in the way, or credentials it does not take)"
+            )
         scheme = challenge.split(" ", 1)[0].lower()
         if scheme == "basic":
             if not self._credentials:

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
+from patchkeeper.config.models import TagRegex
 from patchkeeper.errors import ImageError
 
 
@@ -16,7 +16,7 @@ class NightlyTag:
     sha: str
 
 
-def nightly_tags(tags: Iterable[str], pattern: re.Pattern[str]) -> list[NightlyTag]:
+def nightly_tags(tags: Iterable[str], pattern: TagRegex) -> list[NightlyTag]:
     """Tags matching the recipe's regex, oldest first (by the `date` group, then name)."""
     found = []
     for tag in tags:
@@ -28,7 +28,7 @@ def nightly_tags(tags: Iterable[str], pattern: re.Pattern[str]) -> list[NightlyT
 
 def newest_tag(
     tags: Iterable[str],
-    pattern: re.Pattern[str],
+    pattern: TagRegex,
     repository: str,
     created: Callable[[str], str | None],
 ) -> NightlyTag:
@@ -42,7 +42,7 @@ def newest_tag(
     return max(latest, key=lambda t: (created(t.tag) or "", t.tag))
 
 
-def newer_than(tags: Iterable[str], pattern: re.Pattern[str], used: str) -> NightlyTag | None:
+def newer_than(tags: Iterable[str], pattern: TagRegex, used: str) -> NightlyTag | None:
     """The newest matching tag dated after `used` (a matching tag), if there is one."""
     found = nightly_tags(tags, pattern)
     current = nightly_tags([used], pattern)

@@ -10,6 +10,7 @@ and ancestry still come from git, so an unreachable API only costs the enrichmen
 from __future__ import annotations
 
 import json
+import logging
 import math
 import os
 import time
@@ -42,6 +43,8 @@ from patchkeeper.paths import atomic_write, cache_dir
 from patchkeeper.ui import err_console
 from patchkeeper.upstream.git_resolver import GitResolver
 from patchkeeper.upstream.model import PrState, UpstreamChange, UpstreamResolver
+
+log = logging.getLogger(__name__)
 
 DEFAULT_API_URL = "https://api.github.com"
 API_VERSION = "2022-11-28"
@@ -254,8 +257,10 @@ class GitHubPulls:
             if cached is not None:
                 pull = self._github.create_from_raw_data(PullRequest, cached.pull, cached.headers)
                 if pull.merged or not pull.update():
+                    log.info("GitHub %s#%d: cache hit", self.repo, number)
                     return PullInfo.of(pull, cached.files)
             else:
+                log.info("GitHub %s#%d: not cached; fetching", self.repo, number)
                 pull = self._repository.get_pull(number).complete()
             files = [entry.raw_data for entry in pull.get_files()] if pull.changed_files else []
             self.cache.store(

@@ -13,6 +13,7 @@ runs (lazy fetches of promisor objects included), never a file or a command line
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 import re
 import subprocess
@@ -30,6 +31,8 @@ from rich.markup import escape
 from patchkeeper.errors import UnreachableError, UpstreamError, redact
 from patchkeeper.paths import cache_dir
 from patchkeeper.ui import err_console
+
+log = logging.getLogger(__name__)
 
 PULL_REF = "refs/pull/{number}/{kind}"
 REMOTE = "upstream"
@@ -145,6 +148,7 @@ class GitMirror:
             self.repo.git.commit_graph("write", "--reachable", "--split")
 
     def _fetch(self, refspecs: list[str], progress: RemoteProgress, branch: str) -> None:
+        log.info("git fetch %s (%d refspec(s)) into %s", self.clean_url, len(refspecs), self.path)
         args = ["--filter=" + FILTER, "--prune", "--no-tags", "--no-write-fetch-head"]
         proc = self.repo.git.fetch(*args, "--progress", REMOTE, *refspecs, as_process=True)
         try:

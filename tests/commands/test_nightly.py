@@ -145,3 +145,28 @@ def test_recipes_and_options_come_from_the_environment_the_action_sets(
     tree = git(config_repo, "ls-tree", "-r", "--name-only", BRANCH)
     assert "fleet/" in tree and "overlays/" not in tree
     assert git(config_repo, "ls-remote", "origin").count("refs/heads/") == 1  # main only
+
+
+def test_a_failing_recipe_does_not_stop_the_others_and_outputs_are_written(
+    config_repo: Path, github_double: GitHubDouble, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    github_double.add_repo(CONFIG_REPO)
+    (config_repo / "broken.yaml").write_text("image: [not, a, string]\n")
+    outputs = tmp_path / "github_output"
+    monkeypatch.setenv("RUNNER_TEMP", str(tmp_path))
+    done = runner.invoke(
+        app,
+        [
+            "nightly", "--recipe", "broken.yaml", "--recipe", "demo.yaml",
+            "--verify", "none", "--outputs", str(outputs), "--image-source", "engine",
+        ],
+    )
+    assert done.exit_code == 2, done.output  # the worst of the night: bad input
+    summary = (tmp_path / "summary.md").read_text()
+    assert "| `broken.yaml` | - | - | **error** (exit 2)" in summary
+    assert "| `demo.yaml` |" in summary and "### `demo.yaml`" in summary
+    values = dict(line.split("=", 1) for line in outputs.read_text().splitlines())
+    assert values["changed"] == "true" and values["conflicts"] == "[]"
+    assert values["pr-number"].isdigit() and values["pr-url"].startswith("http")
+    assert Path(values["report"]).read_text().startswith("## patchkeeper nightly")
+    assert summary.strip() in done.stdout  # Markdown printed verbatim, rows unwrapped

@@ -457,7 +457,10 @@ def test_init_from_compose_turns_hand_patched_mounts_into_a_recipe_that_syncs(
     assert again.exit_code == 2 and "refusing to overwrite" in again.output
 
     out = tmp_path / "overlays"
-    synced = runner.invoke(app, ["sync", "--recipe", str(recipe), "--out", str(out), "--json"])
+    local = ["--image-source", "engine"]  # the image is in the engine only
+    synced = runner.invoke(
+        app, ["sync", "--recipe", str(recipe), "--out", str(out), "--json", *local]
+    )
     assert synced.exit_code == 0, synced.output
     overlay = (out / "qwen36" / "latest").resolve()
     served_protocol = overlay / "rootfs" / f"{SOURCE_ROOT}/{PROTOCOL}".lstrip("/")
