@@ -1,6 +1,10 @@
 """Shared fixtures: a private cache, the real Docker engine, and the demo scenario.
 
-Docker-backed tests never skip: a missing daemon is a failure (CI starts one).
+Docker-backed tests never skip: a missing daemon is a failure (CI starts one). A test
+is a `docker` test exactly when it uses the `docker_client` fixture (directly or through
+another fixture): the marker is added here, so it cannot be forgotten, and every other
+test runs with DOCKER_HOST pointing nowhere, so one that reaches the engine without the
+fixture fails instead of passing under `-m 'not docker'` by luck.
 """
 
 from __future__ import annotations
@@ -18,9 +22,26 @@ import docker
 import pytest
 
 from patchkeeper.demo.setup import Demo, lay_out
+from tests.names import unique
 
 # Registries with credentials and a flaky proxy, as fixtures for every test module.
 pytest_plugins = ["tests.oci", "tests.github_double", "tests.compose_fixtures"]
+ENGINE_FIXTURE = "docker_client"
+NO_ENGINE = "unix:///nonexistent/test-not-marked-docker--use-the-docker_client-fixture.sock"
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if ENGINE_FIXTURE in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.docker)
+
+
+@pytest.fixture(autouse=True)
+def engine_only_for_docker_tests(
+    request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    if request.node.get_closest_marker("docker") is None:
+        monkeypatch.setenv("DOCKER_HOST", NO_ENGINE)
 
 
 @pytest.fixture(autouse=True)
@@ -51,7 +72,8 @@ def docker_client() -> Any:
 @pytest.fixture(scope="session")
 def demo(tmp_path_factory: pytest.TempPathFactory, docker_client: Any) -> Iterator[Demo]:
     """The embedded demo: upstream with four PRs and a nightly image in the engine."""
-    built = lay_out(tmp_path_factory.mktemp("demo") / "demo", docker_client, "pk-test/demo-sglang")
+    workdir = tmp_path_factory.mktemp("demo") / "demo"
+    built = lay_out(workdir, docker_client, unique("pk-test/demo-sglang"))
     yield built
     with contextlib.suppress(docker.errors.ImageNotFound):  # another session's engine use
         docker_client.images.remove(built.image, force=True)

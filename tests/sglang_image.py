@@ -36,9 +36,10 @@ from patchkeeper.demo.image import build_image
 from patchkeeper.demo.scenario import SOURCE_ROOT
 from patchkeeper.image.identity import REVISION_LABEL
 from patchkeeper.verify.sglang_env import requirements
+from tests.names import unique
 
-BASE_REPOSITORY = "pk-test/python-sglang-base"
-NIGHTLY_REPOSITORY = "pk-test/python-sglang"
+BASE_REPOSITORY = "pk-test/python-sglang-base"  # a cache keyed by its inputs, shared on purpose
+NIGHTLY_REPOSITORY = unique("pk-test/python-sglang")  # this run's; removed at its end
 SGLANG = "0.5.13"
 SUITE, MIRROR = "bookworm", "http://deb.debian.org/debian"
 PACKAGES = ("python3", "python3-pip")

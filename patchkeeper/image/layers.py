@@ -200,7 +200,7 @@ class LayerCache:
     def put_content(self, data: bytes) -> str:
         digest = hashlib.sha256(data).hexdigest()
         target = self.root / "contents" / digest
-        if not target.exists():
+        if self.content(digest) is None:  # absent, or damaged: a re-read must repair it
             atomic_write(target, data)
         return digest
 

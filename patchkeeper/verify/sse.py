@@ -108,7 +108,7 @@ def validate(events: Iterable[Event]) -> StreamReport:
         elif kind == "content_block_delta":
             index, delta = event.data.get("index"), event.data.get("delta") or {}
             delta_type = str(delta.get("type"))
-            if index != open_index:
+            if index != open_index or open_index is None:  # no block open: nothing to add to
                 bad(f"{where}: {delta_type} for block {index}, but the open block is {open_index}")
                 continue
             allowed = DELTA_FOR_BLOCK.get(delta_type)

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from ruamel.yaml import YAML
 from typer.testing import CliRunner
 
 from patchkeeper.cli import app
@@ -19,6 +20,7 @@ from patchkeeper.demo.image import build_image
 from patchkeeper.demo.scenario import PROTOCOL, SERVING, SOURCE_ROOT, adapter_files
 from patchkeeper.demo.setup import Demo
 from patchkeeper.overlay.compose_cli import Compose
+from tests.names import unique
 
 runner = CliRunner()
 
@@ -59,8 +61,11 @@ def test_demo_sync_ports_only_what_the_nightly_lacks(demo: Demo, tmp_path: Path)
         on_disk = overlay / "rootfs" / locked["path"].lstrip("/")
         assert hashlib.sha256(on_disk.read_bytes()).hexdigest() == locked["patched_sha256"]
         assert locked["vanilla_sha256"] != locked["patched_sha256"]
-        assert not os.access(on_disk, os.W_OK) or os.geteuid() == 0
-        assert on_disk.stat().st_mode & 0o222 == 0
+        assert on_disk.stat().st_mode & 0o222 == 0  # root ignores modes: the mount is ro
+    override = YAML(typ="safe").load((overlay / "compose.override.yaml").read_text())
+    mounts = override["services"]["sglang"]["volumes"]
+    assert len(mounts) == len(doc["files"]) + 1  # each file, and the chat template
+    assert all(mount["read_only"] is True for mount in mounts)
     served = (overlay / "rootfs" / str(SOURCE_ROOT / PROTOCOL).lstrip("/")).read_text()
     assert 'role: Literal["user", "assistant", "system"]' in served
     template = (overlay / "chat_template.jinja").read_text()
@@ -111,8 +116,10 @@ def test_compose_accepts_the_override_and_the_container_sees_patched_bytes(
     assert seen == {f["path"]: f["patched_sha256"] for f in doc["files"]}
 
 
-def test_status_reports_and_writes_nothing(demo: Demo, tmp_path: Path) -> None:
-    os.chdir(tmp_path)
+def test_status_reports_and_writes_nothing(
+    demo: Demo, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
     local = ["--image-source", "engine"]  # the demo image is in the engine only
     result = runner.invoke(app, ["status", "--recipe", str(demo.recipe), "--json", *local])
     assert result.exit_code == 0
@@ -223,10 +230,11 @@ def release(
     clash = history.commit("Accept tool role", CLASH)
     history.git("checkout", "-q", "main")
     url = history.publish(root / "upstream.git")
+    repository = unique("patchkeeper-test/sglang")
     images = {}
     for name, commit in (("picked", picked), ("clash", clash)):
         tree = history.source_tree(commit, root / f"src-{name}")
-        reference = f"patchkeeper-test/sglang:nightly-dev-cu13-20260701-{commit[:8]}"
+        reference = f"{repository}:nightly-dev-cu13-20260701-{commit[:8]}"
         build_image(docker_client, reference, {str(SOURCE_ROOT): tree}, with_busybox=False)
         images[name] = reference
     patchset = root / "ps.yaml"
@@ -236,7 +244,7 @@ def release(
     )
     recipe = root / "recipe.yaml"
     recipe.write_text(
-        "image: patchkeeper-test/sglang\n"
+        f"image: {repository}\n"
         "tags: '^nightly-dev-cu13-(?P<date>\\d{8})-(?P<sha>[0-9a-f]{8})$'\n"
         f"patchsets: [{patchset}]\nservice: {{model: {{path: /m}}, gpus: null}}\n"
     )
@@ -290,7 +298,7 @@ def test_every_image_source_gives_the_same_overlay(
 ) -> None:
     registry = os.environ.get("PATCHKEEPER_TEST_REGISTRY", "127.0.0.1:5000")
     tag = demo.image.rsplit(":", 1)[1]
-    remote = f"{registry}/pk-test/demo-sglang:{tag}"
+    remote = f"{registry}/{unique('pk-test/demo-sglang')}:{tag}"
     docker_client.images.get(demo.image).tag(remote)
     for line in docker_client.images.push(remote, stream=True, decode=True):
         assert "error" not in line, line

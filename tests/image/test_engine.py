@@ -12,6 +12,7 @@ from patchkeeper.errors import ImageError, UnsafeInputError
 from patchkeeper.image.cache import CachedSource
 from patchkeeper.image.engine import EngineSource
 from patchkeeper.image.model import ImageRef
+from tests.names import unique
 
 P = PurePosixPath
 
@@ -26,7 +27,7 @@ def tricky_image(docker_client: Any, tmp_path_factory: pytest.TempPathFactory) -
     os.symlink("../../../../etc/real.txt", tree / "app/climbing-link")
     os.symlink("loop-b", tree / "app/loop-a")
     os.symlink("loop-a", tree / "app/loop-b")
-    reference = "patchkeeper-test/tricky:1"
+    reference = f"{unique('patchkeeper-test/tricky')}:1"
     build_image(docker_client, reference, {"/": tree}, labels={"x": "y"}, with_busybox=False)
     yield reference
     docker_client.images.remove(reference, force=True)

@@ -191,12 +191,11 @@ def test_a_near_rate_limit_reset_is_waited_out(
     # The mirror first (git alone), so the reset is still ahead when the API is asked.
     resolve_all(GitResolver(Upstream(git=demo_upstream.url), GitMirror(demo_upstream.url)))
     github_double.set_rate_limit(0, int(time.time()) + 2, status=status)
-    started = time.monotonic()
     changes = resolve_all(resolver(demo_upstream.url), (24294,))
     assert changes[24294].title == "[Anthropic] Track the open content block's type"
     statuses = [r.status for r in github_double.requests]
+    # The double answers `status` until the reset: a 200 after it proves the wait.
     assert statuses[0] == status and statuses[1:] == [200, 200]
-    assert time.monotonic() - started >= 0.5
 
 
 @pytest.mark.parametrize("status", [403, 429])

@@ -3,11 +3,14 @@ with a real Python (see tests/sglang_image.py)."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import docker.errors
 import pytest
 from typer.testing import CliRunner
 
@@ -44,13 +47,16 @@ def python_nightly(
     python_base: str,
     sglang_0513_files: dict[str, bytes],
     tmp_path_factory: pytest.TempPathFactory,
-) -> str:
+) -> Iterator[str]:
     """A nightly with SGLang 0.5.13 checked out at the demo's first commit: no fix yet."""
     history = demo.upstream.history
     first = history.git("rev-list", "--max-parents=0", "main")
     checkout = history.source_tree(first, tmp_path_factory.mktemp("python-nightly") / "src")
     tag = f"nightly-dev-cu13-20260601-{first[:8]}"
-    return nightly_image(docker_client, python_base, checkout, sglang_0513_files, tag, first)
+    reference = nightly_image(docker_client, python_base, checkout, sglang_0513_files, tag, first)
+    yield reference
+    with contextlib.suppress(docker.errors.ImageNotFound):
+        docker_client.images.remove(reference, force=True)
 
 
 def sync(recipe: Path, image: str, out: Path) -> dict[str, Any]:

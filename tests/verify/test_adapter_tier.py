@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import xml.etree.ElementTree as ET
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -70,7 +71,9 @@ def test_the_schema_half_alone_still_fails_in_the_template(
 
 
 @pytest.fixture(scope="module")
-def full_overlay(demo: Demo, docker_client: Any, tmp_path_factory: pytest.TempPathFactory) -> Path:
+def full_overlay(
+    demo: Demo, docker_client: Any, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Path]:
     """Sync the demo patchset onto a nightly built before any of its fixes landed."""
     history = demo.upstream.history
     first = history.git("rev-list", "--max-parents=0", "main")
@@ -90,7 +93,8 @@ def full_overlay(demo: Demo, docker_client: Any, tmp_path_factory: pytest.TempPa
         28906: "applied",
         25876: "applied",
     }
-    return Path(doc["overlay"])
+    yield Path(doc["overlay"])
+    docker_client.images.remove(reference, force=True)
 
 
 def test_verify_proves_the_whole_fixes_and_claude_code_agrees(
