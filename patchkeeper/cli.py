@@ -227,13 +227,19 @@ def verify(
     ] = 1800.0,
     as_json: JsonOpt = False,
     junit: Annotated[Path | None, typer.Option("--junit", help="write JUnit XML here")] = None,
+    allow_unproven: Annotated[
+        bool, typer.Option("--allow-unproven", help="exit 0 even if a witness proves nothing")
+    ] = False,
 ) -> None:
     """Prove an overlay: run the suite on vanilla and overlaid SGLang, judge witnesses."""
     from patchkeeper.commands import verify as command
     from patchkeeper.verify.tiers import Settings
 
     settings = Settings(sglang_version, chat_template, claude_cli, deadline)
-    _guarded(as_json, lambda: command.run(overlay, tier, runtime, settings, as_json, junit))
+    _guarded(
+        as_json,
+        lambda: command.run(overlay, tier, runtime, settings, as_json, junit, allow_unproven),
+    )
 
 
 @app.command()

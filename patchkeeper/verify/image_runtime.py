@@ -109,6 +109,14 @@ def _tail(container: Any) -> str:
         return f"(no logs: {err})"
 
 
+def _cleanup_failed(message: str, pending: BaseException | None) -> None:
+    """Raise a cleanup failure only when nothing else is being raised: the error that
+    ended the block is the diagnosis, so it stays, with the cleanup's as a note."""
+    if pending is None:
+        raise UnreachableError(message)
+    pending.add_note(message)
+
+
 def _bind(source: Path, target: str) -> Mount:
     return Mount(target, str(source), type="bind", read_only=True)
 
@@ -123,6 +131,7 @@ def _container(
     interrupt (its handle never returned) goes too.
     """
     name = f"pkverify-{run_id}-{secrets.token_hex(3)}"
+    pending: BaseException | None = None
     try:
         try:
             container = client.containers.run(
@@ -138,9 +147,15 @@ def _container(
         except docker.errors.APIError as err:
             raise ServerError(f"docker could not start {image}: {err}") from None
         yield container
+    except BaseException as err:
+        pending = err
+        raise
     finally:
-        with suppress(docker.errors.NotFound):
-            client.containers.get(name).remove(force=True)
+        try:
+            with suppress(docker.errors.NotFound):
+                client.containers.get(name).remove(force=True)
+        except docker.errors.APIError as err:
+            _cleanup_failed(f"removing container {name} failed; remove it by hand: {err}", pending)
 
 
 @contextmanager
@@ -228,6 +243,7 @@ def compose_service(
         done = run("logs", "--no-color", "--tail", str(LOG_LINES))
         return done.stdout + done.stderr
 
+    pending: BaseException | None = None
     try:
         up = run("up", "-d")
         if up.returncode != 0:
@@ -242,10 +258,14 @@ def compose_service(
         running = Running(f"http://127.0.0.1:{port}", container, logs)
         wait_healthy(running.url, lambda: _alive(container), logs, deadline_s)
         yield running
+    except BaseException as err:
+        pending = err
+        raise
     finally:
         down = run("down", "-v", "--remove-orphans")
         if down.returncode != 0:
-            raise UnreachableError(
+            _cleanup_failed(
                 f"compose down of project {project} failed; remove it by hand: "
-                f"{(down.stdout + down.stderr)[-1000:]}"
+                f"{(down.stdout + down.stderr)[-1000:]}",
+                pending,
             )

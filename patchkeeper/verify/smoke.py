@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import tempfile
 import time
@@ -170,12 +171,23 @@ def check_models_list(client: Client) -> str:
     return f"models: {', '.join(ids[:3])}"
 
 
-def check_count_tokens(client: Client) -> str:
-    reply = client.post("/v1/messages/count_tokens", {"model": client.model, "messages": HELLO})
+def _count(client: Client, messages: list[dict[str, Any]]) -> int:
+    reply = client.post("/v1/messages/count_tokens", {"model": client.model, "messages": messages})
     count = reply.get("input_tokens")
-    if not isinstance(count, int) or count <= 0:
+    # bool is an int in Python, and 0 is no count of a non-empty prompt.
+    if not isinstance(count, int) or isinstance(count, bool) or count <= 0:
         raise Failed(f"input_tokens is {count!r}")
-    return f"input_tokens={count}"
+    return count
+
+
+def check_count_tokens(client: Client) -> str:
+    """A positive count that grows with the prompt (a constant is no count)."""
+    short = _count(client, HELLO)
+    longer = [{"role": "user", "content": HELLO[0]["content"] + " Then say goodbye, twice."}]
+    grown = _count(client, longer)
+    if grown <= short:
+        raise Failed(f"a longer prompt did not count more input_tokens ({short} -> {grown})")
+    return f"input_tokens={short}, {grown} for a longer prompt"
 
 
 def check_mid_conversation_system(client: Client) -> str:
@@ -213,6 +225,7 @@ TOOLS = [
 
 
 def check_tool_stream_blocks(client: Client) -> str:
+    """Two tool calls in one stream: where a text chunk between them lands is the bug."""
     prompt = "Call get_weather for Paris, then get_time for Paris. Use both tools now."
     report = client.stream(
         "tool_stream_blocks",
@@ -224,7 +237,16 @@ def check_tool_stream_blocks(client: Client) -> str:
     calls = report.of_type("tool_use")
     if len(calls) < 2:
         raise NotExercised(f"the model made {len(calls)} tool call(s); the check needs two")
+    names = {str(tool["name"]) for tool in TOOLS}
+    for call in calls:
+        if call.get("name") not in names or not isinstance(call.get("input"), dict):
+            raise Failed(f"tool_use block is not a call of an offered tool: {call}")
+    if report.stop_reason != "tool_use":
+        raise Failed(f"{len(calls)} tool calls, but stop_reason is {report.stop_reason!r}")
     return f"{len(calls)} tool_use blocks, {len(report.blocks)} blocks in all, grammar holds"
+
+
+THINK_TAG = re.compile(r"</?think\b", re.IGNORECASE)
 
 
 def check_thinking_disabled(client: Client) -> str:
@@ -232,7 +254,7 @@ def check_thinking_disabled(client: Client) -> str:
     _grammar(report)
     if report.of_type("thinking"):
         raise Failed("thinking is disabled, yet the stream has a thinking block")
-    if "<think>" in report.text() or "</think>" in report.text():
+    if THINK_TAG.search(report.text()):
         raise Failed(f"thinking is disabled, yet the text has think tags: {report.text()[:80]!r}")
     return "no thinking blocks, no think tags"
 

@@ -185,7 +185,8 @@ def _on(
         with endpoint as served:
             return checks(served)
     except ServerError as err:
-        return [CheckResult("server", Status.FAILED, str(err), time.monotonic() - started)]
+        reason = "\n".join([str(err), *getattr(err, "__notes__", [])])
+        return [CheckResult("server", Status.FAILED, reason, time.monotonic() - started)]
 
 
 def _template(overlay: Path, given: Path | None, scratch: Path) -> Path:
