@@ -214,8 +214,11 @@ def verify(
         ),
     ] = "auto",
     sglang_version: Annotated[
-        str, typer.Option("--sglang-version", help="adapter tier on the host: the image's sglang")
-    ] = "0.5.13",
+        str | None,
+        typer.Option(
+            "--sglang-version", help="host adapter tier: this release, not the image's own tree"
+        ),
+    ] = None,
     chat_template: Annotated[
         Path | None, typer.Option("--chat-template", help="default: the overlay's, else Qwen-like")
     ] = None,
@@ -265,8 +268,11 @@ def nightly(
         str, typer.Option("--runtime", help="adapter tier: auto, image or host (see verify)")
     ] = "auto",
     sglang_version: Annotated[
-        str, typer.Option("--sglang-version", help="adapter tier on the host: the image's sglang")
-    ] = "0.5.13",
+        str | None,
+        typer.Option(
+            "--sglang-version", help="host adapter tier: this release, not the image's own tree"
+        ),
+    ] = None,
     branch: Annotated[
         str, typer.Option("--branch", envvar="PATCHKEEPER_BRANCH", help="bot branch to commit to")
     ] = "patchkeeper/nightly",

@@ -49,6 +49,7 @@ def run(
             "tier": tier,
             "runtime": outcome.runtime.value,
             "run_id": outcome.run_id,
+            "sglang": outcome.sglang or None,
             "passed": ok,
             "unproven": weak,
             "checks": reporting.as_json(outcome.checks),

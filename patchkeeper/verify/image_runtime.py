@@ -18,13 +18,15 @@ import subprocess
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 import docker.errors
 from docker.types import Mount
 
 from patchkeeper.errors import ConfigError, ImageError, ServerError, UnreachableError
+from patchkeeper.image.engine import EngineSource
+from patchkeeper.image.model import ImageRef, ResolvedImage
 from patchkeeper.overlay.compose import OverlayMount, dump
 from patchkeeper.overlay.lock import Lock
 from patchkeeper.overlay.write import BASE_COMPOSE, OVERRIDE_COMPOSE
@@ -79,6 +81,16 @@ def local_image(client: Any, lock: Lock) -> str | None:
         except docker.errors.APIError as err:
             raise UnreachableError(f"Docker daemon error looking up {reference}: {err}") from None
     return None
+
+
+PYTHONS = tuple(PurePosixPath(d) / "python3" for d in ("/usr/local/bin", "/usr/bin", "/bin"))
+
+
+def runs_python(client: Any, image: str, lock: Lock) -> bool:
+    """Whether the image has the `python3` both tiers run in it (read, never run)."""
+    resolved = ResolvedImage(ImageRef.parse(lock.image.ref), image, None)
+    found = EngineSource(client).read(resolved, list(PYTHONS))
+    return any(f is not None for f in found.values())
 
 
 def pull_image(client: Any, lock: Lock) -> str:
@@ -178,6 +190,8 @@ def adapter_container(
         TEMPLATE_PATH,
         "--log-level",
         "warning",
+        # Cached tokens are the rendered prompts' shared prefix: billing_header_prefix's.
+        "--enable-cache-report",
     ]
     mounts = [_bind(SERVER, SERVER_PATH), _bind(template, TEMPLATE_PATH)]
     mounts += [_bind(m.source, m.target) for m in overlay]

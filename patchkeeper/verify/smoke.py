@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import secrets
 import subprocess
 import tempfile
 import time
@@ -274,6 +275,39 @@ def check_prefix_cache(client: Client) -> str:
     return f"cache_read_input_tokens={cached} on the repeat"
 
 
+BILLING_LINE = "x-anthropic-billing-header: cc_version=2.1.197.{0}; cc_entrypoint=cli; cch={0};"
+
+
+def check_billing_header_prefix(client: Client) -> str:
+    """Claude Code's first system block is a billing line whose `cch` changes every turn.
+    A server that renders it into the head of the prompt shares no prefix between turns,
+    so turn 2 re-reads the whole prompt (13-15x the cost): turn 2 must find turn 1's
+    prompt in the cache. Not exercised where the endpoint reports no cached tokens."""
+    rules = " ".join(f"Rule {i}: keep answers short." for i in range(client.options.prefix_rules))
+    turn = [{"role": "user", "content": "List the files here."}]
+    usages = []
+    for messages in (
+        turn,
+        [*turn, {"role": "assistant", "content": "Done."}, {"role": "user", "content": "More?"}],
+    ):
+        system = [
+            {"type": "text", "text": BILLING_LINE.format(secrets.token_hex(3))},
+            {"type": "text", "text": f"You are a coding agent. {rules}"},
+        ]
+        reply = client.post("/v1/messages", client.body(messages, system=system))
+        usages.append(reply.get("usage") or {})
+    cached = usages[1].get("cache_read_input_tokens")
+    if not isinstance(cached, int) or isinstance(cached, bool):
+        raise NotExercised(f"the endpoint reports no cached input tokens: {usages[1]}")
+    first = _prompt_tokens(usages[0])
+    if cached * 2 < first:
+        raise Failed(
+            f"turn 2 read {cached} of turn 1's {first} prompt tokens from the cache: the "
+            "per-turn billing line busts the prefix"
+        )
+    return f"turn 2 read {cached} of turn 1's {first} prompt tokens from the cache"
+
+
 def check_concurrency(client: Client) -> str:
     n = client.options.concurrency
 
@@ -375,6 +409,7 @@ CHECKS: dict[str, Callable[[Client], str]] = {
     "tool_stream_blocks": check_tool_stream_blocks,
     "thinking_disabled": check_thinking_disabled,
     "prefix_cache": check_prefix_cache,
+    "billing_header_prefix": check_billing_header_prefix,
     "concurrency": check_concurrency,
     "speculative": check_speculative,
     "claude_code": check_claude_code,

@@ -25,6 +25,7 @@ from tests.oci import BackgroundHTTPServer
 Events = list[tuple[str, dict[str, Any]]]
 MODEL = "scripted-model"
 SUITE_TOOLS = {"get_weather", "get_time"}
+BILLING = "x-anthropic-billing-header:"
 
 
 def _words(value: Any) -> list[str]:
@@ -38,8 +39,13 @@ def _words(value: Any) -> list[str]:
     return []
 
 
-def _prompt(body: dict[str, Any], drop_system: bool) -> list[str]:
-    tokens = ["<system>", *_words(body.get("system"))]
+def _prompt(body: dict[str, Any], drop_system: bool, billing: bool = False) -> list[str]:
+    """The prompt as words. Claude Code's per-turn billing line is kept out of it (as a
+    server must, for prefix caching to work) unless `billing`."""
+    system = body.get("system")
+    if isinstance(system, list) and not billing:
+        system = [b for b in system if not str(b.get("text", "")).startswith(BILLING)]
+    tokens = ["<system>", *_words(system)]
     for message in body.get("messages") or []:
         if drop_system and message.get("role") == "system":
             continue
@@ -192,7 +198,8 @@ BEHAVIOUR = {
     "tool_calls_end_turn",  # tool_stream_blocks: tool calls, stop_reason end_turn
     "think_tags_when_disabled",  # thinking_disabled: reasoning leaks as <think> text
     "thinking_block_when_disabled",  # thinking_disabled: a thinking block anyway
-    "no_cache",  # prefix_cache: never reports a cache hit
+    "no_cache",  # prefix_cache, billing_header_prefix: never reports a cache hit
+    "billing_in_prompt",  # billing_header_prefix: the per-turn billing line heads the prompt
     "concurrent_break",  # concurrency: a stream breaks when another is in flight
     "no_speculative",  # speculative: the server runs none
 }
@@ -217,7 +224,7 @@ class ScriptedAnthropic(BackgroundHTTPServer):
     # ---- behaviour -------------------------------------------------------------------
 
     def usage(self, body: dict[str, Any]) -> dict[str, int]:
-        prompt = _prompt(body, self.fault == "drop_system")
+        prompt = _prompt(body, self.fault == "drop_system", self.fault == "billing_in_prompt")
         with self._lock:
             hit = max((_common_prefix(prompt, p) for p in self._prompts), default=0)
             self._prompts.append(prompt)
@@ -259,7 +266,7 @@ class ScriptedAnthropic(BackgroundHTTPServer):
     def stream_events(self, body: dict[str, Any]) -> Events:
         blocks, reason = self.content(body)
         usage = self.usage(body)
-        message = {
+        message: dict[str, Any] = {
             "id": "msg_scripted",
             "type": "message",
             "role": "assistant",

@@ -73,6 +73,7 @@ BEHAVIOUR_FAULTS = {
     "think_tags_when_disabled": ("thinking_disabled", Status.FAILED, "think tags"),
     "thinking_block_when_disabled": ("thinking_disabled", Status.FAILED, "a thinking block"),
     "no_cache": ("prefix_cache", Status.FAILED, "cache_read_input_tokens=0"),
+    "billing_in_prompt": ("billing_header_prefix", Status.FAILED, "billing line busts the prefix"),
     "concurrent_break": ("concurrency", Status.FAILED, "parallel streams broke the grammar"),
     "no_speculative": ("speculative", Status.FAILED, "speculative algorithm None"),
 }
@@ -92,7 +93,10 @@ def test_each_behaviour_fault_is_flagged_by_its_check_alone(fault: str) -> None:
     assert results[check].status is status, results[check]
     assert needle in results[check].reason, results[check]
     # A broken stream is also the grammar's business; nothing else may fail.
-    also = {"sse_grammar": Status.FAILED} if fault == "concurrent_break" else {}
+    also = {
+        "concurrent_break": {"sse_grammar": Status.FAILED},
+        "no_cache": {"billing_header_prefix": Status.FAILED},
+    }.get(fault, {})
     assert not_passed(results) == {check: status, **also}, results
 
 
