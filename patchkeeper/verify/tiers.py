@@ -154,7 +154,8 @@ def _engine(runtime: Runtime, lock: Lock) -> _Engine | None:
         if runtime is Runtime.IMAGE:
             raise ImageError(f"{lock.image.ref} has no python3 to serve from: use --runtime host")
         err_console.print(
-            f"{escape(lock.image.ref)} has no python3 to serve from: verifying on the host"
+            f"{escape(lock.image.ref)} has no python3 to serve from: verifying on the host",
+            soft_wrap=True,
         )
         return None
     return _Engine(client, image) if image else None

@@ -26,9 +26,9 @@ def test_default_verify_of_the_demo_falls_back_to_the_host_and_runs_the_images_t
     assert doc["runtime"] == "host"
     # The demo image holds a partial checkout (the adapter and version.py): its files run,
     # over the release its version.py names.
-    assert doc["sglang"]["version"] == "0.5.13"
+    assert doc["sglang"]["version"] == "0.5.13.post1"  # the demo bumps version.py
     assert doc["sglang"]["origin"].startswith(f"the python/ tree of {demo.image} at ")
-    assert doc["sglang"]["origin"].endswith("over sglang 0.5.13 from PyPI")
+    assert doc["sglang"]["origin"].endswith("over sglang 0.5.13.post1 from PyPI")
     verdicts = {v["patch"]: v for v in doc["patches"]}
     assert verdicts["sglang-demo/pr-26773"]["proven"] is True
     assert verdicts["sglang-demo/pr-24294"]["retirable"] is True  # the nightly has it

@@ -2,8 +2,9 @@
 
 Upstream here is a git repository whose commits carry real releases' `python/sglang`
 trees (from their PyPI wheels) and a `python/pyproject.toml` declaring the wheel's
-dependencies; each nightly image holds a checkout at one commit. A dev commit adds a
-setuptools-scm `_version.py` only in the image, as an editable install writes it.
+dependencies; each nightly image holds a checkout at one commit. Each image also holds
+the setuptools-scm `_version.py` an install writes (untracked); the dev commit's says
+`0.5.24.dev123+g...`.
 """
 
 from __future__ import annotations
@@ -81,7 +82,7 @@ def release_tree(version: str) -> dict[str, bytes]:
         files = {
             f"python/{name}": archive.read(name)
             for name in archive.namelist()
-            if _server_python(name)
+            if _server_python(name) and name != "sglang/_version.py"  # generated: untracked
         }
     declared = json.dumps(declared_in_wheel(wheel))
     files[str(PYPROJECT)] = (
@@ -128,10 +129,9 @@ def nightlies(
             checkout = work / f"checkout-{day}"
             git(work, "clone", "-q", "--no-local", str(repo), str(checkout))
             git(checkout, "checkout", "-q", "-B", "main", commit)
-            extra = {}
-            if version == DEV:  # setuptools-scm writes it at install time: untracked
-                generated = f"__version__ = version = '{DEV}'\n".encode()
-                extra[f"{SOURCE_ROOT}/python/sglang/_version.py"] = generated
+            # setuptools-scm writes it when the image installs the checkout: untracked.
+            generated = f"__version__ = version = '{version}'\n".encode()
+            extra = {f"{SOURCE_ROOT}/python/sglang/_version.py": generated}
             reference = f"{repository}:nightly-dev-cu13-202606{day}-{commit[:8]}"
             build_image(
                 docker_client,
