@@ -35,12 +35,25 @@ or a path returns the wrong content):
 
 Run: .venv/bin/python benchmarks/image_read.py [--base-mib N] [--upper-layers N] ...
 (with `source /var/lib/patchkeeper-ci/env` first, for DOCKER_HOST and the registry).
+
+`--shape sglang --data-dir DIR [--wheel sglang-*.whl]` measures instead an image shaped
+like a real SGLang nightly (`sglang_nightly`: 33 layers, over 2 GB compressed,
+generated and pushed once into DIR, reused by later runs), read as `sync` reads it:
+the checkout's git metadata and the adapter's files in one request, then the commit.
+Side by side: patchkeeper cold and warm (through the counting proxy), regctl's bound
+(every layer at or above the checkout, in full), the sorted-tar bound (per layer, the
+compressed bytes up to the last entry sorting at or before the last requested path),
+and `docker pull` (every layer; not pulled here, as the vfs engine would copy the whole
+root filesystem once per layer). Also checks that an OCI layout of the same blobs
+gives identical files. Targets: cold <= 1.05x the sorted-tar bound, every layer
+streamed at most once and never past its size, warm 0 layer bytes.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import hashlib
 import http.client
 import io
 import os
@@ -65,8 +78,12 @@ import docker.errors
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # for `tests.oci`
 
+from benchmarks import sglang_nightly
+from patchkeeper.image import order
 from patchkeeper.image.cache import CachedSource
 from patchkeeper.image.engine import EngineSource
+from patchkeeper.image.identity import identify
+from patchkeeper.image.layout import LayoutSource
 from patchkeeper.image.model import ImageFile, ImageRef, ResolvedImage
 from patchkeeper.image.registry import RegistrySource
 from tests.oci import HOP_BY_HOP, BackgroundHTTPServer, Image, Layer, layer, push, relayed, tree
@@ -556,9 +573,120 @@ def check_targets(results: dict[str, Result], nightly: Nightly) -> list[str]:
 # --- main ----------------------------------------------------------------------------------
 
 
+def _sync_read(
+    ref: str, cache: Path, paths: list[PurePosixPath], proxy: CountingProxy | None
+) -> tuple[Result, str]:
+    """What sync reads: one request for the git metadata and the files, then the commit."""
+    with cache_dir(cache):
+        if proxy:
+            proxy.take()
+        source = CachedSource(RegistrySource())
+        started = time.perf_counter()
+        image = source.resolve(ImageRef.parse(ref))
+        found = source.read(image, paths, [SOURCE_ROOT / ".git"])
+        commit = identify(source, image, SOURCE_ROOT, files=found).commit
+        finished = time.perf_counter()
+        files = {p: found[p] for p in paths}
+        result = Result(
+            "",
+            finished - started,
+            _contents(files),
+            proxy.take() if proxy else None,
+            source.accounting(),
+        )
+        return result, commit
+
+
+def _sorted_bound(nightly: sglang_nightly.Nightly, paths: list[PurePosixPath]) -> int:
+    """Per layer at or above the checkout: compressed bytes through the last entry that
+    sorts (byte order) at or before the last thing requested."""
+    limits = [order.bound(str(p), False) for p in paths]
+    limits.append(order.bound(str(SOURCE_ROOT / ".git"), True))
+    limit = order.highest(limits)["byte"]
+    total = 0
+    for lay in nightly.layers[sglang_nightly.CHECKOUT_LAYER :]:
+        within = [offset for path, offset in lay.entries if path.encode() <= limit]
+        total += within[-1] if within else 0
+    return total
+
+
+def sglang_main(args: argparse.Namespace) -> int:
+    """The SGLang-shaped nightly, side by side (see the module docstring)."""
+    started = time.perf_counter()
+    nightly = sglang_nightly.prepare(args.data_dir, args.registry, args.wheel)
+    whole = nightly.image_bytes
+    print(
+        f"image {nightly.reference}: {len(nightly.layers)} layers, {_mib(whole)} compressed"
+        f" (ready in {time.perf_counter() - started:.1f} s)"
+    )
+    paths = [
+        SOURCE_ROOT / ANTHROPIC / "protocol.py",
+        SOURCE_ROOT / ANTHROPIC / "serving.py",
+        SOURCE_ROOT / PR_ADDS,
+    ]
+    expected = {p: nightly.expected.get(str(p)) for p in paths}
+    missed: list[str] = []
+    with CountingProxy(args.registry) as proxy, tempfile.TemporaryDirectory(prefix="pk-") as tmp:
+        ref = nightly.reference.replace(args.registry, proxy.host, 1)
+        cold, commit = _sync_read(ref, Path(tmp, "cache"), paths, proxy)
+        warm, warm_commit = _sync_read(ref, Path(tmp, "cache"), paths, proxy)
+        tag = nightly.reference.rsplit(":", 1)[1]
+        layout = LayoutSource(sglang_nightly.write_layout(nightly, Path(tmp, "layout"), tag))
+        image = layout.resolve(ImageRef("layout", tag))
+        from_layout = _contents(layout.read(image, paths))
+    for label, result, seen in (("cold", cold, commit), ("warm", warm, warm_commit)):
+        got = {p: hashlib.sha256(c).hexdigest() if c else None for p, c in result.files.items()}
+        if got != expected or seen != nightly.commit:
+            raise RuntimeError(f"{label}: wrong files or commit {seen}")
+    if from_layout != cold.files:
+        raise RuntimeError("the OCI layout read different files than the registry")
+    assert cold.traffic is not None and warm.traffic is not None and cold.accounting
+    digests = [lay.digest for lay in nightly.layers]
+    regctl = sum(lay.size for lay in nightly.layers[sglang_nightly.CHECKOUT_LAYER :])
+    bound = _sorted_bound(nightly, paths)
+    cold_bytes = cold.traffic.blob_bytes(digests)
+    rows = [
+        ("docker pull (every layer; not pulled here)", whole),
+        ("regctl's bound (layers at or above the checkout)", regctl),
+        ("patchkeeper, cold (proxy: layer bytes)", cold_bytes),
+        ("patchkeeper, cold (its own accounting)", int(cold.accounting["fetched_bytes"])),
+        ("sorted-tar bound", bound),
+        ("patchkeeper, warm (proxy: layer bytes)", warm.traffic.blob_bytes(digests)),
+    ]
+    print()
+    print("| | MiB | of the image |\n|---|---|---|")
+    for label, size in rows:
+        print(f"| {label} | {size / MIB:,.1f} | {size / whole:.3f} |")
+    print(
+        f"\ncold {cold.wall_s:.1f} s, warm {warm.wall_s:.1f} s; cold/bound {cold_bytes / bound:.3f}"
+    )
+    print("layers (bottom first): size / fetched / streams")
+    per_layer = {e["digest"]: e for e in cold.accounting["layers"]}
+    for index, lay in enumerate(nightly.layers):
+        entry = per_layer[lay.digest]
+        mark = "  <- checkout" if index == sglang_nightly.CHECKOUT_LAYER else ""
+        print(
+            f"  {index:2d} {lay.what:<22} {lay.size / MIB:9.1f} {entry['fetched'] / MIB:9.1f}"
+            f" {entry['streams']}{mark}"
+        )
+        if entry["streams"] > 1 or entry["fetched"] > lay.size:
+            missed.append(f"layer {index}: {entry['streams']} streams, {entry['fetched']} bytes")
+    if cold_bytes > 1.05 * bound:
+        missed.append(f"cold {cold_bytes:,} B > 1.05 x sorted-tar bound {bound:,} B")
+    if warm.traffic.blob_bytes(digests):
+        missed.append("warm read fetched layer bytes")
+    for line in missed:
+        print(f"TARGET MISSED: {line}")
+    print("all targets met" if not missed else "")
+    return 0
+
+
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--registry", default=os.environ.get("PATCHKEEPER_TEST_REGISTRY"))
+    parser.add_argument("--shape", choices=["small", "sglang"], default="small")
+    parser.add_argument("--data-dir", type=Path, help="sglang shape: where layers are kept")
+    parser.add_argument("--wheel", type=Path, help="sglang shape: a real SGLang wheel")
     parser.add_argument("--base-mib", type=int, default=256, help="base layer size")
     parser.add_argument("--base-files", type=int, default=4, help="files in the base layer")
     parser.add_argument("--py-files", type=int, default=2000, help=".py files in the checkout")
@@ -568,6 +696,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if not args.registry:
         parser.error("no --registry and no PATCHKEEPER_TEST_REGISTRY")
+    if args.shape == "sglang" and args.data_dir is None:
+        parser.error("--shape sglang needs --data-dir (generated layers are kept there)")
     if (
         min(args.base_mib, args.base_files, args.upper_mib, args.upper_files) < 1
         or args.upper_layers < 0
@@ -578,6 +708,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
+    if args.shape == "sglang":
+        return sglang_main(args)
     run_started = time.perf_counter()
     client = docker.from_env()
     client.ping()

@@ -76,12 +76,30 @@ def sync(
     image_source: SourceOpt = "auto",
     layout: LayoutOpt = None,
     platform: PlatformOpt = "linux/amd64",
+    conflicts: Annotated[
+        Path | None,
+        typer.Option("--conflicts", help="on conflict, write diff3-marked files here"),
+    ] = None,
 ) -> None:
     """Port the recipe's patches onto one image and write its read-only overlay."""
     from patchkeeper.commands import sync as command
 
     options = _source(image_source, layout, platform)
-    _guarded(as_json, lambda: command.run(recipe, image, out, as_json, options))
+    _guarded(as_json, lambda: command.run(recipe, image, out, as_json, options, conflicts))
+
+
+@app.command()
+def resolve(
+    recipe: RecipeOpt,
+    conflicts: Annotated[
+        Path, typer.Option("--conflicts", help="the directory `sync --conflicts` wrote")
+    ],
+    as_json: JsonOpt = False,
+) -> None:
+    """Record the hand-resolved files of `sync --conflicts DIR` beside their patchsets."""
+    from patchkeeper.commands import resolve as command
+
+    _guarded(as_json, lambda: command.run(recipe, conflicts, as_json))
 
 
 @app.command()
@@ -152,6 +170,132 @@ def compose(
     from patchkeeper.commands import compose as command
 
     _guarded(False, lambda: command.run(overlay))
+
+
+OutOpt = Annotated[Path, typer.Option("--out", help="overlay root")]
+OverlayOpt = Annotated[
+    Path | None, typer.Option("--overlay", help="an overlay directory (default: sync the recipe)")
+]
+ComposeFileOpt = Annotated[
+    Path | None,
+    typer.Option("--compose", help="your own compose file: layer the overlay onto it"),
+]
+ServiceOpt = Annotated[
+    str | None, typer.Option("--service", help="the service of --compose to run patched")
+]
+ProjectOpt = Annotated[
+    str | None, typer.Option("--project", help="compose project (default: the file's own)")
+]
+DryRunOpt = Annotated[bool, typer.Option("--dry-run", help="say what would change; change nothing")]
+
+
+@app.command()
+def up(
+    recipe: Annotated[Path | None, typer.Option("--recipe", help="recipe YAML file")] = None,
+    image: ImageOpt = None,
+    overlay: OverlayOpt = None,
+    out: OutOpt = Path("overlays"),
+    compose_file: ComposeFileOpt = None,
+    service: ServiceOpt = None,
+    project: ProjectOpt = None,
+    deadline: Annotated[
+        float, typer.Option("--deadline", help="seconds to wait for the service's health")
+    ] = 900.0,
+    check: Annotated[
+        list[str] | None, typer.Option("--check", help="smoke check after health (repeatable)")
+    ] = None,
+    no_smoke: Annotated[bool, typer.Option("--no-smoke", help="health only, no smoke")] = False,
+    url: Annotated[
+        str | None, typer.Option("--url", help="where the smoke checks reach the server")
+    ] = None,
+    dry_run: DryRunOpt = False,
+    image_source: SourceOpt = "auto",
+    layout: LayoutOpt = None,
+    platform: PlatformOpt = "linux/amd64",
+) -> None:
+    """Move the running server to the recipe's newest overlay; roll back on failure."""
+    from patchkeeper.commands import up as command
+
+    source = _source(image_source, layout, platform)
+
+    def run() -> int:
+        options = command.options(out, compose_file, service, project, dry_run).with_run(
+            deadline, command.checks_named(check or [], no_smoke), url
+        )
+        return command.run(recipe, image, overlay, options, source)
+
+    _guarded(False, run)
+
+
+@app.command()
+def down(
+    recipe: Annotated[Path | None, typer.Option("--recipe", help="recipe YAML file")] = None,
+    overlay: OverlayOpt = None,
+    out: OutOpt = Path("overlays"),
+    compose_file: ComposeFileOpt = None,
+    service: ServiceOpt = None,
+    project: ProjectOpt = None,
+    dry_run: DryRunOpt = False,
+) -> None:
+    """Stop and remove the service `up` brought up."""
+    from patchkeeper.commands import up as command
+
+    def run() -> int:
+        options = command.options(out, compose_file, service, project, dry_run)
+        return command.down(recipe, overlay, options)
+
+    _guarded(False, run)
+
+
+@app.command()
+def init(
+    from_compose: Annotated[
+        Path, typer.Option("--from-compose", help="the compose file you run today")
+    ],
+    service: Annotated[str, typer.Option("--service", help="its service to keep patched")],
+    source_root: Annotated[
+        str, typer.Option("--source-root", help="the upstream checkout inside the image")
+    ] = "/sgl-workspace/sglang",
+    github: Annotated[
+        str | None, typer.Option("--github", help="upstream owner/name")
+    ] = "sgl-project/sglang",
+    git_url: Annotated[str | None, typer.Option("--git", help="upstream clone URL")] = None,
+    pr: Annotated[
+        list[str] | None,
+        typer.Option("--pr", help="PATH=N: the mounted file at PATH is upstream PR N"),
+    ] = None,
+    directory: Annotated[Path, typer.Option("--dir", help="where to write them")] = Path("."),
+    name: Annotated[str, typer.Option("--name", help="recipe name")] = "sglang",
+) -> None:
+    """Write a recipe and patchset from a compose service with hand-patched mounts."""
+    from pathlib import PurePosixPath
+
+    from patchkeeper.commands import init as command
+
+    prs = {}
+    for item in pr or []:
+        path, sep, number = item.rpartition("=")
+        if not sep or not number.isdigit():
+            raise typer.BadParameter(f"{item!r}: expected PATH=N", param_hint="--pr")
+        prs[path] = int(number)
+    upstream = {"git": git_url} if git_url else {"github": github or ""}
+    root = PurePosixPath(source_root)
+    _guarded(
+        False,
+        lambda: command.run(from_compose, service, root, upstream, prs, directory, name),
+    )
+
+
+@app.command()
+def gc(
+    out: OutOpt = Path("overlays"),
+    keep: Annotated[int, typer.Option("--keep", help="keep each recipe's last N syncs")] = 3,
+    delete: Annotated[bool, typer.Option("--delete", help="remove (default: dry run)")] = False,
+) -> None:
+    """Remove store directories no link, recent sync or container refers to."""
+    from patchkeeper.commands import gc as command
+
+    _guarded(False, lambda: command.run(out, keep, delete))
 
 
 @app.command()

@@ -64,3 +64,7 @@ class ServerError(PatchkeeperError):
     """The server under verification exited or never became healthy: a failed check."""
 
     exit_code = EXIT_CONFLICT
+
+
+class DriftError(PatchkeeperError):
+    """The image about to run does not hold the vanilla files its overlay was made from."""

@@ -8,9 +8,8 @@ last step, and only when nothing conflicts.
 from __future__ import annotations
 
 import hashlib
-import json
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import PurePosixPath
 from typing import Any
 
@@ -19,12 +18,20 @@ from patchkeeper.chat_template import CONTAINER_PATH as TEMPLATE_PATH
 from patchkeeper.chat_template import render as render_template
 from patchkeeper.config.models import Patchset, Recipe
 from patchkeeper.errors import UnsafeInputError, redact
-from patchkeeper.image.identity import ImageIdentity, git_metadata_paths, identify
+from patchkeeper.image.identity import ImageIdentity, git_dir_of, identify
 from patchkeeper.image.model import ImageFile, ImageRef, ImageSource, ResolvedImage
 from patchkeeper.image.tags import newest_tag
 from patchkeeper.overlay import lock as L
+from patchkeeper.patching import resolutions
 from patchkeeper.patching.hunks import HunkStatus
-from patchkeeper.patching.port import ParsedChange, PatchOutcome, PortResult, port, sha256
+from patchkeeper.patching.port import (
+    ParsedChange,
+    PatchOutcome,
+    PatchState,
+    PortResult,
+    port,
+    sha256,
+)
 from patchkeeper.upstream.model import PrState, UpstreamResolver
 
 ResolverFactory = Callable[[Patchset], UpstreamResolver]
@@ -78,10 +85,10 @@ def choose_image(recipe: Recipe, source: ImageSource, image: str | None) -> Imag
     return ImageRef(repository, newest.tag)
 
 
-def _read_vanilla(
-    source: ImageSource, image: ResolvedImage, paths: Sequence[PurePosixPath]
+def _vanilla(
+    files: dict[PurePosixPath, ImageFile | None], paths: Sequence[PurePosixPath]
 ) -> tuple[dict[PurePosixPath, bytes | None], dict[PurePosixPath, int]]:
-    files: dict[PurePosixPath, ImageFile | None] = source.read(image, sorted(paths))
+    files = {p: files[p] for p in paths}
     for path, file in files.items():
         if file is not None and file.via_symlink:
             raise UnsafeInputError(
@@ -92,12 +99,21 @@ def _read_vanilla(
     return contents, modes
 
 
+def _with_bases(resolver: UpstreamResolver, parsed: ParsedChange) -> ParsedChange:
+    """A PR merges three-way against its files at its base commit; a local diff cannot."""
+    change = parsed.change
+    if change.state is PrState.LOCAL or not change.base:
+        return parsed
+    return parsed.with_bases(resolver.files_at(change.base, parsed.base_paths()))
+
+
 def plan(
     recipe: Recipe,
     patchsets: Sequence[Patchset],
     source: ImageSource,
     ref: ImageRef,
     resolver_for: ResolverFactory,
+    notices: Sequence[str] = (),
 ) -> Plan:
     image = source.resolve(ref)
     resolved = []
@@ -105,41 +121,59 @@ def plan(
         resolver = resolver_for(patchset)
         resolver.prepare(patchset.patches)
         changes = [resolver.resolve(patchset.name, p) for p in patchset.patches]
-        resolved.append(
-            (patchset, resolver, [ParsedChange.of(c, patchset.source_root) for c in changes])
-        )
-    # One pass over the image for everything sync may ask (the source caches it):
-    # each checkout's git metadata and every file any patch touches.
-    warm = {p for _, _, parsed in resolved for change in parsed for p in change.paths_to_read()}
-    for patchset in patchsets:
-        warm |= set(git_metadata_paths(patchset.source_root, patchset.upstream.branch))
-    _read_vanilla(source, image, sorted(warm))
+        parsed_set = [
+            ParsedChange.of(c, patchset.source_root).with_resolutions(
+                resolutions.load(patchset.path, c.patch.key) if patchset.path.is_file() else ()
+            )
+            for c in changes
+        ]
+        resolved.append((patchset, resolver, parsed_set))
+    # One pass over the image for everything sync may ask: each checkout's git
+    # metadata and every file any patch touches; which commit it is is decided after.
+    touched = {p for _, _, parsed in resolved for change in parsed for p in change.paths_to_read()}
+    git_dirs = sorted({git_dir_of(patchset.source_root) for patchset in patchsets})
+    files = source.read(image, sorted(touched), git_dirs)
 
-    warnings: list[str] = []
+    warnings: list[str] = list(notices)
     identities = []
     parsed: list[ParsedChange] = []
     upstream_ids: set[str] = set()
     for patchset, resolver, changes_of_set in resolved:
-        identity = identify(source, image, patchset.source_root, recipe.tag_pattern())
+        identity = identify(source, image, patchset.source_root, recipe.tag_pattern(), files)
         identities.append(identity)
         warnings += identity.warnings
-        merged = [
+        landed = [
             c.change
             for c in changes_of_set
-            if c.change.state is PrState.MERGED and c.change.merge_commit
+            if c.change.state in (PrState.MERGED, PrState.REVERTED) and c.change.merge_commit
         ]
-        if merged and not resolver.has_commit(identity.commit):
+        warnings += [note for c in changes_of_set for note in c.change.notes()]
+        if landed and not resolver.has_commit(identity.commit):
             warnings.append(
                 f"{patchset.name}: image commit {identity.commit} is not in "
                 f"{redact(patchset.upstream.clone_url)}; deciding by content alone"
             )
-        elif merged:
-            inside = resolver.contained([c.merge_commit or "" for c in merged], [identity.commit])
-            upstream_ids |= {c.id for c in merged if c.merge_commit in inside[identity.commit]}
-        parsed += changes_of_set
-    needed = set().union(*(p.paths_to_read() for p in parsed if p.change.id not in upstream_ids))
-    vanilla, modes = _read_vanilla(source, image, sorted(needed))
+        elif landed:
+            marks = [m for c in landed for m in (c.merge_commit, c.reverted_by) if m]
+            inside = resolver.contained(marks, [identity.commit])[identity.commit]
+            for change in landed:
+                if change.merge_commit not in inside:
+                    continue
+                if change.reverted_by in inside:
+                    warnings.append(
+                        f"{change.id}: landed in {change.merge_commit} but "
+                        f"{change.reverted_by} reverted it, and this image has the revert: "
+                        "porting it again"
+                    )
+                else:
+                    upstream_ids.add(change.id)
+        parsed += [
+            c if c.change.id in upstream_ids else _with_bases(resolver, c) for c in changes_of_set
+        ]
+    needed = set().union(*(p.paths_to_read() for p in parsed))  # all read above, in one pass
+    vanilla, modes = _vanilla(files, sorted(needed))
     result = port(parsed, vanilla, upstream_ids)
+    _name_supersessions(result, parsed, resolved, identities)
     for path in result.changed_files():
         modes.setdefault(path, 0o644)
     template = render_template(recipe.service, recipe.path)
@@ -147,6 +181,36 @@ def plan(
         recipe, patchsets, image, source.name, identities, result, template, modes, warnings
     )
     return Plan(recipe, image, result, modes, template, lock, source.accounting())
+
+
+def _name_supersessions(
+    result: PortResult,
+    parsed: Sequence[ParsedChange],
+    resolved: Sequence[tuple[Patchset, UpstreamResolver, list[ParsedChange]]],
+    identities: Sequence[ImageIdentity],
+) -> None:
+    """In the image by ancestry but not by content: a later commit changed the PR's lines
+    (superseded, e.g. a validator a later PR removed). Say which commit, on the outcome."""
+    resolver_of = {
+        c.change.id: (resolver, identity.commit)
+        for (_, resolver, changes), identity in zip(resolved, identities, strict=True)
+        for c in changes
+    }
+    by_id = {p.change.id: p for p in parsed}
+    for index, outcome in enumerate(result.outcomes):
+        if outcome.via != "ancestry":
+            continue
+        change = by_id[outcome.change.id]
+        try:
+            still = port([change], result.vanilla).outcomes[0].state
+        except UnsafeInputError:
+            continue  # an entry no overlay carries (binary, deletion): no content to compare
+        if still is PatchState.UPSTREAM:
+            continue  # every hunk still there
+        resolver, commit = resolver_of[change.change.id]
+        changer = resolver.changed_by(change.change, commit)
+        via = f"ancestry, since changed by {changer}" if changer else "ancestry, since changed"
+        result.outcomes[index] = replace(outcome, via=via)
 
 
 def _patch_entry(outcome: PatchOutcome) -> L.LockedPatch:
@@ -167,7 +231,8 @@ def _patch_entry(outcome: PatchOutcome) -> L.LockedPatch:
         base=change.base,
         diff_sha256=change.diff_sha256,
         hunks=L.Hunks(
-            applied=outcome.count(HunkStatus.APPLIED),
+            applied=outcome.count(HunkStatus.APPLIED, HunkStatus.DRIFTED),
+            drift=outcome.count(HunkStatus.DRIFTED),
             present=outcome.count(HunkStatus.PRESENT),
             conflict=outcome.count(HunkStatus.CONFLICT),
         ),
@@ -241,17 +306,6 @@ def build_lock(
         else None,
         warnings=[],
     )
-    lock = L.Lock.model_validate(body)
-    # What is mounted and why, not how it was described: a PR's title and state come
-    # from GitHub or from git alone, and must not give the same bytes a new directory.
-    content = lock.model_dump(
-        mode="json",
-        exclude={
-            "generated_by": True,
-            "fingerprint": True,
-            "warnings": True,
-            "patches": {"__all__": {"title", "pr_state"}},
-        },
-    )
-    fingerprint = hashlib.sha256(json.dumps(content, sort_keys=True).encode()).hexdigest()
-    return lock.model_copy(update={"fingerprint": fingerprint, "warnings": list(warnings)})
+    # The fingerprint is the written overlay's (overlay.write.fingerprint): it covers
+    # the compose files and template too, which are rendered after the plan.
+    return L.Lock.model_validate(body).model_copy(update={"warnings": list(warnings)})

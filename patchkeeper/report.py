@@ -19,7 +19,7 @@ _ACTION = {
     "conflict": "CONFLICT",
 }
 _COLUMNS = ("patch", "why", "merged?", "in image?", "action", "hunks")
-_PROBLEM_STYLE = {"conflict": "red", "note": "yellow", "warning": "yellow"}
+_PROBLEM_STYLE = {"conflict": "red", "drift": "yellow", "note": "yellow", "warning": "yellow"}
 _STYLE = {"upstream": "green", "applied": "cyan", "partial": "yellow", "conflict": "bold red"}
 
 
@@ -45,7 +45,7 @@ def print_json(doc: dict[str, Any], console: Console) -> None:
 
 def _in_image(patch: LockedPatch) -> str:
     if patch.state == "upstream":
-        return "yes (ancestry)" if patch.via == "ancestry" else "yes (content)"
+        return f"yes ({patch.via or 'content'})"
     if patch.state == "partial":
         return "partly"
     return "no"
@@ -55,19 +55,29 @@ def _row(patch: LockedPatch) -> tuple[str, str, str, str, str, str]:
     """(patch, why, merged?, in image?, action, hunks): one row of every rendering."""
     label = f"#{patch.pr}" if patch.pr else patch.id
     hunks = f"{patch.hunks.applied}/{patch.hunks.present}/{patch.hunks.conflict}"
+    hunks += f" ({patch.hunks.drift} drift)" if patch.hunks.drift else ""
     return label, patch.why, patch.pr_state, _in_image(patch), _ACTION[patch.state], hunks
 
 
 def _problems(lock: Lock) -> list[str]:
-    """Conflicting hunks, notes and warnings, one line each (markup-free)."""
+    """Conflicting and drifted hunks, notes and warnings, one line each (markup-free)."""
     lines = []
     for patch in lock.patches:
         for file in patch.files:
+            lines += [
+                f"drift {patch.id} {file.path} {hunk.header}: its context had changed; "
+                f"placed by the three-way merge at line {hunk.line}"
+                for hunk in file.hunks
+                if hunk.status == "applied with drift"
+            ]
             if file.action == "conflict":
                 bad = [h for h in file.hunks if h.status == "conflict"]
                 where = f"conflict {patch.id} {file.path}"
                 lines += [f"{where}: {file.note}"] if not bad else []
                 lines += [f"{where} {hunk.header}: {hunk.reason}" for hunk in bad]
+                lines += (
+                    [f"{where}: diff3-marked in {file.conflict_file}"] if file.conflict_file else []
+                )
             elif file.note:
                 lines.append(f"note {patch.id} {file.path}: {file.note}")
     return lines + [f"warning {warning}" for warning in lock.warnings]
@@ -81,7 +91,10 @@ def print_table(
 ) -> None:
     image = lock.image
     console.print(f"[bold]{image.ref}[/]  {image.digest or image.id}  source commit {image.commit}")
-    table = Table(caption="hunks: applied/present/conflict", min_width=0)
+    table = Table(
+        caption="hunks: applied/present/conflict (drift: applied where the context had changed)",
+        min_width=0,
+    )
     for column in _COLUMNS:
         if column == "why":
             table.add_column(column, overflow="fold", min_width=24)

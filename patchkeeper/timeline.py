@@ -19,7 +19,14 @@ class Row:
         return f"#{self.change.patch.pr}" if self.change.patch.pr else self.change.patch.key
 
     def first(self, tags: Sequence[NightlyTag]) -> str | None:
-        return next((t.tag for t, inside in zip(tags, self.contained, strict=True) if inside), None)
+        """The first nightly with it: a tag when the window shows it arrive (the tag before
+        lacks it), "at or before <tag>" when it was in from the window's start (or after
+        tags whose commit is unknown)."""
+        for index, inside in enumerate(self.contained):
+            if inside:
+                exact = index > 0 and self.contained[index - 1] is False
+                return tags[index].tag if exact else f"at or before {tags[index].tag}"
+        return None
 
 
 @dataclass(frozen=True)
@@ -28,6 +35,10 @@ class Timeline:
     commits: tuple[str | None, ...]
     rows: tuple[Row, ...]
 
+    def __add__(self, other: Timeline) -> Timeline:
+        """Another patchset's rows over the same tags (commits stay this one's)."""
+        return Timeline(self.tags, self.commits, self.rows + other.rows)
+
 
 def build(
     resolver: UpstreamResolver,
@@ -35,10 +46,11 @@ def build(
     tags: Sequence[NightlyTag],
     commits: Sequence[str | None],
 ) -> Timeline:
-    """One containment pass for every (PR, tag) pair; unmerged PRs are in no nightly."""
+    """One containment pass for every (PR, tag) pair; unmerged PRs are in no nightly, and a
+    reverted one only in nightlies with its landing and without the revert."""
     known = [c for c in commits if c]
-    merges = [c.merge_commit for c in changes if c.merge_commit]
-    inside = resolver.contained(merges, known) if known and merges else {}
+    marks = [m for c in changes for m in (c.merge_commit, c.reverted_by) if m]
+    inside = resolver.contained(marks, known) if known and marks else {}
     rows = []
     for change in changes:
         cells: list[bool | None] = []
@@ -47,7 +59,8 @@ def build(
                 cells.append(None)
             else:
                 found = inside.get(commit, frozenset())
-                cells.append(bool(change.merge_commit) and change.merge_commit in found)
+                landed = bool(change.merge_commit) and change.merge_commit in found
+                cells.append(landed and change.reverted_by not in found)
         rows.append(Row(change, tuple(cells)))
     return Timeline(tuple(tags), tuple(commits), tuple(rows))
 

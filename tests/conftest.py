@@ -20,7 +20,7 @@ import pytest
 from patchkeeper.demo.setup import Demo, lay_out
 
 # Registries with credentials and a flaky proxy, as fixtures for every test module.
-pytest_plugins = ["tests.oci", "tests.github_double"]
+pytest_plugins = ["tests.oci", "tests.github_double", "tests.compose_fixtures"]
 
 
 @pytest.fixture(autouse=True)

@@ -7,7 +7,9 @@ Four parts, all usable from any test with ``from tests.oci import ...``:
 2. `push` / `RegistryClient`: the OCI distribution protocol over httpx, with HTTP Basic and
    Docker-style bearer-token auth (and optional retries on 429/5xx).
 3. Pytest fixtures that run real `docker-registry` processes needing credentials:
-   `htpasswd_registry`, `token_registry` (with its own token server) and `flaky_proxy`.
+   `htpasswd_registry`, `token_registry` (with its own token server) and `flaky_proxy`;
+   and `ScriptedRegistry`, a loopback server that answers from a script: what a hostile
+   or broken registry does (lying blobs, stalls, drips, looping or cross-host links).
 4. On disk: `write_oci_layout`, `docker_save`, plus `read_tar` and `engine_read` for
    looking at what the real engine made of an image.
 """
@@ -1353,6 +1355,106 @@ def flaky_proxy() -> Iterator[Callable[..., FlakyProxy]]:
             return stack.enter_context(FlakyProxy(upstream, failures, retry_after))
 
         yield start
+
+
+# --- 3. a scripted (hostile) registry ---------------------------------------------------------
+
+
+@dataclass
+class Reply:
+    """One scripted answer. `drip`: seconds between single body bytes; `silent`: accept the
+    request and never answer (until the server stops)."""
+
+    status: int = 200
+    body: bytes = b""
+    headers: Mapping[str, str] = field(default_factory=dict)
+    drip: float | None = None
+    silent: bool = False
+
+
+@dataclass(frozen=True)
+class SeenRequest:
+    method: str
+    path: str  # with the query
+    headers: Mapping[str, str]
+
+
+class ScriptedRegistry(BackgroundHTTPServer):
+    """A loopback HTTP server answering from `routes`: "path?query" (exact) or "path" ->
+    a `Reply`, or a function of the request giving one; anything else is a 404. `serve(repository, tag, image)` scripts the
+    distribution API for an image; tests then replace what they want to lie about.
+    Every request is recorded in `requests`, headers included."""
+
+    def __init__(self) -> None:
+        self.routes: dict[str, Reply | Callable[[SeenRequest], Reply]] = {"/v2/": Reply(body=b"{}")}
+        self.requests: list[SeenRequest] = []
+        self._stop = threading.Event()
+        super().__init__()
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        super().__exit__(*exc)
+
+    def serve(self, repository: str, tag: str, artifact: Image) -> None:
+        manifest = Reply(
+            body=artifact.manifest_blob,
+            headers={
+                "Content-Type": artifact.media_type,
+                "Docker-Content-Digest": artifact.digest,
+            },
+        )
+        self.routes[f"/v2/{repository}/manifests/{tag}"] = manifest
+        self.routes[f"/v2/{repository}/manifests/{artifact.digest}"] = manifest
+        for digest, data in artifact.blobs.items():
+            self.routes[f"/v2/{repository}/blobs/{digest}"] = Reply(body=data)
+
+    def _handler_class(self) -> type[BaseHTTPRequestHandler]:
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def do_GET(self) -> None:
+                seen = SeenRequest(self.command, self.path, dict(self.headers))
+                server.requests.append(seen)
+                reply = server.routes.get(self.path) or server.routes.get(
+                    urlsplit(self.path).path, Reply(404, b'{"errors":[{"code":"NOT_FOUND"}]}')
+                )
+                if callable(reply):
+                    reply = reply(seen)
+                if reply.silent:
+                    server._stop.wait(120)
+                    return
+                self.send_response(reply.status)
+                for name, value in reply.headers.items():
+                    self.send_header(name, value)
+                self.send_header("Content-Length", str(len(reply.body)))
+                self.end_headers()
+                try:
+                    if reply.drip is None:
+                        self.wfile.write(reply.body)
+                        return
+                    for index in range(len(reply.body)):
+                        if server._stop.wait(reply.drip):
+                            return
+                        self.wfile.write(reply.body[index : index + 1])
+                        self.wfile.flush()
+                except (BrokenPipeError, ConnectionResetError):
+                    self.close_connection = True
+
+            do_HEAD = do_GET
+
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+        return Handler
+
+
+@pytest.fixture
+def scripted_registry() -> Iterator[Callable[[], ScriptedRegistry]]:
+    """A factory of `ScriptedRegistry` servers, all stopped after the test."""
+    with ExitStack() as stack:
+        yield lambda: stack.enter_context(ScriptedRegistry())
 
 
 # --- 4. on disk and in the engine ------------------------------------------------------------

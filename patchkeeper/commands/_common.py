@@ -8,12 +8,13 @@ from pathlib import Path
 
 from patchkeeper.config.load import load_patchsets, load_recipe
 from patchkeeper.config.models import Patchset, Recipe
-from patchkeeper.errors import ConfigError, ImageError, UnreachableError
+from patchkeeper.errors import ConfigError, ImageError, PatchkeeperError, UnreachableError
 from patchkeeper.image.cache import CachedSource
 from patchkeeper.image.engine import EngineSource
 from patchkeeper.image.layout import LayoutSource
 from patchkeeper.image.model import ImageRef, ImageSource
-from patchkeeper.image.registry import RegistrySource
+from patchkeeper.image.registry import RegistrySource, split_repository
+from patchkeeper.image.tags import newer_than
 from patchkeeper.pipeline import Plan, choose_image, plan
 from patchkeeper.ui import GitFetchProgress, progress_bars
 from patchkeeper.upstream.git_resolver import GitResolver
@@ -67,15 +68,33 @@ def pick_source(
         except UnreachableError:
             engine = None
         registry = RegistrySource(platform, progress)
-        if engine is not None and not image:
-            try:
-                ref = choose_image(recipe, engine, None)
-                return engine, ref
-            except ImageError:
-                pass  # no matching tag locally: ask the registry
-        ref = choose_image(recipe, registry, image)
+        # The newest nightly is the registry's (sync before pulling); local tags only
+        # with --image-source engine. The engine still serves an image it already has.
+        try:
+            ref = choose_image(recipe, registry, image)
+        except (ImageError, UnreachableError) as err:
+            if image:
+                raise
+            hint = "for an image only in the local engine, use --image-source engine"
+            raise type(err)(f"{err} ({hint})") from None
         return (engine, ref) if engine and _in_engine(engine, ref) else (registry, ref)
     return source, choose_image(recipe, source, image)
+
+
+def newer_nightly(recipe: Recipe, ref: ImageRef) -> list[str]:
+    """Say so when the registry has a newer matching tag than the one used (best effort:
+    one attempt, and silence when the registry cannot be asked)."""
+    if not ref.tag:
+        return []
+    try:
+        tags = RegistrySource(attempts=1).tags(ref.repository)
+    except PatchkeeperError:
+        return []
+    newer = newer_than(tags, recipe.tag_pattern(), ref.tag)
+    if newer is None:
+        return []
+    where = split_repository(ref.repository)[0]
+    return [f"a newer nightly than {ref.tag} exists in {where}: {newer.tag}"]
 
 
 def make_plan(
@@ -95,4 +114,5 @@ def make_plan(
             )
             return with_github(git)
 
-        return plan(recipe, patchsets, CachedSource(source), ref, resolver_for)
+        notices = newer_nightly(recipe, ref)
+        return plan(recipe, patchsets, CachedSource(source), ref, resolver_for, notices)

@@ -97,14 +97,12 @@ def _one(recipe: Path, out: Path, source: SourceOptions, proving: Proving | None
     plan = make_plan(recipe, None, False, source)
     if plan.conflicts:
         return RecipeRun(recipe, plan.lock)
-    overlay, _ = sync.write(plan, out)
+    overlay, _, lock = sync.write(plan, out)
     if proving is None:
-        return RecipeRun(recipe, plan.lock)
+        return RecipeRun(recipe, lock)
     with tempfile.TemporaryDirectory(prefix="patchkeeper-verify-") as scratch:
-        outcome = verify(
-            plan.lock, overlay, "adapter", proving.runtime, proving.settings, Path(scratch)
-        )
-    return RecipeRun(recipe, plan.lock, outcome)
+        outcome = verify(lock, overlay, "adapter", proving.runtime, proving.settings, Path(scratch))
+    return RecipeRun(recipe, lock, outcome)
 
 
 def report(runs: Sequence[RecipeRun]) -> str:

@@ -19,7 +19,7 @@ from patchkeeper.timeline import Timeline
 from patchkeeper.ui import out_console
 
 
-def _by_ancestry(timeline: Timeline) -> dict[str, str]:
+def _by_ancestry(timeline: Timeline, keys: set[str]) -> dict[str, str]:
     if not timeline.tags:
         return {}
     oldest, newest = timeline.tags[0].tag, timeline.tags[-1].tag
@@ -29,7 +29,9 @@ def _by_ancestry(timeline: Timeline) -> dict[str, str]:
             f"first in {row.first(timeline.tags)}"
         )
         for row in timeline.rows
-        if row.contained and all(cell is True for cell in row.contained)
+        if row.change.patch.key in keys
+        and row.contained
+        and all(cell is True for cell in row.contained)
     }
 
 
@@ -64,21 +66,35 @@ def run(
     write: bool,
     witness_report: Path | None = None,
 ) -> int:
-    patchset, timeline = compute(recipe, count, tags_from, False, source)
-    reasons = by_witness(witness_report, patchset) if witness_report else {}
-    reasons.update(_by_ancestry(timeline))  # ancestry is the stronger evidence
-    if not timeline.tags and not witness_report:
-        out_console.print("no nightly tags tracked: nothing can be retired")
-        return EXIT_OK
-    order = [p.key for p in patchset.patches]
-    retirements = sorted(reasons.items(), key=lambda item: order.index(item[0]))
-    for key, reason in retirements:
-        out_console.print(f"retire {key}: {reason}")
-    if not retirements:
+    window = compute(recipe, count, tags_from, False, source)
+    timeline = window.timeline
+    found = len(timeline.tags)
+    by_ancestry = found >= count
+    if not by_ancestry:
+        shortfall = (
+            f"asked to retire on {count} nightlies, found {found} in {window.where}: "
+            "retiring nothing by ancestry"
+        )
+        if witness_report is None:
+            raise ConfigError(f"{shortfall} (list more tags with --tags-from, or lower --tags)")
+        out_console.print(f"[yellow]warning[/] {shortfall}")
+    any_retired = False
+    for patchset in window.patchsets:
+        keys = {p.key for p in patchset.patches}
+        reasons = by_witness(witness_report, patchset) if witness_report else {}
+        if by_ancestry:
+            reasons.update(_by_ancestry(timeline, keys))  # ancestry is the stronger evidence
+        reasons = {k: v for k, v in reasons.items() if k in keys}
+        order = [p.key for p in patchset.patches]
+        retirements = sorted(reasons.items(), key=lambda item: order.index(item[0]))
+        for key, reason in retirements:
+            out_console.print(f"retire {key} ({patchset.name}): {reason}")
+        if retirements and write:
+            retire(patchset.path, retirements)
+            out_console.print(f"updated {patchset.path}")
+        any_retired |= bool(retirements)
+    if not any_retired:
         out_console.print("every patch is still needed by some tracked nightly")
-    elif write:
-        retire(patchset.path, retirements)
-        out_console.print(f"updated {patchset.path}")
-    else:
-        out_console.print("dry run: pass --write to edit the patchset")
+    elif not write:
+        out_console.print("dry run: pass --write to edit the patchsets")
     return EXIT_OK

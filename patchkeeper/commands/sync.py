@@ -7,41 +7,75 @@ from pathlib import Path
 from patchkeeper.commands._common import SourceOptions, make_plan
 from patchkeeper.errors import EXIT_CONFLICT, EXIT_OK
 from patchkeeper.overlay import compose
-from patchkeeper.overlay.write import write_overlay
+from patchkeeper.overlay.lock import Lock
+from patchkeeper.overlay.write import OverlayContent, write_overlay
+from patchkeeper.patching.resolutions import write_conflicts
 from patchkeeper.pipeline import Plan
 from patchkeeper.report import document, print_json, print_table
 from patchkeeper.ui import err_console, out_console
 
 
-def write(plan: Plan, out: Path) -> tuple[Path, bool]:
+def write(plan: Plan, out: Path) -> tuple[Path, bool, Lock]:
     """Write the plan's overlay under `out` (plans without conflicts only)."""
-    service = plan.recipe.service
-    return write_overlay(
-        out,
-        plan.overlay_name,
-        plan.lock,
+    recipe, service = plan.recipe, plan.recipe.service
+    project = compose.project_name(recipe.name, service)
+    content = OverlayContent(
         plan.overlay_files(),
         plan.vanilla_files(),
         plan.template,
-        compose.dump(compose.base_service(service, str(plan.image.ref))),
-        compose.dump(compose.override(service, plan.lock)),
+        compose.dump(compose.base_service(service, str(plan.image.ref), project)),
+        lambda root: compose.dump(compose.override(service, plan.lock, root)),
     )
+    return write_overlay(out, recipe.name, plan.overlay_name, plan.lock, content)
 
 
-def run(recipe: Path, image: str | None, out: Path, as_json: bool, source: SourceOptions) -> int:
+def with_conflict_files(lock: Lock, written: dict[tuple[str, str], Path]) -> Lock:
+    """The lock with each conflicting file's diff3-marked copy named."""
+    patches = [
+        patch.model_copy(
+            update={
+                "files": [
+                    f.model_copy(update={"conflict_file": str(written[(patch.id, f.path)])})
+                    if (patch.id, f.path) in written
+                    else f
+                    for f in patch.files
+                ]
+            }
+        )
+        for patch in lock.patches
+    ]
+    return lock.model_copy(update={"patches": patches})
+
+
+def run(
+    recipe: Path,
+    image: str | None,
+    out: Path,
+    as_json: bool,
+    source: SourceOptions,
+    conflicts: Path | None = None,
+) -> int:
     plan = make_plan(recipe, image, not as_json, source)
     if plan.conflicts:
+        lock = plan.lock
+        if conflicts is not None:
+            lock = with_conflict_files(lock, write_conflicts(plan.conflicts, conflicts))
         if as_json:
-            print_json(document(plan.lock, image_read=plan.image_read), out_console)
+            print_json(document(lock, image_read=plan.image_read), out_console)
         else:
-            print_table(plan.lock, out_console)
+            print_table(lock, out_console)
             err_console.print("[red]sync refused: a patch does not apply; nothing was written[/]")
+            if conflicts is not None:
+                err_console.print(
+                    f"diff3-marked files in {conflicts}: resolve them, then "
+                    f"`patchkeeper resolve --recipe {recipe} --conflicts {conflicts}`"
+                )
         return EXIT_CONFLICT
-    overlay, created = write(plan, out)
+    overlay, created, lock = write(plan, out)
     if as_json:
-        print_json(document(plan.lock, overlay, created, plan.image_read), out_console)
+        print_json(document(lock, overlay, created, plan.image_read), out_console)
     else:
-        print_table(plan.lock, out_console, overlay, plan.image_read)
+        print_table(lock, out_console, overlay, plan.image_read)
         if not created:
             err_console.print("identical overlay already existed; left untouched")
     return EXIT_OK

@@ -1,9 +1,10 @@
-"""`patchkeeper status --tags N`: patches x the last N nightly tags."""
+"""`patchkeeper status --tags N`: every patchset's patches x the last N nightly tags."""
 
 from __future__ import annotations
 
 import json
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 from rich.table import Table
@@ -22,16 +23,26 @@ from patchkeeper.upstream.github import with_github
 from patchkeeper.upstream.mirror import GitMirror
 
 
+@dataclass(frozen=True)
+class Window:
+    """Every patchset of a recipe against its last nightlies, and where the tags came from."""
+
+    patchsets: tuple[Patchset, ...]
+    timeline: Timeline
+    asked: int
+    where: str  # the tag list's origin, for messages
+
+
 def compute(
     recipe_path: Path,
     count: int,
     tags_from: Path | None,
     verify_commits: bool,
     source: SourceOptions,
-) -> tuple[Patchset, Timeline]:
-    """The first patchset of the recipe against its last `count` nightlies."""
+) -> Window:
+    """Each patchset of the recipe against its last `count` nightlies."""
     recipe = load_recipe(recipe_path)
-    patchset = load_patchsets(recipe)[0]
+    patchsets = load_patchsets(recipe)
     image_source = None
     if tags_from is not None:
         try:
@@ -39,24 +50,29 @@ def compute(
         except OSError as err:
             raise ConfigError(f"{tags_from}: cannot read the tag list: {err}") from None
         names = [t.strip() for t in text.splitlines() if t.strip()]
+        where = str(tags_from)
     else:
         image_source, _ = pick_source(source, recipe, None)
         names = image_source.tags(recipe.image)
+        where = f"{recipe.image} ({image_source.name})"
     tags = nightly_tags(names, recipe.tag_pattern())[-count:]
-    resolver = GitResolver(patchset.upstream, GitMirror(patchset.upstream.clone_url))
-    upstream = with_github(resolver)  # GitHub knows open from closed; git alone guesses
-    upstream.prepare(patchset.patches)
-    changes = [upstream.resolve(patchset.name, p) for p in patchset.patches]
-    commits: list[str | None] = []
-    for tag in tags:
-        if verify_commits:
-            if image_source is None:
-                image_source, _ = pick_source(source, recipe, f"{recipe.image}:{tag.tag}")
-            image = image_source.resolve(ImageRef(recipe.image, tag.tag))
-            commits.append(read_commit(image_source, image, patchset.source_root))
-        else:
-            commits.append(resolver.mirror.rev(tag.sha))
-    return patchset, build(resolver, changes, tags, commits)
+    timelines = []
+    for patchset in patchsets:
+        resolver = GitResolver(patchset.upstream, GitMirror(patchset.upstream.clone_url))
+        upstream = with_github(resolver)  # GitHub knows open from closed; git alone guesses
+        upstream.prepare(patchset.patches)
+        changes = [upstream.resolve(patchset.name, p) for p in patchset.patches]
+        commits: list[str | None] = []
+        for tag in tags:
+            if verify_commits:
+                if image_source is None:
+                    image_source, _ = pick_source(source, recipe, f"{recipe.image}:{tag.tag}")
+                image = image_source.resolve(ImageRef(recipe.image, tag.tag))
+                commits.append(read_commit(image_source, image, patchset.source_root))
+            else:
+                commits.append(resolver.mirror.rev(tag.sha))
+        timelines.append(build(resolver, changes, tags, commits))
+    return Window(tuple(patchsets), sum(timelines[1:], timelines[0]), count, where)
 
 
 def run(
@@ -67,7 +83,7 @@ def run(
     source: SourceOptions,
     output: str,
 ) -> int:
-    _, timeline = compute(recipe_path, count, tags_from, verify_commits, source)
+    timeline = compute(recipe_path, count, tags_from, verify_commits, source).timeline
     if output == "json":
         sys.stdout.write(json.dumps(_document(timeline), indent=2) + "\n")
     elif output == "markdown":

@@ -11,6 +11,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from patchkeeper.errors import EXIT_CONFLICT, EXIT_OK, ConfigError
+from patchkeeper.overlay import drift
 from patchkeeper.overlay.lock import read_lock
 from patchkeeper.ui import err_console, out_console
 from patchkeeper.verify import reporting
@@ -38,6 +39,8 @@ def run(
     it already in the image); `allow_unproven` lets witnesses that prove nothing pass."""
     lock = read_lock(overlay)
     chosen = runtime_named(runtime)
+    if chosen is not Runtime.HOST:  # the image itself will run: it must be the lock's
+        drift.guard_local(lock, pull=chosen is Runtime.IMAGE)
     with tempfile.TemporaryDirectory(prefix="patchkeeper-verify-") as scratch:
         outcome = verify(lock, overlay, tier, chosen, settings, Path(scratch))
     weak = [v.patch for v in unproven(outcome.verdicts)]

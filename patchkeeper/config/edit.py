@@ -38,7 +38,7 @@ def retire(path: Path, retirements: Sequence[tuple[str, str]]) -> None:
         retired = document["retired"] = CommentedSeq()
     for key in sorted(keys, key=lambda k: by_key[k], reverse=True):
         entry = patches.pop(by_key[key])
-        moved = CommentedMap((k, entry[k]) for k in entry if k in ("pr", "diff", "id", "why"))
+        moved = CommentedMap((k, entry[k]) for k in entry if k != "reason")  # witness, ...
         moved["reason"] = reasons[key]
         retired.insert(0, moved)
     buffer = io.StringIO()

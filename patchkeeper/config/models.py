@@ -11,6 +11,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from patchkeeper.config.compose_spec import service_errors
+
 _REPO = re.compile(r"^[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+$")
 
 
@@ -136,10 +138,23 @@ class Healthcheck(_Strict):
     start_period: str = "600s"
 
 
-class Service(_Strict):
-    """How the recipe's server runs: rendered into compose files."""
+class Service(BaseModel):
+    """How the recipe's server runs: rendered into compose files.
+
+    Keys patchkeeper does not model (`ulimits`, `runtime`, `ports`, `restart`,
+    `logging`, `labels`, `devices`, `env_file`, ...) pass through to the compose
+    service as given, validated against the Compose Specification's schema, so a
+    misspelt key is still an error.
+    """
+
+    model_config = ConfigDict(extra="allow", frozen=True)
 
     name: str = Field("sglang", pattern=r"^[a-z0-9][a-z0-9_-]*$")
+    project: str | None = Field(
+        None,
+        pattern=r"^[a-z0-9][a-z0-9_-]*$",
+        description="compose project name; default: the recipe's name",
+    )
     container_name: str | None = None
     port: int = Field(30000, gt=0, lt=65536)
     model: Model
@@ -153,6 +168,25 @@ class Service(_Strict):
     ipc: str | None = "host"
     shm_size: str | None = None
     network_mode: str | None = "host"
+    compose_file: Path | None = Field(
+        None,
+        description="your own compose file (relative to the recipe): `up` layers the overlay "
+        "onto its service `name` instead of rendering one",
+    )
+
+    @model_validator(mode="after")
+    def _passed_through_keys_are_compose(self) -> Service:
+        if "image" in self.passed_through:
+            raise ValueError("'image': patchkeeper pins the image by digest; remove the key")
+        errors = service_errors(self.passed_through)
+        if errors:
+            raise ValueError("; ".join(errors))
+        return self
+
+    @property
+    def passed_through(self) -> dict[str, Any]:
+        """The compose keys given beyond the modelled ones, in the order given."""
+        return dict(self.model_extra or {})
 
 
 TagPattern = Annotated[str, Field(description="regex with named groups date and sha")]

@@ -1,4 +1,10 @@
-"""A read-through cache of image files, keyed by image id: images never change."""
+"""A read-through cache of image files, keyed by where they were read from.
+
+Images never change, but sources can lie: an edited OCI layout can claim a genuine
+image id. Results are cached only under the image's `provenance` (the engine's image,
+or a registry and the verified manifest digest), so no source can poison another's,
+and images without one (layouts) are never cached here.
+"""
 
 from __future__ import annotations
 
@@ -30,36 +36,57 @@ class CachedSource:
         return self.inner.accounting()
 
     def read(
-        self, image: ResolvedImage, paths: Sequence[PurePosixPath]
+        self,
+        image: ResolvedImage,
+        paths: Sequence[PurePosixPath],
+        git_dirs: Sequence[PurePosixPath] = (),
     ) -> dict[PurePosixPath, ImageFile | None]:
-        folder = self.root / image.image_id.replace(":", "-")
+        if image.provenance is None:
+            return self.inner.read(image, paths, git_dirs)
+        folder = self.root / hashlib.sha256(image.provenance.encode()).hexdigest()
         found: dict[PurePosixPath, ImageFile | None] = {}
-        missing = []
+        missing, missing_dirs = [], []
         for path in paths:
             hit, entry = self._load(folder, path)
             if hit:
                 found[path] = entry
             else:
                 missing.append(path)
-        if missing:
-            fresh = self.inner.read(image, missing)
+        for git_dir in git_dirs:
+            listed = self._listing(folder, git_dir)
+            loaded = [self._load(folder, p) for p in listed or []]
+            if listed is None or not all(hit and entry for hit, entry in loaded):
+                missing_dirs.append(git_dir)
+                continue
+            found.update({entry.path: entry for _, entry in loaded if entry})
+        if missing or missing_dirs:
+            fresh = self.inner.read(image, missing, missing_dirs)
             for path, file in fresh.items():
                 self._store(folder, path, file)
+            for git_dir in missing_dirs:
+                names = sorted(str(p) for p in fresh if p == git_dir or git_dir in p.parents)
+                atomic_write(self._key(folder, git_dir, ".dir"), json.dumps(names).encode())
             found.update(fresh)
-        return {path: found[path] for path in paths}
+        return found
 
     @staticmethod
-    def _key(folder: Path, path: PurePosixPath) -> Path:
-        return folder / hashlib.sha256(str(path).encode()).hexdigest()
+    def _key(folder: Path, path: PurePosixPath, suffix: str) -> Path:
+        return folder / (hashlib.sha256(str(path).encode()).hexdigest() + suffix)
+
+    def _listing(self, folder: Path, git_dir: PurePosixPath) -> list[PurePosixPath] | None:
+        try:
+            names = json.loads(self._key(folder, git_dir, ".dir").read_text())
+        except (OSError, ValueError):
+            return None
+        return [PurePosixPath(n) for n in names] if isinstance(names, list) else None
 
     def _load(self, folder: Path, path: PurePosixPath) -> tuple[bool, ImageFile | None]:
         """(hit, file): a hit with None means the image is known to lack the path."""
-        key = self._key(folder, path)
         try:
-            meta = json.loads(key.with_suffix(".json").read_text())
+            meta = json.loads(self._key(folder, path, ".json").read_text())
             if meta.get("absent"):
                 return True, None
-            content = key.with_suffix(".bin").read_bytes()
+            content = self._key(folder, path, ".bin").read_bytes()
         except (OSError, ValueError):
             return False, None
         if hashlib.sha256(content).hexdigest() != meta.get("sha256"):
@@ -68,15 +95,14 @@ class CachedSource:
 
     def _store(self, folder: Path, path: PurePosixPath, file: ImageFile | None) -> None:
         folder.mkdir(parents=True, exist_ok=True)
-        key = self._key(folder, path)
         if file is None:
             meta: dict[str, object] = {"path": str(path), "absent": True}
         else:
-            atomic_write(key.with_suffix(".bin"), file.content)
+            atomic_write(self._key(folder, path, ".bin"), file.content)
             meta = {
                 "path": str(path),
                 "resolved": str(file.resolved),
                 "mode": file.mode,
                 "sha256": hashlib.sha256(file.content).hexdigest(),
             }
-        atomic_write(key.with_suffix(".json"), json.dumps(meta).encode())
+        atomic_write(self._key(folder, path, ".json"), json.dumps(meta).encode())

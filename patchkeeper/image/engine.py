@@ -1,7 +1,8 @@
 """Image source backed by a Docker Engine (docker SDK): no pull, no run.
 
 Files are copied out of a created-but-never-started container, one archive
-request per path, so only the requested bytes cross the socket.
+request per path (and one for a git dir's `refs/`), so only the requested bytes
+cross the socket. The engine verified the layers when it pulled them.
 """
 
 from __future__ import annotations
@@ -18,7 +19,8 @@ import docker
 import docker.errors
 
 from patchkeeper.errors import ImageError, UnreachableError, UnsafeInputError
-from patchkeeper.image.model import ImageFile, ImageRef, ResolvedImage
+from patchkeeper.image.layers import GIT_FILES
+from patchkeeper.image.model import ImageFile, ImageRef, ResolvedImage, printable
 from patchkeeper.image.paths import MAX_FILE_BYTES, MAX_SYMLINK_HOPS, follow_link
 
 
@@ -61,8 +63,9 @@ class EngineSource:
             ref=ref,
             image_id=image.id,
             digest=ref.digest or (repo_digests[0] if repo_digests else None),
-            labels=dict(image.labels or {}),
-            created=image.attrs.get("Created"),
+            labels={printable(str(k)): printable(str(v)) for k, v in (image.labels or {}).items()},
+            created=printable(str(image.attrs.get("Created") or "")) or None,
+            provenance=f"engine {image.id}",
         )
 
     def accounting(self) -> dict[str, Any]:
@@ -79,10 +82,47 @@ class EngineSource:
             container.remove(force=True)
 
     def read(
-        self, image: ResolvedImage, paths: Sequence[PurePosixPath]
+        self,
+        image: ResolvedImage,
+        paths: Sequence[PurePosixPath],
+        git_dirs: Sequence[PurePosixPath] = (),
     ) -> dict[PurePosixPath, ImageFile | None]:
         with self._stopped_container(image) as container:
-            return {path: self._read_one(container, path) for path in paths}
+            found = {path: self._read_one(container, path) for path in paths}
+            for git_dir in git_dirs:
+                found.update(self._git_metadata(container, git_dir))
+            return found
+
+    def _git_metadata(self, container: Any, git_dir: PurePosixPath) -> dict[PurePosixPath, Any]:
+        """The git dir's small metadata files, or the `gitdir:` file it is."""
+        head = self._read_one(container, git_dir / "HEAD")
+        if head is None:
+            try:
+                pointer = self._read_one(container, git_dir)
+            except UnsafeInputError:  # a directory without HEAD: no git dir here
+                return {}
+            return {git_dir: pointer} if pointer else {}
+        found = {git_dir / "HEAD": head}
+        for name in GIT_FILES[1:]:
+            if file := self._read_one(container, git_dir / name):
+                found[git_dir / name] = file
+        try:
+            chunks, _ = container.get_archive(str(git_dir / "refs"))
+        except docker.errors.NotFound:
+            return found
+        with tarfile.open(fileobj=io.BytesIO(b"".join(chunks)), mode="r:") as tar:
+            contents: dict[str, bytes] = {}
+            for member in tar:
+                source = member.linkname if member.islnk() else member.name
+                if member.isreg():
+                    handle = tar.extractfile(member)
+                    assert handle is not None
+                    contents[member.name] = handle.read(MAX_FILE_BYTES)
+                if (member.isreg() or member.islnk()) and source in contents:
+                    path = git_dir / member.name
+                    mode = stat.S_IMODE(member.mode) or 0o644
+                    found[path] = ImageFile(path, contents[source], mode, path)
+        return found
 
     def _read_one(self, container: Any, path: PurePosixPath) -> ImageFile | None:
         current = path
@@ -92,6 +132,8 @@ class EngineSource:
             except docker.errors.NotFound:
                 return None
             except docker.errors.APIError as err:  # e.g. a symlink loop the engine caught
+                if "not a directory" in str(err.explanation):  # a path below a file
+                    return None
                 raise UnsafeInputError(
                     f"image path {path}: symlink hops: {err.explanation}"
                 ) from None

@@ -1,18 +1,26 @@
 """Find files in an image by streaming its layers from the top down, without a daemon.
 
-Only the requested paths are extracted; everything else is skipped as it
-streams past. A layer is abandoned (its download closed) as soon as every
-requested path is settled, so files in upper layers cost only those layers.
-A file of a git checkout that is absent from the layer holding the checkout's
-`.git/HEAD` (and from every layer above it) is absent, so lookups stop there.
-Whiteouts (`.wh.<name>`) and opaque directories (`.wh..wh..opq`) hide lower
-layers as the OCI image spec says. Entries are untrusted: names that climb out
-of the root are refused, symlinks are followed inside the image only, and
-device files, FIFOs and oversized files are never read.
+One request settles everything: exact paths (the files a sync touches) and git
+directories whose small metadata (HEAD, refs/, packed-refs, shallow, commondir, gitdir)
+is wanted whole. Each layer is streamed once, up to three at a time as `docker pull`
+does, and abandoned as soon as its entries sort past the last thing wanted, with the
+order checked entry by entry (see `order`); a layer whose entries break every known
+order is read in full. Descent stops once every request is settled: a file of a
+git checkout absent from the layer that created the checkout (and every layer above
+it) is absent, so the large base layers are never read.
 
-What a layer was seen to hold is cached under its digest (names always,
-contents for requested files), so reading the same layers again fetches
-nothing.
+Within a layer, entries apply in sequence as the engine applies them: a later entry
+replaces an earlier one, a whiteout deletes what this layer made so far and hides lower
+layers, an opaque marker hides lower layers only. Hardlinks read their target's bytes
+from the layer that holds the link. Entries are untrusted: names that climb out of the
+root are refused, symlinks are followed inside the image only, device files, FIFOs and
+oversized files are never read, and decompression stops at a cap.
+
+A layer read to its end is verified against its digest and size (a mismatch is bad
+input, and nothing of it is kept). What a verified layer holds is cached under its
+digest for every source; what a partly read layer showed cannot be verified, so it is
+cached only under the scope it came from (a registry and a verified manifest digest)
+and layouts keep none.
 """
 
 from __future__ import annotations
@@ -22,8 +30,11 @@ import gzip
 import hashlib
 import io
 import json
+import logging
 import tarfile
+import threading
 from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import IO, Any, Protocol
@@ -31,13 +42,27 @@ from typing import IO, Any, Protocol
 import zstandard
 
 from patchkeeper.errors import ImageError, UnsafeInputError
-from patchkeeper.image.model import ImageFile, ImageRef, ResolvedImage
+from patchkeeper.image import digests, order
+from patchkeeper.image.model import ImageFile, ImageRef, ResolvedImage, printable
 from patchkeeper.image.paths import MAX_FILE_BYTES, MAX_SYMLINK_HOPS, follow_link
 from patchkeeper.paths import atomic_write, cache_dir
 
+log = logging.getLogger("patchkeeper.image")
+
 WHITEOUT = ".wh."
 OPAQUE = ".wh..wh..opq"
-ROOT = PurePosixPath("/")
+GIT_FILES = ("HEAD", "packed-refs", "shallow", "commondir", "gitdir")
+PARALLEL_LAYERS = 3
+MIN_EXPANSION_CAP = 1 << 30
+EXPANSION_RATIO = 100  # decompressed bytes per compressed byte, beyond any real layer
+
+
+def is_git_metadata(git_dir: str, path: str) -> bool:
+    """The small files of `git_dir` that name commits (never objects/, index, hooks)."""
+    if not path.startswith(git_dir + "/"):
+        return False
+    rest = path[len(git_dir) + 1 :]
+    return rest in GIT_FILES or rest.startswith("refs/")
 
 
 class Readable(Protocol):
@@ -59,40 +84,113 @@ class LayerStats:
     digest: str
     size: int
     fetched: int = 0
+    streams: int = 0
 
 
 @dataclass
-class _Seen:
-    """What one layer says about paths: kind per name, plus file content digests."""
+class Record:
+    """What one layer was seen to say: the entries it applies, and how far it was read.
 
-    names: dict[str, list[Any]] = field(default_factory=dict)  # path -> [kind, mode, link]
-    contents: dict[str, str] = field(default_factory=dict)  # path -> sha256 of content
+    `names` maps a path to [kind, mode, link]; `hidden` are whiteout targets, `opaque`
+    directories whose lower content is hidden, `contents` sha256 of captured files.
+    A partly read record stopped at entry `stop` while keeping `orders`.
+    """
+
+    names: dict[str, list[Any]] = field(default_factory=dict)
+    hidden: set[str] = field(default_factory=set)
+    opaque: set[str] = field(default_factory=set)
+    contents: dict[str, str] = field(default_factory=dict)
     complete: bool = False
+    stop: str | None = None
+    orders: list[str] = field(default_factory=list)
+    parents: set[str] = field(default_factory=set)  # while streaming only
+
+    def decides(self, item: dict[str, Any]) -> bool:
+        return self.complete or (
+            self.stop is not None and order.decided(self.stop, self.orders, item)
+        )
+
+    def drop(self, path: str) -> None:
+        """Remove `path` and what this layer put below it (a replace or a whiteout)."""
+        if path not in self.names and path not in self.parents:
+            return
+        below = path + "/"
+        for name in [n for n in self.names if n == path or n.startswith(below)]:
+            del self.names[name]
+            self.contents.pop(name, None)
+
+    def add(self, path: str, kind: str, mode: int, link: str) -> None:
+        previous = self.names.get(path)
+        if not (kind == "dir" and previous and previous[0] == "dir"):
+            self.drop(path)
+        self.names[path] = [kind, mode, link]
+        self.parents.update(_ancestors(path))
+
+    def dump(self) -> bytes:
+        return json.dumps(
+            {
+                "names": self.names,
+                "hidden": sorted(self.hidden),
+                "opaque": sorted(self.opaque),
+                "contents": self.contents,
+                "complete": self.complete,
+                "stop": self.stop,
+                "orders": self.orders,
+            }
+        ).encode()
+
+    @classmethod
+    def load(cls, data: bytes) -> Record:
+        raw = json.loads(data)
+        return cls(
+            dict(raw["names"]),
+            set(raw["hidden"]),
+            set(raw["opaque"]),
+            dict(raw["contents"]),
+            bool(raw["complete"]),
+            raw["stop"],
+            list(raw["orders"]),
+        )
 
 
 class LayerCache:
-    """Per-layer name index and file contents, keyed by digests (layers never change)."""
+    """Layer records and file contents on disk.
+
+    Verified (fully read, digest checked) records live under `verified/` for every
+    source; partial ones under `partial/<scope>/`, only for the scope that read them.
+    Contents are addressed by their own sha256 and re-checked on every load.
+    """
 
     def __init__(self, root: Path) -> None:
         self.root = root
-        (root / "layers").mkdir(parents=True, exist_ok=True)
-        (root / "contents").mkdir(parents=True, exist_ok=True)
+        for folder in ("verified", "partial", "contents"):
+            (root / folder).mkdir(parents=True, exist_ok=True)
 
-    def _index(self, digest: str) -> Path:
-        return self.root / "layers" / f"{digest.replace(':', '-')}.json"
+    def _record_path(self, digest: str, scope: str | None) -> Path:
+        name = f"{digests.file_name(digest)}.json"
+        if scope is None:
+            return self.root / "verified" / name
+        folder = self.root / "partial" / hashlib.sha256(scope.encode()).hexdigest()
+        folder.mkdir(exist_ok=True)
+        return folder / name
 
-    def load(self, digest: str) -> _Seen:
-        try:
-            data = json.loads(self._index(digest).read_text())
-            return _Seen(data["names"], data["contents"], data["complete"])
-        except (OSError, ValueError, KeyError):
-            return _Seen()
+    def load(self, digest: str, scope: str | None) -> Record | None:
+        for where in (None, scope) if scope else (None,):
+            try:
+                return Record.load(self._record_path(digest, where).read_bytes())
+            except (OSError, ValueError, KeyError, TypeError):
+                continue
+        return None
 
-    def save(self, digest: str, seen: _Seen) -> None:
-        payload = {"names": seen.names, "contents": seen.contents, "complete": seen.complete}
-        atomic_write(self._index(digest), json.dumps(payload).encode())
+    def save(self, digest: str, record: Record, scope: str | None) -> None:
+        if record.complete:
+            atomic_write(self._record_path(digest, None), record.dump())
+        elif scope is not None:
+            atomic_write(self._record_path(digest, scope), record.dump())
 
     def content(self, sha256: str) -> bytes | None:
+        if len(sha256) != 64 or not all(c in "0123456789abcdef" for c in sha256):
+            return None
         try:
             data = (self.root / "contents" / sha256).read_bytes()
         except OSError:
@@ -107,26 +205,88 @@ class LayerCache:
         return digest
 
 
-class _Counting(io.RawIOBase):
-    """Counts the compressed bytes actually pulled from the source."""
+class _Abandoned(Exception):
+    """A layer stream cancelled because a layer above settled everything."""
 
-    def __init__(self, inner: Readable, stats: LayerStats, tick: Callable[[int], None]) -> None:
-        self.inner, self.stats, self.tick = inner, stats, tick
+
+class _Counting(io.RawIOBase):
+    """The compressed bytes pulled from the source: counted, hashed, never past `size`."""
+
+    def __init__(
+        self,
+        inner: Readable,
+        blob: LayerBlob,
+        stats: LayerStats,
+        tick: Callable[[int], None],
+        cancel: threading.Event,
+    ) -> None:
+        self.inner, self.blob, self.stats, self.tick, self.cancel = (
+            inner,
+            blob,
+            stats,
+            tick,
+            cancel,
+        )
+        self.hash = digests.hasher(blob.digest)
+        self.read_bytes = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        if self.cancel.is_set():
+            raise _Abandoned
+        room = len(buffer)
+        if self.blob.size:
+            room = min(room, self.blob.size + 1 - self.read_bytes)
+        data = self.inner.read(room) if room > 0 else b""
+        size = len(data)
+        buffer[:size] = data
+        self.read_bytes += size
+        self.stats.fetched += size
+        self.hash.update(data)
+        self.tick(size)
+        if self.blob.size and self.read_bytes > self.blob.size:
+            raise ImageError(
+                f"layer {self.blob.digest}: more bytes than its declared size {self.blob.size}"
+            )
+        return size
+
+    def verify(self) -> None:
+        """The whole blob was read: it must be the one its digest names."""
+        while self.read(1 << 16):
+            pass
+        actual = f"{self.blob.digest.split(':', 1)[0]}:{self.hash.hexdigest()}"
+        if actual != self.blob.digest:
+            raise ImageError(f"layer {self.blob.digest}: content does not match (got {actual})")
+        if self.blob.size and self.read_bytes != self.blob.size:
+            raise ImageError(
+                f"layer {self.blob.digest}: {self.read_bytes} bytes, declared {self.blob.size}"
+            )
+
+
+class _Capped(io.RawIOBase):
+    """Decompressed bytes, refused past `limit` (a decompression bomb)."""
+
+    def __init__(self, inner: IO[bytes], limit: int, digest: str) -> None:
+        self.inner, self.limit, self.digest, self.count = inner, limit, digest, 0
 
     def readable(self) -> bool:
         return True
 
     def readinto(self, buffer: Any) -> int:
         data = self.inner.read(len(buffer))
-        size = len(data)
-        buffer[:size] = data
-        self.stats.fetched += size
-        self.tick(size)
-        return size
+        self.count += len(data)
+        if self.count > self.limit:
+            raise UnsafeInputError(
+                f"layer {self.digest}: decompresses past {self.limit} bytes; refusing"
+            )
+        buffer[: len(data)] = data
+        return len(data)
 
 
 @contextlib.contextmanager
-def _tar_stream(raw: io.RawIOBase) -> Iterator[tarfile.TarFile]:
+def _tar_stream(raw: io.RawIOBase, limit: int, digest: str) -> Iterator[tarfile.TarFile]:
     """A streaming tar reader over gzip, zstd or plain layers (sniffed, not trusted)."""
     buffered = io.BufferedReader(raw, 1 << 16)
     magic = buffered.peek(4)[:4]
@@ -137,14 +297,15 @@ def _tar_stream(raw: io.RawIOBase) -> Iterator[tarfile.TarFile]:
         stream = zstandard.ZstdDecompressor().stream_reader(buffered)
     else:
         stream = buffered
-    with tarfile.open(fileobj=stream, mode="r|") as tar:
+    capped = io.BufferedReader(_Capped(stream, limit, digest), 1 << 16)
+    with tarfile.open(fileobj=capped, mode="r|") as tar:
         yield tar
 
 
 def _member_path(name: str, layer: str) -> str:
-    """A member name as an absolute image path; names that climb out are refused."""
+    """A member name as an absolute image path; absolute or climbing names are refused."""
     parts = [p for p in name.split("/") if p not in ("", ".")]
-    if ".." in parts or name.startswith("/"):
+    if name.startswith("/") or ".." in parts:
         raise UnsafeInputError(f"layer {layer}: refusing entry {name!r} (escapes the image root)")
     return "/" + "/".join(parts)
 
@@ -161,6 +322,11 @@ def _kind(member: tarfile.TarInfo) -> str:
     return "special"
 
 
+def _ancestors(path: str) -> list[str]:
+    """Strict ancestors, innermost first, without `/`."""
+    return [str(p) for p in PurePosixPath(path).parents if str(p) != "/"]
+
+
 @dataclass
 class _Answer:
     """How a layer settles a lookup: found something, hid it, or redirected it."""
@@ -172,56 +338,66 @@ class _Answer:
     link: str = ""
 
 
-def _ancestors(path: str) -> list[str]:
-    return [str(p) for p in PurePosixPath(path).parents if str(p) != "/"]
-
-
-def _settle(seen: _Seen, path: str) -> _Answer | bool | None:
-    """What this layer says about `path`: an answer, None (passes through), False (unknown)."""
+def _lookup(record: Record, path: str) -> _Answer | None:
+    """What this layer says about `path`: an answer, or None (lower layers decide)."""
     for ancestor in reversed(_ancestors(path)):  # outermost first: /a before /a/b
-        entry = seen.names.get(ancestor)
-        parent, name = ancestor.rsplit("/", 1)
-        if f"{parent}/{WHITEOUT}{name}" in seen.names:
-            return _Answer("absent", path)
+        entry = record.names.get(ancestor)
         if entry and entry[0] == "symlink":
             rest = PurePosixPath(path).relative_to(ancestor)
             return _Answer("redirect", str(follow_link(PurePosixPath(ancestor), entry[2]) / rest))
         if entry and entry[0] != "dir":
             return _Answer("absent", path)
-    entry = seen.names.get(path)
+    entry = record.names.get(path)
     if entry:
         kind, mode, link = entry
         return _Answer(kind, path, None, mode, link)
-    parent, name = path.rsplit("/", 1)
-    if f"{parent}/{WHITEOUT}{name}" in seen.names:
+    if _hides_below(record, path):
         return _Answer("absent", path)
-    if seen.complete:
-        return None
-    return False
+    return None
 
 
-def _deciders(path: str) -> set[str]:
-    """Member names whose appearance can settle `path` (the only ones worth re-checking on)."""
-    names = {path}
-    for candidate in [path, *_ancestors(path)]:
-        parent, name = candidate.rsplit("/", 1)
-        names |= {candidate, f"{parent}/{WHITEOUT}{name}"}
-    return names
+def _hides_below(record: Record, path: str) -> bool:
+    """A whiteout of `path` or an ancestor, or an opaque ancestor, hides lower layers."""
+    ancestors = _ancestors(path)
+    return any(p in record.hidden for p in [path, *ancestors]) or any(
+        a in record.opaque for a in ancestors
+    )
 
 
-def _hidden_below(seen: _Seen, path: str) -> bool:
-    """An opaque directory in this layer hides `path` in every lower layer."""
-    return any(f"{a}/{OPAQUE}" in seen.names for a in _ancestors(path))
-
-
-def _below_checkout(seen: _Seen, path: str) -> bool:
+def _below_checkout(record: Record, path: str) -> bool:
     """This layer created the git work tree `path` would live in, so nothing lower has it.
 
     `git clone` refuses a non-empty target, so a checkout arrives whole in one
     layer: a file of the tree absent from that layer and every upper one is
     absent from the image, and the large base layers need not be read.
     """
-    return any(f"{a}/.git/HEAD" in seen.names for a in _ancestors(path))
+    return any(
+        f"{a}/.git/HEAD" in record.names or (record.names.get(f"{a}/.git") or [""])[0] == "file"
+        for a in _ancestors(path)
+    )
+
+
+def _git_dir_settled(record: Record, git_dir: str) -> bool:
+    """Lower layers can add nothing to `git_dir` once this layer made (`HEAD`) or hid it."""
+    return _lookup(record, f"{git_dir}/HEAD") is not None
+
+
+@dataclass(frozen=True)
+class _Wanted:
+    """What one streaming pass captures, and how far a layer must be read for it."""
+
+    paths: frozenset[str]
+    git_dirs: frozenset[str]
+
+    def bounds(self) -> dict[str, Any]:
+        items = [order.bound(p, False) for p in self.paths]
+        items += [order.bound(g, True) for g in self.git_dirs]
+        return order.highest(items)
+
+    def captures(self, path: str) -> bool:
+        return path in self.paths or any(
+            path == g or is_git_metadata(g, path) for g in self.git_dirs
+        )
 
 
 class LayerReader:
@@ -231,14 +407,31 @@ class LayerReader:
         self,
         layers: Sequence[LayerBlob],
         cache: LayerCache,
+        scope: str | None,
+        records: dict[str, Record],
+        stats: dict[str, LayerStats],
         on_layer: Callable[[LayerBlob], Callable[[int], None]] | None = None,
     ) -> None:
         self.layers = list(reversed(layers))  # top first
-        self.cache = cache
+        self.cache, self.scope, self.records, self.stats = cache, scope, records, stats
         self.on_layer = on_layer or (lambda _blob: lambda _n: None)
-        self.stats = {blob.digest: LayerStats(blob.digest, blob.size) for blob in layers}
 
-    def read(self, paths: Sequence[PurePosixPath]) -> dict[PurePosixPath, ImageFile | None]:
+    def read(
+        self, paths: Sequence[PurePosixPath], git_dirs: Sequence[PurePosixPath] = ()
+    ) -> dict[PurePosixPath, ImageFile | None]:
+        """Requested files (None: absent), plus every metadata file of each git dir."""
+        wanted_dirs = {str(g) for g in git_dirs}
+        candidates = self._settle({str(p) for p in paths}, wanted_dirs)
+        results = self._resolve(list(paths), strict=True)
+        extra = [PurePosixPath(p) for p in sorted(candidates)]
+        found = self._resolve(extra, strict=False)
+        results.update({p: f for p, f in found.items() if f is not None and p not in results})
+        return results
+
+    def _resolve(
+        self, paths: Sequence[PurePosixPath], strict: bool
+    ) -> dict[PurePosixPath, ImageFile | None]:
+        """Follow symlinks and hardlinks; `strict` refuses directories and devices."""
         results: dict[PurePosixPath, ImageFile | None] = {}
         lookups = {p: str(p) for p in paths}
         for _ in range(MAX_SYMLINK_HOPS):
@@ -252,14 +445,12 @@ class LayerReader:
                     assert answer.content is not None
                     resolved = PurePosixPath(current)
                     results[requested] = ImageFile(requested, answer.content, answer.mode, resolved)
-                elif answer.kind == "absent":
-                    results[requested] = None
                 elif answer.kind == "symlink":
                     next_round[requested] = str(follow_link(PurePosixPath(current), answer.link))
-                elif answer.kind == "hardlink":
-                    next_round[requested] = _member_path(answer.link, "hardlink")
                 elif answer.kind == "redirect":
                     next_round[requested] = answer.path
+                elif answer.kind == "absent" or not strict:
+                    results[requested] = None
                 elif answer.kind == "dir":
                     raise UnsafeInputError(f"image path {requested} is a directory in the image")
                 else:
@@ -267,74 +458,187 @@ class LayerReader:
             lookups = next_round
         raise UnsafeInputError(f"image paths {sorted(lookups)}: more than {MAX_SYMLINK_HOPS} hops")
 
-    def _find(self, paths: set[str]) -> dict[str, _Answer]:
-        answers: dict[str, _Answer] = {}
-        open_paths = set(paths)
-        for blob in self.layers:
-            if not open_paths:
-                break
-            seen = self.cache.load(blob.digest)
-            settled = {p: _settle(seen, p) for p in open_paths}
-            needs_content = [
-                p
-                for p, a in settled.items()
-                if isinstance(a, _Answer)
-                and a.kind == "file"
-                and self.cache.content(seen.contents.get(p, "")) is None
-            ]
-            if any(a is False for a in settled.values()) or needs_content:
-                seen = self._scan(blob, seen, open_paths)
-                settled = {p: _settle(seen, p) for p in open_paths}
-            for path, answer in settled.items():
-                if isinstance(answer, _Answer):
-                    if answer.kind == "file":
-                        answer.content = self.cache.content(seen.contents[path])
-                    answers[path] = answer
-                elif _hidden_below(seen, path) or _below_checkout(seen, path):
-                    answers[path] = _Answer("absent", path)
-            open_paths -= set(answers)
-        for path in open_paths:
-            answers[path] = _Answer("absent", path)
-        return answers
+    def _settle(self, paths: set[str], git_dirs: set[str]) -> set[str]:
+        """Stream what is needed for `paths` and `git_dirs`; the git metadata names seen."""
+        open_paths, open_dirs = set(paths), set(git_dirs)
+        candidates = set(git_dirs)
+        index = 0
+        while (open_paths or open_dirs) and index < len(self.layers):
+            window = self.layers[index : index + PARALLEL_LAYERS]
+            wanted = _Wanted(frozenset(open_paths), frozenset(open_dirs))
+            cancel = threading.Event()
+            with ThreadPoolExecutor(max_workers=PARALLEL_LAYERS) as pool:
+                futures = [self._record_for(pool, blob, wanted, cancel) for blob in window]
+                try:
+                    for future in futures:
+                        index += 1
+                        record = future.result()
+                        for path in list(open_paths):
+                            if _lookup(record, path) is not None or _below_checkout(record, path):
+                                open_paths.discard(path)
+                        for git_dir in list(open_dirs):
+                            candidates |= {n for n in record.names if is_git_metadata(git_dir, n)}
+                            if _git_dir_settled(record, git_dir):
+                                open_dirs.discard(git_dir)
+                        if not (open_paths or open_dirs):
+                            break
+                finally:
+                    cancel.set()  # layers below the one that settled everything
+        return candidates
 
-    def _scan(self, blob: LayerBlob, seen: _Seen, wanted: set[str]) -> _Seen:
-        """Stream `blob` until every wanted path is settled by it or the layer ends."""
+    def _record_for(
+        self, pool: ThreadPoolExecutor, blob: LayerBlob, wanted: _Wanted, cancel: threading.Event
+    ) -> Future[Record]:
+        """A record that decides everything wanted: known already, or streamed now."""
+        limit = wanted.bounds()
+        items = [order.bound(p, False) for p in wanted.paths]
+        items += [order.bound(g, True) for g in wanted.git_dirs]
+        record = self.records.get(blob.digest) or self.cache.load(blob.digest, self.scope)
+        if record is not None and all(record.decides(i) for i in items):
+            needs = [
+                p
+                for p, entry in record.names.items()
+                if entry[0] == "file"
+                and wanted.captures(p)
+                and self.cache.content(record.contents.get(p, "")) is None
+            ]
+            if not needs:
+                self.records[blob.digest] = record
+                done: Future[Record] = Future()
+                done.set_result(record)
+                return done
+        return pool.submit(self._stream, blob, wanted, limit, cancel)
+
+    def _stream(
+        self, blob: LayerBlob, wanted: _Wanted, limit: dict[str, Any], cancel: threading.Event
+    ) -> Record:
+        """Stream `blob` until its entries pass everything wanted, or to its verified end."""
         stats = self.stats[blob.digest]
-        tick = self.on_layer(blob)
-        fresh = _Seen()
-        relevant = set().union(*(_deciders(p) for p in wanted))
+        stats.streams += 1
+        record, checker = Record(), order.OrderCheck()
+        cap = max(MIN_EXPANSION_CAP, EXPANSION_RATIO * blob.size)
         try:
-            with blob.open() as raw, _tar_stream(_Counting(raw, stats, tick)) as tar:
-                for member in tar:
-                    path = _member_path(member.name, blob.digest)
-                    kind = _kind(member)
-                    link = member.linkname if kind in ("symlink", "hardlink") else ""
-                    fresh.names[path] = [kind, member.mode & 0o7777, link]
-                    if kind == "file" and path in wanted:
-                        if member.size > MAX_FILE_BYTES:
-                            raise UnsafeInputError(
-                                f"image path {path}: {member.size} bytes, over the limit"
+            with blob.open() as raw:
+                counting = _Counting(raw, blob, stats, self.on_layer(blob), cancel)
+                with _tar_stream(counting, cap, blob.digest) as tar:
+                    for member in tar:
+                        path = _member_path(member.name, blob.digest)
+                        parent, name = path.rsplit("/", 1)
+                        if name == OPAQUE:
+                            key, kind = parent or "/", "opaque"
+                        elif name.startswith(WHITEOUT):
+                            key, kind = f"{parent}/{name[len(WHITEOUT) :]}", "whiteout"
+                        else:
+                            key, kind = path, _kind(member)
+                        if checker.alive and not checker.see(key):
+                            log.debug(
+                                "layer %s: entry %s is out of order; reading the layer in full",
+                                blob.digest,
+                                printable(path),
                             )
-                        handle = tar.extractfile(member)
-                        assert handle is not None
-                        fresh.contents[path] = self.cache.put_content(handle.read())
-                    if path in relevant and all(
-                        isinstance(_settle(fresh, p), _Answer) for p in wanted
-                    ):
-                        break
-                else:
-                    fresh.complete = True
+                        if checker.beyond(key, limit):
+                            record.stop, record.orders = key, sorted(checker.alive)
+                            break
+                        self._apply(record, tar, member, key, kind, wanted)
+                    else:
+                        record.complete = True
+                if record.complete:
+                    counting.verify()
+        except _Abandoned:
+            return Record()
         except (tarfile.TarError, OSError, EOFError, zstandard.ZstdError) as err:
             raise ImageError(f"layer {blob.digest}: unreadable: {err}") from None
-        merged = _Seen({**seen.names, **fresh.names}, {**seen.contents, **fresh.contents})
-        merged.complete = seen.complete or fresh.complete
-        self.cache.save(blob.digest, merged)
-        return merged
+        record.parents = set()
+        self.cache.save(blob.digest, record, self.scope)
+        self.records[blob.digest] = record
+        return record
+
+    def _apply(
+        self,
+        record: Record,
+        tar: tarfile.TarFile,
+        member: tarfile.TarInfo,
+        key: str,
+        kind: str,
+        wanted: _Wanted,
+    ) -> None:
+        """One entry, applied as the engine applies it, capturing what is wanted."""
+        if kind == "whiteout":
+            record.drop(key)
+            record.hidden.add(key)
+            return
+        if kind == "opaque":
+            record.opaque.add(key)
+            return
+        link = ""
+        if kind == "symlink":
+            link = member.linkname
+        elif kind == "hardlink":
+            link = _member_path(member.linkname, "hardlink")
+        mode = member.mode & 0o7777
+        if kind == "hardlink" and wanted.captures(key):
+            target = record.names.get(link)
+            if target and target[0] == "file" and link in record.contents:
+                record.add(key, "file", target[1], "")
+                record.contents[key] = record.contents[link]
+                return
+        record.add(key, kind, mode, link)
+        if kind == "file" and wanted.captures(key):
+            if member.size > MAX_FILE_BYTES:
+                raise UnsafeInputError(f"image path {key}: {member.size} bytes, over the limit")
+            handle = tar.extractfile(member)
+            assert handle is not None
+            record.contents[key] = self.cache.put_content(handle.read())
+
+    def _find(self, paths: set[str]) -> dict[str, _Answer]:
+        """Answer each path from the records, streaming layers that cannot decide it yet."""
+        self._settle(paths, set())
+        answers: dict[str, _Answer] = {}
+        for path in paths:
+            answers[path] = self._answer(path)
+        return answers
+
+    def _answer(self, path: str) -> _Answer:
+        for blob in self.layers:
+            record = self.records.get(blob.digest)
+            if record is None:
+                break  # descent stopped above: settled absent
+            answer = _lookup(record, path)
+            if answer is None:
+                if _below_checkout(record, path):
+                    break
+                continue
+            if answer.kind == "file":
+                answer.content = self.cache.content(record.contents.get(path, ""))
+                if answer.content is None:
+                    raise ImageError(f"layer {blob.digest}: content of {path} was not captured")
+            elif answer.kind == "hardlink":
+                return self._hardlink(blob, path, answer)
+            return answer
+        return _Answer("absent", path)
+
+    def _hardlink(self, blob: LayerBlob, path: str, answer: _Answer) -> _Answer:
+        """A hardlink reads as its target did in the same layer (the engine links inodes)."""
+        record = self.records[blob.digest]
+        target = record.names.get(answer.link)
+        if not target or target[0] != "file":
+            return _Answer("absent", path)
+        if answer.link not in record.contents:  # not captured: read this layer up to it
+            wanted = _Wanted(frozenset({answer.link}), frozenset())
+            self.records[blob.digest] = self._stream(
+                blob, wanted, wanted.bounds(), threading.Event()
+            )
+            record = self.records[blob.digest]
+        content = self.cache.content(record.contents.get(answer.link, ""))
+        if content is None:
+            raise ImageError(f"layer {blob.digest}: hardlink target {answer.link} unreadable")
+        return _Answer("file", path, content, target[1])
 
 
 def read_config(data: bytes, digest: str, where: str) -> dict[str, Any]:
     """An image config blob, checked against its digest."""
-    if "sha256:" + hashlib.sha256(data).hexdigest() != digest:
+    digests.checked(digest, f"{where}: config")
+    if digests.of(data, digest.split(":", 1)[0]) != digest:
         raise ImageError(f"{where}: config blob does not match its digest {digest}")
     try:
         config = json.loads(data)
@@ -352,7 +656,8 @@ class LayeredSource:
         self.progress = progress
         self.cache = LayerCache(cache_dir() / "layers")
         self.layer_stats: dict[str, LayerStats] = {}
-        self._layers: dict[str, list[LayerBlob]] = {}
+        self._layers: dict[str, tuple[list[LayerBlob], str | None]] = {}
+        self._records: dict[str, dict[str, Record]] = {}
 
     def register(
         self,
@@ -361,36 +666,48 @@ class LayeredSource:
         digest: str | None,
         config: dict[str, Any],
         layers: list[LayerBlob],
+        scope: str | None,
     ) -> ResolvedImage:
-        self._layers[image_id] = layers
+        """Remember an image's layers; `scope` keys its partial reads (None: keep none)."""
         for blob in layers:
+            digests.checked(blob.digest, f"image {ref}: layer")
             self.layer_stats.setdefault(blob.digest, LayerStats(blob.digest, blob.size))
+        self._layers[image_id] = (layers, scope)
+        labels = (config.get("config") or {}).get("Labels") or {}
+        created = config.get("created")
         return ResolvedImage(
             ref=ref,
             image_id=image_id,
             digest=digest,
-            labels=dict((config.get("config") or {}).get("Labels") or {}),
-            created=config.get("created"),
+            labels={printable(str(k)): printable(str(v)) for k, v in dict(labels).items()},
+            created=printable(created) if isinstance(created, str) else None,
+            provenance=scope,
         )
 
     def resolve(self, ref: ImageRef) -> ResolvedImage:
         raise NotImplementedError
 
+    def tags(self, repository: str) -> list[str]:
+        raise NotImplementedError
+
     def read(
-        self, image: ResolvedImage, paths: Sequence[PurePosixPath]
+        self,
+        image: ResolvedImage,
+        paths: Sequence[PurePosixPath],
+        git_dirs: Sequence[PurePosixPath] = (),
     ) -> dict[PurePosixPath, ImageFile | None]:
         if image.image_id not in self._layers:
             self.resolve(image.ref)
-        reader = LayerReader(self._layers[image.image_id], self.cache, self._progress_for)
-        try:
-            return reader.read(paths)
-        finally:
-            for digest, stats in reader.stats.items():
-                self.layer_stats[digest].fetched += stats.fetched
+        layers, scope = self._layers[image.image_id]
+        records = self._records.setdefault(scope or f"unscoped {image.image_id}", {})
+        reader = LayerReader(
+            layers, self.cache, scope, records, self.layer_stats, self._progress_for
+        )
+        return reader.read(paths, git_dirs)
 
     def accounting(self) -> dict[str, Any]:
         layers = [
-            {"digest": s.digest, "size": s.size, "fetched": s.fetched}
+            {"digest": s.digest, "size": s.size, "fetched": s.fetched, "streams": s.streams}
             for s in self.layer_stats.values()
         ]
         return {

@@ -1,29 +1,29 @@
 """Image source for images on disk: OCI image layouts and `docker save` archives.
 
 For air-gapped users and `skopeo copy` output. Nothing is extracted: blobs are
-streamed from the layout directory or straight out of the archive.
+streamed from the layout directory or straight out of the archive. Files on disk can
+be edited: a layer read in full is verified like any other, and nothing read from a
+partly read layer is ever cached (results carry no provenance).
 """
 
 from __future__ import annotations
 
 import contextlib
 import functools
-import hashlib
 import json
-import re
 import tarfile
 from collections.abc import Iterator
 from pathlib import Path, PurePosixPath
 from typing import IO, Any
 
 from patchkeeper.errors import ConfigError, ImageError
+from patchkeeper.image import digests
 from patchkeeper.image.layers import LayerBlob, LayeredSource, read_config
 from patchkeeper.image.manifests import choose_platform, is_index
 from patchkeeper.image.model import ImageRef, ResolvedImage
 
 REF_NAME = "org.opencontainers.image.ref.name"
 CONTAINERD_NAME = "io.containerd.image.name"
-_DIGEST = re.compile(r"^sha256:[0-9a-f]{64}$")
 
 
 class _Store:
@@ -68,10 +68,9 @@ class _Store:
         return self.members[name].size if self.tar else (self.path / name).stat().st_size
 
 
-def _blob_name(digest: str) -> str:
-    if not _DIGEST.match(digest):
-        raise ImageError(f"unsupported or malformed blob digest {digest!r}")
-    return f"blobs/sha256/{digest[7:]}"
+def _blob_name(digest: Any) -> str:
+    algorithm, _, hex_digest = digests.checked(digest, "image layout: blob").partition(":")
+    return f"blobs/{algorithm}/{hex_digest}"
 
 
 class LayoutSource(LayeredSource):
@@ -118,10 +117,10 @@ class LayoutSource(LayeredSource):
         raise ImageError(f"{self.store.path}: no image {ref} in this layout or archive")
 
     def _resolve_oci(self, ref: ImageRef, descriptor: dict[str, Any]) -> ResolvedImage:
-        digest = descriptor["digest"]
-        body = self.store.json(_blob_name(digest))
+        digest = descriptor.get("digest")
+        body = self._manifest(digest)
         if is_index(body, descriptor.get("mediaType", "")):
-            body = self.store.json(_blob_name(choose_platform(body, self.platform, str(ref))))
+            body = self._manifest(choose_platform(body, self.platform, str(ref)))
         config_digest = body["config"]["digest"]
         config = read_config(self.store.read(_blob_name(config_digest)), config_digest, str(ref))
         layers = [
@@ -133,12 +132,26 @@ class LayoutSource(LayeredSource):
             )
             for layer in body.get("layers", [])
         ]
-        return self.register(ref, config_digest, digest, config, layers)
+        return self.register(ref, config_digest, digest, config, layers, None)
+
+    def _manifest(self, digest: Any) -> dict[str, Any]:
+        """A manifest or index blob, checked against the digest that names it."""
+        name = _blob_name(digest)
+        data = self.store.read(name)
+        if digests.of(data, str(digest).split(":", 1)[0]) != digest:
+            raise ImageError(f"{self.store.path}: {name} does not match its digest")
+        try:
+            body = json.loads(data)
+        except ValueError:
+            body = None
+        if not isinstance(body, dict):
+            raise ImageError(f"{self.store.path}: {name} is not a JSON object")
+        return body
 
     def _resolve_legacy(self, ref: ImageRef, manifest: dict[str, Any]) -> ResolvedImage:
         """`docker save` before OCI: layers are uncompressed tars named by path."""
         config_bytes = self.store.read(str(manifest["Config"]))
-        config_digest = "sha256:" + hashlib.sha256(config_bytes).hexdigest()
+        config_digest = digests.of(config_bytes)
         config = read_config(config_bytes, config_digest, str(ref))
         diff_ids = (config.get("rootfs") or {}).get("diff_ids") or []
         names = list(manifest.get("Layers") or [])
@@ -153,4 +166,6 @@ class LayoutSource(LayeredSource):
             )
             for diff_id, name in zip(diff_ids, names, strict=True)
         ]
-        return self.register(ref, config_digest, None, config, layers)
+        for diff_id in diff_ids:
+            digests.checked(diff_id, f"{self.store.path}: {ref}: diff_id")
+        return self.register(ref, config_digest, None, config, layers, None)

@@ -12,6 +12,13 @@ from patchkeeper.errors import ConfigError
 
 _DIGEST = re.compile(r"^sha256:[0-9a-f]{64}$")
 _TAG = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+
+
+def printable(text: str) -> str:
+    """Untrusted image text (labels, names) with control characters, terminal escapes
+    among them, shown as `\\xNN` so printing it can never drive the terminal."""
+    return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", text)
 
 
 @dataclass(frozen=True)
@@ -45,8 +52,11 @@ class ImageRef:
 class ResolvedImage:
     """An image pinned down: `digest` is the manifest digest when one is known.
 
-    `image_id` (the config digest) identifies the content whatever the source;
-    caches key on it.
+    `image_id` (the config digest) identifies the content whatever the source.
+    `provenance` says where what is read from it can be trusted as coming from (the
+    engine, or a registry and the verified manifest digest); read results are cached
+    only under it, and never when it is None (an image layout on disk).
+    Labels and `created` are printable (control characters escaped).
     """
 
     ref: ImageRef
@@ -54,6 +64,7 @@ class ResolvedImage:
     digest: str | None
     labels: Mapping[str, str] = field(default_factory=dict)
     created: str | None = None
+    provenance: str | None = None
 
     @property
     def pinned(self) -> str:
@@ -85,9 +96,17 @@ class ImageSource(Protocol):
     def resolve(self, ref: ImageRef) -> ResolvedImage: ...
 
     def read(
-        self, image: ResolvedImage, paths: Sequence[PurePosixPath]
+        self,
+        image: ResolvedImage,
+        paths: Sequence[PurePosixPath],
+        git_dirs: Sequence[PurePosixPath] = (),
     ) -> dict[PurePosixPath, ImageFile | None]:
-        """Read regular files; None for a path the image does not have."""
+        """Read regular files; None for a path the image does not have.
+
+        For each of `git_dirs`, the result also holds every small metadata file it has
+        (HEAD, refs/..., packed-refs, shallow, commondir, gitdir), or the git dir itself
+        when it is a `gitdir:` file; a metadata file not in the result is absent.
+        """
         ...
 
     def accounting(self) -> dict[str, Any]:

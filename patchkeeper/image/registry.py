@@ -6,7 +6,13 @@ checked, indexes resolved to one platform), the config blob, and layer blobs as
 streams that the layer reader can abandon early. Auth follows the registry's
 `WWW-Authenticate` challenge (Bearer token flow as Docker Hub and GHCR use it,
 or Basic); credentials come from the environment or Docker's own config and
-credential helpers (docker SDK), and never appear in messages.
+credential helpers (docker SDK), and never appear in messages nor reach another host
+(redirects drop them, a tags `Link` to another host is refused).
+
+Registries are untrusted: manifests, configs and tag pages are read up to a size cap;
+every request has a deadline (a stall limit per read, and a limit on the whole
+request, scaled by size for blobs) and the whole session an overall one, so a silent
+or drip-feeding server fails in minutes. Pagination that loops is refused.
 """
 
 from __future__ import annotations
@@ -14,11 +20,12 @@ from __future__ import annotations
 import base64
 import contextlib
 import functools
-import hashlib
 import io
+import itertools
 import json
 import os
 import re
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -33,7 +40,8 @@ from tenacity import (
     wait_random,
 )
 
-from patchkeeper.errors import ImageError, UnreachableError
+from patchkeeper.errors import ImageError, UnreachableError, UnsafeInputError
+from patchkeeper.image import digests
 from patchkeeper.image.layers import LayerBlob, LayeredSource, read_config
 from patchkeeper.image.manifests import INDEX_TYPES, MANIFEST_TYPES, choose_platform, is_index
 from patchkeeper.image.model import ImageRef, ResolvedImage
@@ -43,6 +51,46 @@ ACCEPT = ", ".join(sorted(INDEX_TYPES | MANIFEST_TYPES))
 RETRY_STATUS = {429, 500, 502, 503, 504}
 _CHALLENGE = re.compile(r'(\w+)="([^"]*)"')
 _NEXT = re.compile(r'<([^>]+)>;\s*rel="?next"?')
+MAX_MANIFEST_BYTES = 4 << 20  # containerd's limit
+MAX_CONFIG_BYTES = 16 << 20
+MAX_TAGS_PAGE_BYTES = 16 << 20
+MAX_TAG_PAGES = 1000
+MIN_BLOB_RATE = 1 << 20  # bytes/s a blob request may not fall below, on average
+FIRST_RANGE = 256 << 10
+MAX_RANGE = 16 << 20
+
+
+def _seconds(variable: str, default: float) -> float:
+    text = os.environ.get(variable, "")
+    try:
+        value = float(text) if text else default
+    except ValueError:
+        value = -1.0
+    if value <= 0:
+        raise ImageError(f"{variable}={text!r}: must be a positive number of seconds")
+    return value
+
+
+@dataclass(frozen=True)
+class Deadlines:
+    """How long registry work may take (seconds; environment overrides).
+
+    `request`: one request, body included (blobs get `size / MIN_BLOB_RATE` more);
+    `stall`: no byte at all for this long; `overall`: everything one source does.
+    """
+
+    request: float = 300.0
+    stall: float = 30.0
+    overall: float = 1200.0
+
+    @classmethod
+    def from_env(cls) -> Deadlines:
+        request = _seconds("PATCHKEEPER_REGISTRY_TIMEOUT", cls.request)
+        return cls(
+            request=request,
+            stall=min(cls.stall, request),
+            overall=_seconds("PATCHKEEPER_REGISTRY_DEADLINE", cls.overall),
+        )
 
 
 def split_repository(repository: str) -> tuple[str, str]:
@@ -108,13 +156,17 @@ class Manifest:
 class RegistryClient:
     """The Distribution-spec calls patchkeeper needs, for one registry."""
 
-    def __init__(self, registry: str, attempts: int = 5) -> None:
+    def __init__(
+        self, registry: str, attempts: int = 5, deadlines: Deadlines | None = None
+    ) -> None:
         self.registry = registry
         scheme = "http" if _insecure(registry) else "https"
+        self.deadlines = deadlines or Deadlines.from_env()
+        self.ends_at = time.monotonic() + self.deadlines.overall
         self.http = httpx.Client(
             base_url=f"{scheme}://{registry}",
-            timeout=httpx.Timeout(30.0, read=120.0),
-            follow_redirects=True,
+            timeout=httpx.Timeout(self.deadlines.stall),
+            follow_redirects=True,  # httpx drops Authorization on a cross-origin redirect
             headers={"User-Agent": "patchkeeper"},
         )
         self._credentials = credentials(registry)
@@ -132,6 +184,7 @@ class RegistryClient:
             reraise=True,
         ):
             with attempt:
+                self.check_deadline(url, self.ends_at, "the overall deadline")
                 sent = {
                     **headers,
                     **({"Authorization": self._auth[scope]} if scope in self._auth else {}),
@@ -172,6 +225,38 @@ class RegistryClient:
             raise ImageError(f"registry {self.registry}: {url}: {reason}")
         return response
 
+    def check_deadline(self, url: str, ends_at: float, what: str) -> None:
+        if time.monotonic() > min(ends_at, self.ends_at):
+            limit = "overall deadline" if ends_at >= self.ends_at else what
+            raise UnreachableError(
+                f"registry {self.registry}: {url}: gave up at the {limit} "
+                "(PATCHKEEPER_REGISTRY_TIMEOUT / PATCHKEEPER_REGISTRY_DEADLINE)"
+            )
+
+    def body(self, response: httpx.Response, url: str, cap: int, what: str) -> bytes:
+        """A whole (small) response body, within its size cap and the request deadline."""
+        ends_at = time.monotonic() + self.deadlines.request
+        declared = response.headers.get("Content-Length", "")
+        if declared.isdigit() and int(declared) > cap:
+            raise UnsafeInputError(
+                f"registry {self.registry}: {what} of {declared} bytes, over the {cap} limit"
+            )
+        chunks, size = [], 0
+        try:
+            for chunk in response.iter_bytes(1 << 16):
+                size += len(chunk)
+                if size > cap:
+                    raise UnsafeInputError(
+                        f"registry {self.registry}: {what} over the {cap} byte limit"
+                    )
+                self.check_deadline(url, ends_at, "request deadline")
+                chunks.append(chunk)
+        except httpx.HTTPError as err:
+            raise UnreachableError(f"registry {self.registry}: {url}: {err}") from None
+        finally:
+            response.close()
+        return b"".join(chunks)
+
     def _authorize(self, challenge: str, scope: str) -> str:
         scheme = challenge.split(" ", 1)[0].lower()
         if scheme == "basic":
@@ -186,7 +271,9 @@ class RegistryClient:
         auth = httpx.BasicAuth(*self._credentials) if self._credentials else None
         try:
             self.requests += 1
-            reply = httpx.get(params["realm"], params=query, auth=auth, timeout=30.0)
+            reply = httpx.get(
+                params["realm"], params=query, auth=auth, timeout=self.deadlines.stall
+            )
         except httpx.HTTPError as err:
             raise UnreachableError(f"token service of {self.registry} unreachable: {err}") from None
         if reply.status_code != 200:
@@ -203,61 +290,140 @@ class RegistryClient:
         scope = f"repository:{repository}:pull"
         url: str | None = f"/v2/{repository}/tags/list?n={self.page_size}"
         found: list[str] = []
+        seen: set[str] = set()
         while url:
+            if url in seen or len(seen) >= MAX_TAG_PAGES:
+                raise ImageError(
+                    f"registry {self.registry}: tag list of {repository} pages in a loop "
+                    f"(or past {MAX_TAG_PAGES} pages); refusing"
+                )
+            seen.add(url)
             response = self.request("GET", url, scope)
+            data = self.body(response, url, MAX_TAGS_PAGE_BYTES, "tag list page")
             try:
-                response.read()
-                found += response.json().get("tags") or []
-                link = _NEXT.search(response.headers.get("Link", ""))
-            finally:
-                response.close()
-            url = link.group(1) if link else None
+                tags = json.loads(data).get("tags") or []
+            except (ValueError, AttributeError):
+                raise ImageError(f"registry {self.registry}: tag list is not JSON") from None
+            found += [t for t in tags if isinstance(t, str)]
+            link = _NEXT.search(response.headers.get("Link", ""))
+            url = self._same_origin(response.url.join(link.group(1))) if link else None
         return found
+
+    def _same_origin(self, url: httpx.URL) -> str:
+        """A `Link` target as a path on this registry; another host never gets our auth."""
+        base = self.http.base_url
+        if (url.scheme, url.host, url.port) != (base.scheme, base.host, base.port):
+            raise ImageError(
+                f"registry {self.registry}: tag list links to another host {url.host!r}; "
+                "refusing to follow (credentials stay with the registry)"
+            )
+        return url.raw_path.decode("ascii")
 
     def manifest(self, repository: str, reference: str) -> Manifest:
         scope = f"repository:{repository}:pull"
-        response = self.request(
-            "GET", f"/v2/{repository}/manifests/{reference}", scope, {"Accept": ACCEPT}
-        )
-        try:
-            data = response.read()
-        finally:
-            response.close()
-        digest = "sha256:" + hashlib.sha256(data).hexdigest()
+        url = f"/v2/{repository}/manifests/{reference}"
+        response = self.request("GET", url, scope, {"Accept": ACCEPT})
+        data = self.body(response, url, MAX_MANIFEST_BYTES, "manifest")
+        digest = digests.of(data)
         if reference.startswith("sha256:") and reference != digest:
             raise ImageError(f"registry {self.registry}: manifest {reference} has digest {digest}")
-        body = json.loads(data)
+        try:
+            body = json.loads(data)
+        except ValueError:
+            body = None
+        if not isinstance(body, dict):
+            raise ImageError(f"registry {self.registry}: manifest {reference} is not a JSON object")
         media_type = body.get("mediaType") or response.headers.get("Content-Type", "")
-        return Manifest(digest, media_type.split(";")[0], body)
+        return Manifest(digest, str(media_type).split(";")[0], body)
 
     @contextlib.contextmanager
-    def blob(self, repository: str, digest: str) -> Iterator[io.BufferedReader]:
+    def blob(self, repository: str, digest: str, size: int = 0) -> Iterator[io.BufferedReader]:
         """Stream a blob; closing early stops the download."""
-        response = self.request(
-            "GET", f"/v2/{repository}/blobs/{digest}", f"repository:{repository}:pull"
-        )
+        url = f"/v2/{repository}/blobs/{digest}"
+        ends_at = time.monotonic() + self.deadlines.request + size / MIN_BLOB_RATE
+        reader = _BlobReader(self, url, f"repository:{repository}:pull", size, ends_at)
         try:
-            yield io.BufferedReader(_ChunkReader(response.iter_raw(1 << 16)))
+            yield io.BufferedReader(reader, 1 << 16)
         finally:
-            response.close()
+            reader.close()
+
+    def config(self, repository: str, digest: str) -> bytes:
+        url = f"/v2/{repository}/blobs/{digest}"
+        response = self.request("GET", url, f"repository:{repository}:pull")
+        return self.body(response, url, MAX_CONFIG_BYTES, "config blob")
 
 
-class _ChunkReader(io.RawIOBase):
-    """A file-like view of an iterator of byte chunks."""
+class _BlobReader(io.RawIOBase):
+    """A blob's bytes in Range requests growing from 256 KiB to 16 MiB, held to a deadline.
 
-    def __init__(self, chunks: Iterator[bytes]) -> None:
-        self._chunks, self._pending = chunks, b""
+    A reader that stops early then leaves at most one range in flight, where one whole
+    GET would leave whatever the sockets buffered (megabytes on a fast link). A registry
+    that ignores Range (200) streams the whole blob in one response instead.
+    """
+
+    def __init__(
+        self, client: RegistryClient, url: str, scope: str, size: int, ends_at: float
+    ) -> None:
+        self._client, self._url, self._scope, self._size = client, url, scope, size
+        self._ends_at = ends_at
+        self._offset, self._span, self._whole = 0, FIRST_RANGE, False
+        self._opened_at = 0
+        self._response: httpx.Response | None = None
+        self._chunks: Iterator[bytes] = iter(())
 
     def readable(self) -> bool:
         return True
 
+    def close(self) -> None:
+        if self._response is not None:
+            self._response.close()
+        super().close()
+
+    def _open_next(self) -> bool:
+        """The next range (or the whole blob); False once everything was read."""
+        if self._response is not None:
+            self._response.close()
+        if self._whole or (self._size and self._offset >= self._size):
+            return False
+        headers = {}
+        if self._size:
+            end = min(self._offset + self._span, self._size) - 1
+            headers["Range"] = f"bytes={self._offset}-{end}"
+            self._span = min(2 * self._span, MAX_RANGE)
+        response = self._client.request("GET", self._url, self._scope, headers)
+        self._response = response
+        where = f"registry {self._client.registry}: {self._url}"
+        if response.status_code == 200 and self._offset == 0:
+            self._whole = True
+        elif response.status_code != 206 or not response.headers.get(
+            "Content-Range", ""
+        ).startswith(f"bytes {self._offset}-"):
+            raise ImageError(f"{where}: bad reply to a range request (HTTP {response.status_code})")
+        self._chunks = response.iter_raw(1 << 16)
+        return True
+
     def readinto(self, buffer: Any) -> int:
-        while not self._pending:
-            self._pending = next(self._chunks, b"")
-            if not self._pending:
+        while True:
+            self._client.check_deadline(self._url, self._ends_at, "request deadline")
+            try:
+                chunk = next(self._chunks, b"")
+            except httpx.HTTPError as err:
+                raise UnreachableError(
+                    f"registry {self._client.registry}: {self._url}: {err}"
+                ) from None
+            if chunk:
+                break
+            if self._response is not None and self._offset == self._opened_at:
+                raise ImageError(f"registry {self._client.registry}: {self._url}: empty reply")
+            if not self._open_next():
                 return 0
-        size = min(len(buffer), len(self._pending))
-        buffer[:size], self._pending = self._pending[:size], self._pending[size:]
+            self._opened_at = self._offset
+        size = min(len(buffer), len(chunk))
+        buffer[:size] = chunk[:size]
+        self._offset += size
+        if size < len(chunk):
+            rest = chunk[size:]
+            self._chunks = itertools.chain([rest], self._chunks)
         return size
 
 
@@ -266,14 +432,18 @@ class RegistrySource(LayeredSource):
 
     name = "registry"
 
-    def __init__(self, platform: str = "linux/amd64", progress: Any = None) -> None:
+    def __init__(
+        self, platform: str = "linux/amd64", progress: Any = None, attempts: int = 5
+    ) -> None:
         super().__init__(progress)
         self.platform = platform
+        self.attempts = attempts
+        self.deadlines = Deadlines.from_env()
         self._clients: dict[str, RegistryClient] = {}
 
     def client(self, registry: str) -> RegistryClient:
         if registry not in self._clients:
-            self._clients[registry] = RegistryClient(registry)
+            self._clients[registry] = RegistryClient(registry, self.attempts, self.deadlines)
         return self._clients[registry]
 
     def tags(self, repository: str) -> list[str]:
@@ -286,21 +456,26 @@ class RegistrySource(LayeredSource):
         top = client.manifest(name, ref.digest or ref.tag or "latest")
         manifest = top
         if is_index(top.body, top.media_type):
-            manifest = client.manifest(name, choose_platform(top.body, self.platform, str(ref)))
-        config_digest = manifest.body["config"]["digest"]
+            chosen = choose_platform(top.body, self.platform, str(ref))
+            manifest = client.manifest(name, digests.checked(chosen, f"image {ref}: manifest"))
+        config = manifest.body.get("config")
+        config_digest = digests.checked(
+            config.get("digest") if isinstance(config, dict) else None, f"image {ref}: config"
+        )
         config_bytes = self.cache.content(config_digest.removeprefix("sha256:"))
         if config_bytes is None:  # content-addressed: once fetched, never again
-            with client.blob(name, config_digest) as stream:
-                config_bytes = stream.read()
-        config = read_config(config_bytes, config_digest, str(ref))
+            config_bytes = client.config(name, config_digest)
+        parsed = read_config(config_bytes, config_digest, str(ref))
         self.cache.put_content(config_bytes)
-        layers = [
-            LayerBlob(
-                layer["digest"],
-                int(layer.get("size", 0)),
-                layer.get("mediaType", ""),
-                functools.partial(client.blob, name, layer["digest"]),
-            )
-            for layer in manifest.body.get("layers", [])
-        ]
-        return self.register(ref, config_digest, top.digest, config, layers)
+        layers = []
+        for layer in manifest.body.get("layers") or []:
+            digest = digests.checked(layer.get("digest"), f"image {ref}: layer")
+            size = layer.get("size", 0)
+            if not isinstance(size, int) or size < 0:
+                raise ImageError(f"image {ref}: layer {digest} has a bad size {size!r}")
+            opener = functools.partial(client.blob, name, digest, size)
+            layers.append(LayerBlob(digest, size, str(layer.get("mediaType", "")), opener))
+        # A partly read layer is trusted only as what this registry served for this
+        # verified manifest: its records are cached under exactly that.
+        scope = f"registry {registry} {top.digest}"
+        return self.register(ref, config_digest, top.digest, parsed, layers, scope)

@@ -40,3 +40,12 @@ def newest_tag(
     if len(latest) == 1:
         return latest[0]
     return max(latest, key=lambda t: (created(t.tag) or "", t.tag))
+
+
+def newer_than(tags: Iterable[str], pattern: re.Pattern[str], used: str) -> NightlyTag | None:
+    """The newest matching tag dated after `used` (a matching tag), if there is one."""
+    found = nightly_tags(tags, pattern)
+    current = nightly_tags([used], pattern)
+    if not found or not current or found[-1].date <= current[0].date:
+        return None
+    return found[-1]

@@ -6,12 +6,15 @@ Output is deterministic (sorted mounts, fixed key order) so it diffs cleanly.
 from __future__ import annotations
 
 import io
+import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from ruamel.yaml import YAML
 from ruamel.yaml.error import YAMLError
+from ruamel.yaml.scalarstring import DoubleQuotedScalarString
 
 from patchkeeper.chat_template import CONTAINER_PATH as TEMPLATE_PATH
 from patchkeeper.config.models import Service
@@ -39,8 +42,17 @@ def launch_command(service: Service, with_template: bool) -> list[str]:
     return command
 
 
-def base_service(service: Service, image: str) -> dict[str, Any]:
-    """The recipe's service as compose sees it, before any overlay."""
+def project_name(recipe: str, service: Service) -> str:
+    """The compose project the service runs under: the same every night, so tomorrow's
+    `up` recreates today's container instead of clashing with its `container_name`."""
+    if service.project:
+        return service.project
+    name = re.sub(r"[^a-z0-9_-]+", "-", recipe.lower()).strip("-_")
+    return name or "patchkeeper"
+
+
+def base_service(service: Service, image: str, project: str) -> dict[str, Any]:
+    """The recipe's service as compose sees it, before any overlay, under its project."""
     volumes = (
         [f"{service.model.host_path}:{service.model.path}:ro"] if service.model.host_path else []
     )
@@ -56,7 +68,7 @@ def base_service(service: Service, image: str) -> dict[str, Any]:
     for key in ("network_mode", "ipc", "shm_size"):
         if getattr(service, key):
             spec[key] = getattr(service, key)
-    if service.network_mode != "host":
+    if service.network_mode != "host" and "ports" not in service.passed_through:
         spec["ports"] = [f"{service.port}:{service.port}"]
     spec["healthcheck"] = {
         "test": list(health.test)
@@ -70,7 +82,8 @@ def base_service(service: Service, image: str) -> dict[str, Any]:
     if service.gpus is not None:
         device = {"driver": "nvidia", "count": service.gpus, "capabilities": ["gpu"]}
         spec["deploy"] = {"resources": {"reservations": {"devices": [device]}}}
-    return {"services": {service.name: spec}}
+    spec.update(service.passed_through)
+    return {"name": project, "services": {service.name: spec}}
 
 
 @dataclass(frozen=True)
@@ -78,7 +91,7 @@ class OverlayMount:
     """One file the overlay mounts read-only into the container, and what it must hash to."""
 
     source: Path  # absolute, for `docker run`
-    relative: str  # `./…` inside the overlay directory, for its compose files
+    relative: str  # inside the overlay directory (`rootfs/…`), for its compose files
     target: str
     sha256: str
 
@@ -93,21 +106,24 @@ def overlay_mounts(lock: Lock, overlay_dir: Path) -> list[OverlayMount]:
     if lock.chat_template:
         template = lock.chat_template
         inside.append((TEMPLATE_FILE, template.container_path, template.sha256))
-    return [OverlayMount(root / path, f"./{path}", target, sha) for path, target, sha in inside]
+    return [OverlayMount(root / path, path, target, sha) for path, target, sha in inside]
 
 
-def override(service: Service, lock: Lock) -> dict[str, Any]:
+def override(service: Service, lock: Lock, root: str) -> dict[str, Any]:
     """Pin the image by digest and mount every patched file read-only at its path.
 
-    Sources are relative to the overlay directory (compose resolves them against the
-    first file's directory, which is the overlay's), so a committed overlay works
-    wherever it is checked out; `absolute` makes them absolute for a merged override.
+    Bind sources are `root` + the file's place in the overlay. The store writes its
+    compose files with `root` = `../../.store/<its own directory>/`: relative, so a
+    committed overlay works wherever it is checked out, yet naming the immutable
+    directory, so reaching the file through a link that a later sync swaps
+    (`<out>/<recipe>/latest/compose.yaml`) still records the store path in the
+    container, and a `docker start` months later mounts the same bytes.
     """
     spec: dict[str, Any] = {"image": lock.image.pinned}
     if lock.chat_template:
         spec["command"] = launch_command(service, with_template=True)
     spec["volumes"] = [
-        {"type": "bind", "source": m.relative, "target": m.target, "read_only": True}
+        {"type": "bind", "source": root + m.relative, "target": m.target, "read_only": True}
         for m in overlay_mounts(lock, Path("."))
     ]
     return {"services": {service.name: spec}}
@@ -119,8 +135,8 @@ def absolute(document: dict[str, Any], overlay_dir: Path) -> dict[str, Any]:
     services = {}
     for name, spec in (document.get("services") or {}).items():
         volumes = [
-            {**v, "source": str(root / v["source"])}
-            if isinstance(v, dict) and str(v.get("source", "")).startswith("./")
+            {**v, "source": os.path.normpath(root / v["source"])}
+            if isinstance(v, dict) and not os.path.isabs(str(v.get("source", "/")))
             else v
             for v in spec.get("volumes") or []
         ]
@@ -152,7 +168,26 @@ def flag(command: list[str], name: str) -> str | None:
     return value
 
 
+# Plain scalars YAML 1.1 (docker-compose v1, PyYAML) reads as booleans or null, where
+# YAML 1.2 (ruamel, Compose v2) reads strings: `restart: no` must stay a string for both.
+_YAML11_SPECIAL = re.compile(
+    r"^(y|Y|yes|Yes|YES|n|N|no|No|NO|true|True|TRUE|false|False|FALSE|on|On|ON|off|Off|OFF"
+    r"|~|null|Null|NULL)$"
+)
+
+
+def _quoted(value: Any) -> Any:
+    if isinstance(value, str) and _YAML11_SPECIAL.match(value):
+        return DoubleQuotedScalarString(value)
+    if isinstance(value, dict):
+        return {k: _quoted(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_quoted(v) for v in value]
+    return value
+
+
 def dump(document: dict[str, Any]) -> str:
+    document = _quoted(document)
     yaml = YAML(typ="rt")
     yaml.default_flow_style = False
     yaml.width = 4096  # keep long paths on one line

@@ -35,7 +35,8 @@ class LockedPatchset(_Model):
 
 
 class Hunks(_Model):
-    applied: int
+    applied: int  # ported by the overlay, `drift` of them where the context had changed
+    drift: int = 0
     present: int
     conflict: int
 
@@ -53,6 +54,7 @@ class LockedPatchFile(_Model):
     action: str
     note: str = ""
     hunks: list[LockedHunk] = []
+    conflict_file: str | None = None  # the diff3-marked file `sync --conflicts DIR` wrote
 
 
 class LockedPatch(_Model):

@@ -1,21 +1,36 @@
-"""Port whole changes onto the image's files, in declared order.
+"""Port whole changes onto the image's files, in declared order, one change at a time.
 
-Every file a change touches is ported or explicitly accounted for: a fix
-whose second file is silently skipped looks fixed and is not.
+A PR's files are merged three-way (see `merge`): base is the file at the PR's
+base commit, theirs is that file with the PR's diff replayed exactly, ours is
+the image's file after the earlier changes. Local diffs, whose blobs are
+unknown, are matched exactly (see `hunks`). Every file a change touches is
+ported or explicitly accounted for (a fix whose second file is silently skipped
+looks fixed and is not), and a change that does not port leaves no trace: the
+next change starts from the files as they were before it.
 """
 
 from __future__ import annotations
 
-import fnmatch
 import hashlib
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from pathlib import PurePosixPath
 
-from patchkeeper.errors import UnsafeInputError
+import pathspec
+
+from patchkeeper.errors import UnsafeInputError, UpstreamError
 from patchkeeper.patching.diff import FileChange, FilePatch, parse_diff
-from patchkeeper.patching.hunks import HunkResult, HunkStatus, apply_hunks
+from patchkeeper.patching.hunks import (
+    HunkResult,
+    HunkStatus,
+    ReplayError,
+    apply_exact,
+    replay,
+    split_lines,
+)
+from patchkeeper.patching.merge import Merged, merge
+from patchkeeper.patching.resolutions import Resolution, matching
 from patchkeeper.upstream.model import UpstreamChange
 
 
@@ -30,22 +45,41 @@ class FileAction(StrEnum):
     PATCHED = "patched"
     CREATED = "created"
     UNCHANGED = "unchanged"  # every hunk already present
-    EXCLUDED = "excluded"  # matched the patch's `exclude:` globs
+    EXCLUDED = "excluded"  # matched the patch's `exclude:` patterns
     LEFT_IN_PLACE = "left-in-place"  # deleted/renamed upstream; a bind mount cannot delete
     CONFLICT = "conflict"
 
 
+def excluded(patterns: Sequence[str], *paths: PurePosixPath | None) -> bool:
+    """`exclude:` patterns are .gitignore patterns, matched on repository paths: `*` stays
+    within one path segment, `**` crosses directories, a pattern without a `/` (other than a
+    trailing one) matches a name at any depth, and a pattern that matches a directory covers
+    everything below it. A file is excluded when its path before or after the change does."""
+    spec = pathspec.GitIgnoreSpec.from_lines(patterns)
+    return any(path is not None and spec.match_file(str(path)) for path in paths)
+
+
 @dataclass(frozen=True)
 class ParsedChange:
-    """A change's diff, parsed, with the in-image directory its paths are relative to."""
+    """A change's diff, parsed, with the in-image directory its paths are relative to.
+
+    `bases` holds the files at the change's base commit (repository paths; None:
+    absent there); None for a change whose blobs are unknown (a local diff).
+    """
 
     change: UpstreamChange
     root: PurePosixPath
     files: tuple[FilePatch, ...]
+    bases: Mapping[PurePosixPath, bytes | None] | None = None
+    resolutions: tuple[Resolution, ...] = ()  # recorded by hand for its conflicting files
 
     @classmethod
     def of(cls, change: UpstreamChange, root: PurePosixPath) -> ParsedChange:
         return cls(change, root, parse_diff(change.diff, f"{change.patchset}/{change.label}"))
+
+    @property
+    def label(self) -> str:
+        return f"{self.change.patchset}/{self.change.label}"
 
     def paths_to_read(self) -> set[PurePosixPath]:
         """In-image paths whose vanilla content porting this change needs."""
@@ -56,6 +90,22 @@ class ParsedChange:
                 paths.add(self.root / file.old_path)
         return paths
 
+    def base_paths(self) -> list[PurePosixPath]:
+        """Repository paths whose content at the base commit a three-way merge needs."""
+        return sorted(
+            {
+                file.old_path
+                for file in self.files
+                if file.old_path and file.kind in (FileChange.MODIFIED, FileChange.RENAMED)
+            }
+        )
+
+    def with_bases(self, bases: Mapping[PurePosixPath, bytes | None]) -> ParsedChange:
+        return replace(self, bases=dict(bases))
+
+    def with_resolutions(self, resolutions: Sequence[Resolution]) -> ParsedChange:
+        return replace(self, resolutions=tuple(resolutions))
+
 
 @dataclass(frozen=True)
 class FileOutcome:
@@ -64,6 +114,13 @@ class FileOutcome:
     action: FileAction
     hunks: tuple[HunkResult, ...] = ()
     note: str = ""
+    ours: bytes | None = None  # for a conflicting file: the file as the patch found it
+    three_way: Merged | None = None  # for a file the three-way merge refused
+
+    @property
+    def marked(self) -> str:
+        """The diff3-marked file ("" where the blobs are unknown: a local diff)."""
+        return self.three_way.marked() if self.three_way else ""
 
 
 @dataclass(frozen=True)
@@ -73,8 +130,8 @@ class PatchOutcome:
     files: tuple[FileOutcome, ...] = ()
     via: str = ""  # why UPSTREAM: "ancestry" or "content"
 
-    def count(self, status: HunkStatus) -> int:
-        return sum(1 for f in self.files for h in f.hunks if h.status is status)
+    def count(self, *statuses: HunkStatus) -> int:
+        return sum(1 for f in self.files for h in f.hunks if h.status in statuses)
 
 
 @dataclass
@@ -100,42 +157,116 @@ def sha256(data: bytes | None) -> str | None:
     return None if data is None else hashlib.sha256(data).hexdigest()
 
 
-def _lines(data: bytes, where: str) -> list[str]:
+def _text(data: bytes, where: str) -> str:
     try:
-        return data.decode("utf-8").splitlines(keepends=True)
+        return data.decode("utf-8")
     except UnicodeDecodeError:
-        raise UnsafeInputError(f"{where}: the image's file is not UTF-8 text") from None
+        raise UnsafeInputError(f"{where}: the file is not UTF-8 text") from None
+
+
+def _is_blob(data: bytes, object_id: str) -> bool:
+    """Whether `data` is the git blob `object_id` (SHA-1 or SHA-256, possibly abbreviated)."""
+    algorithm = hashlib.sha256 if len(object_id) == 64 else hashlib.sha1
+    digest = algorithm(b"blob %d\0" % len(data) + data).hexdigest()
+    return digest.startswith(object_id)
+
+
+def _theirs(parsed: ParsedChange, file: FilePatch, base: bytes | None) -> tuple[str, str]:
+    """(base, theirs) texts: the base file, verified, and the diff replayed onto it."""
+    assert parsed.bases is not None and file.old_path is not None
+    where = f"{parsed.label}: {file.old_path} at {(parsed.change.base or '')[:12]}"
+    if base is None:
+        raise UpstreamError(f"{where}: the file the diff changes is absent at its base")
+    if file.blobs and not _is_blob(base, file.blobs[0]):
+        raise UpstreamError(f"{where}: not the blob {file.blobs[0]} the diff names")
+    base_text = _text(base, where)
+    try:
+        theirs = "".join(replay(split_lines(base_text), file.hunks))
+    except ReplayError as err:
+        raise UpstreamError(f"{where}: {err}") from None
+    if file.blobs and not _is_blob(theirs.encode(), file.blobs[1]):
+        raise UpstreamError(f"{where}: the replayed diff is not the blob {file.blobs[1]}")
+    return base_text, theirs
 
 
 def _port_file(
-    file: FilePatch, root: PurePosixPath, current: dict[PurePosixPath, bytes | None]
+    parsed: ParsedChange, file: FilePatch, current: dict[PurePosixPath, bytes | None]
 ) -> FileOutcome:
     """Port one file of a change; on success `current` holds its new content."""
+    root = parsed.root
     path = root / file.path
     target = current.get(path)
     source = current.get(root / file.old_path) if file.old_path else None
     if file.kind is FileChange.DELETED:
-        note = "deleted upstream; a read-only mount cannot delete it" if source else ""
-        action = FileAction.LEFT_IN_PLACE if source is not None else FileAction.UNCHANGED
-        return FileOutcome(path, file.kind, action, note=note)
+        results = tuple(HunkResult(h, HunkStatus.PRESENT) for h in file.hunks)
+        if source is None:
+            return FileOutcome(path, file.kind, FileAction.UNCHANGED, results)
+        note = "deleted upstream; a read-only mount cannot delete it"
+        return FileOutcome(path, file.kind, FileAction.LEFT_IN_PLACE, note=note)
     if file.kind is FileChange.ADDED:
         return _port_added(file, path, target, current)
-    base = target if target is not None else source  # a rename ports the old file's content
-    if base is None:
+    ours = target if target is not None else source  # a rename ports the old file's content
+    if ours is None:
         return FileOutcome(path, file.kind, FileAction.CONFLICT, note="absent from the image")
-    lines, results = apply_hunks(_lines(base, str(path)), file.hunks)
-    if any(r.status is HunkStatus.CONFLICT for r in results):
-        return FileOutcome(path, file.kind, FileAction.CONFLICT, tuple(results))
-    new = "".join(lines).encode()
-    current[path] = new
+    ours_text = _text(ours, f"image path {path}")
+    three_way = None
+    if parsed.bases is not None:
+        assert file.old_path is not None
+        base, theirs = _theirs(parsed, file, parsed.bases.get(file.old_path))
+        labels = (f"image {path}", f"base {parsed.change.base or ''}", parsed.label)
+        merged = merge(ours_text, base, theirs, file.hunks, labels)
+        content, results = merged.content, merged.hunks
+        three_way = merged if content is None else None
+    else:
+        lines, exact = apply_exact(split_lines(ours_text), file.hunks)
+        results = tuple(exact)
+        failed = any(r.status is HunkStatus.CONFLICT for r in results)
+        content = None if failed else "".join(lines)
     note = ""
+    if content is None:
+        reused = _reuse(parsed, path, ours_text)
+        if reused is None:
+            return FileOutcome(
+                path, file.kind, FileAction.CONFLICT, results, ours=ours, three_way=three_way
+            )
+        content, note = reused
+        results = tuple(
+            HunkResult(r.hunk, HunkStatus.DRIFTED, r.line, "placed by a recorded resolution")
+            if r.status is HunkStatus.CONFLICT
+            else r
+            for r in results
+        )
+    new = content.encode()
+    current[path] = new
     if file.kind is FileChange.RENAMED and source is not None and target is None:
-        note = f"renamed from {file.old_path}; the old file stays in the image"
-    if new == base and target is not None:
+        renamed = f"renamed from {file.old_path}; the old file stays in the image"
+        note = f"{note}; {renamed}" if note else renamed
+    if new == ours and target is not None:
         action = FileAction.UNCHANGED
     else:
         action = FileAction.CREATED if target is None else FileAction.PATCHED
-    return FileOutcome(path, file.kind, action, tuple(results), note)
+    return FileOutcome(path, file.kind, action, results, note)
+
+
+def _reuse(parsed: ParsedChange, path: PurePosixPath, ours: str) -> tuple[str, str] | None:
+    """A recorded resolution for this file and diff: as it is when the file is the one it was
+    recorded against, else merged three-way onto the changed file when that merges cleanly."""
+    candidates = matching(parsed.resolutions, path, parsed.change.diff_sha256)
+    for resolution in candidates:
+        if resolution.ours == ours.encode():
+            return resolution.resolved.decode("utf-8"), "resolved by a recorded resolution"
+    for resolution in candidates:
+        labels = (f"image {path}", "the file the resolution was recorded against", "resolution")
+        recorded = _text(resolution.ours, f"resolution of {path}")
+        merged = merge(
+            ours, recorded, _text(resolution.resolved, f"resolution of {path}"), (), labels
+        )
+        if merged.content is not None:
+            return (
+                merged.content,
+                "resolved by a recorded resolution, merged onto a changed image file",
+            )
+    return None
 
 
 def _port_added(
@@ -148,7 +279,7 @@ def _port_added(
     content = "".join(line for hunk in file.hunks for line in hunk.new).encode()
     if target is None:
         current[path] = content
-        results = tuple(HunkResult(h, HunkStatus.APPLIED) for h in file.hunks)
+        results = tuple(HunkResult(h, HunkStatus.APPLIED, 1) for h in file.hunks)
         return FileOutcome(path, file.kind, FileAction.CREATED, results)
     if target == content:
         results = tuple(HunkResult(h, HunkStatus.PRESENT, 1) for h in file.hunks)
@@ -164,10 +295,28 @@ def _state(files: Sequence[FileOutcome]) -> tuple[PatchState, str]:
     statuses = [h.status for f in files for h in f.hunks]
     if any(f.action is FileAction.CONFLICT for f in files):
         return PatchState.CONFLICT, ""
-    applied = HunkStatus.APPLIED in statuses or any(f.action is FileAction.CREATED for f in files)
+    ported = {HunkStatus.APPLIED, HunkStatus.DRIFTED}
+    applied = ported & set(statuses) or any(f.action is FileAction.CREATED for f in files)
     if not applied:
         return PatchState.UPSTREAM, "content"
     return (PatchState.PARTIAL if HunkStatus.PRESENT in statuses else PatchState.APPLIED), ""
+
+
+def _refuse_unportable(parsed: ParsedChange, files: Sequence[FileOutcome]) -> None:
+    """Changes an overlay cannot carry are bad input (exit 2), never a silent no-op."""
+    for file in parsed.files:
+        if file.unsupported and not excluded(parsed.change.patch.exclude, file.path, file.old_path):
+            raise UnsafeInputError(
+                f"{parsed.label}: {file.path}: {file.unsupported} cannot be carried by a "
+                "text overlay; add it to the patch's exclude: to port the rest"
+            )
+    left = [f for f in files if f.action is FileAction.LEFT_IN_PLACE]
+    if left and all(f.action in (FileAction.LEFT_IN_PLACE, FileAction.EXCLUDED) for f in files):
+        names = ", ".join(str(f.path) for f in left)
+        raise UnsafeInputError(
+            f"{parsed.label}: only deletes {names}, still in the image; a read-only overlay "
+            "cannot delete files: drop the patch or exclude the files"
+        )
 
 
 def port(
@@ -185,12 +334,16 @@ def port(
         if change.id in upstream:
             result.outcomes.append(PatchOutcome(change, PatchState.UPSTREAM, via="ancestry"))
             continue
+        staged = dict(result.current)
         files = []
         for file in parsed.files:
-            if any(fnmatch.fnmatch(str(file.path), g) for g in change.patch.exclude):
+            if excluded(change.patch.exclude, file.path, file.old_path):
                 files.append(FileOutcome(parsed.root / file.path, file.kind, FileAction.EXCLUDED))
-            else:
-                files.append(_port_file(file, parsed.root, result.current))
+            elif not file.unsupported:
+                files.append(_port_file(parsed, file, staged))
+        _refuse_unportable(parsed, files)
         state, via = _state(files)
+        if state is not PatchState.CONFLICT:
+            result.current = staged
         result.outcomes.append(PatchOutcome(change, state, tuple(files), via))
     return result

@@ -1,10 +1,21 @@
-"""Resolve PRs from git alone: refs/pull/N/head plus the branch's history."""
+"""Resolve PRs from git alone: refs/pull/N/head plus the branch's first-parent history.
+
+A PR *landed* on the branch when a first-parent commit brought it in: a squash whose
+subject ends in `(#N)`, a merge commit ("Merge pull request #N"), the PR's head itself
+(fast-forward), a merge commit with the head as an ancestor, or a rebased copy of the
+head (same author, author date and subject). The newest landing wins (relands), and a
+later first-parent commit that reverts it (a `git revert` body or GitHub's
+`Revert "<subject>"`) makes the PR *reverted* until that revert is reverted in turn.
+"""
 
 from __future__ import annotations
 
 import re
+import subprocess
 from collections.abc import Sequence
+from dataclasses import dataclass
 from functools import cached_property
+from pathlib import PurePosixPath
 
 import git
 from git.remote import RemoteProgress
@@ -17,7 +28,35 @@ from patchkeeper.upstream.model import PrState, UpstreamChange
 
 _SQUASH_SUBJECT = re.compile(r"\(#(?P<pr>\d+)\)\s*$")
 _MERGE_SUBJECT = re.compile(r"^Merge pull request #(?P<pr>\d+)\b")
+_REVERT_SUBJECT = re.compile(r'^Revert "(?P<subject>.*)"(?:\s*\(#\d+\))?\s*$')
+_REVERT_BODY = re.compile(r"This reverts commit (?P<sha>[0-9a-f]{7,64})")
 DIFF_FLAGS = ("--no-color", "--no-ext-diff", "--no-textconv", "--find-renames", "--full-index")
+_FIELDS = ("sha", "parents", "author", "subject", "body")
+
+
+@dataclass(frozen=True)
+class FirstParent:
+    """One commit of the branch's first-parent history (its own line of work)."""
+
+    index: int  # 0: the oldest
+    sha: str
+    author: str  # name <email> seconds: kept by rebases and cherry-picks
+    subject: str
+    body: str
+
+    def reverts(self, other: FirstParent) -> bool:
+        body = _REVERT_BODY.search(self.body)
+        if body and other.sha.startswith(body["sha"]):
+            return True
+        subject = _REVERT_SUBJECT.match(self.subject)
+        return subject is not None and subject["subject"] == other.subject
+
+
+@dataclass(frozen=True)
+class Landing:
+    commit: str
+    how: str  # squash, merge commit, fast-forward, rebase, GitHub
+    reverted_by: str | None
 
 
 class GitResolver:
@@ -32,23 +71,101 @@ class GitResolver:
         self.branch = f"refs/heads/{upstream.branch}"
 
     def prepare(self, patches: Sequence[Patch]) -> None:
+        """Fetch the branch and PR refs, then every blob the PRs' diffs (and reads of their
+        files at base and result) need, in one more request."""
         pulls = [p.pr for p in patches if p.pr is not None]
         self.mirror.fetch(self.upstream.branch, pulls, self.progress)
-        self.__dict__.pop("_landed_by_subject", None)
+        self.__dict__.pop("_history", None)
+        self.__dict__.pop("_by_sha", None)
+        pairs = []
+        for number in pulls:
+            head = self.mirror.rev(PULL_REF.format(number=number, kind="head"))
+            if head is not None:
+                pairs.append(self._endpoints(number, head, None)[:2])
+        self.mirror.prefetch(pairs)
 
     @cached_property
-    def _landed_by_subject(self) -> dict[int, str]:
-        """PR number -> first-parent commit whose subject names it (newest wins)."""
-        log = self.mirror.repo.git.log("--first-parent", "--format=%H %s", self.branch)
-        found: dict[int, str] = {}
-        for line in reversed(log.splitlines()):
-            sha, _, subject = line.partition(" ")
-            match = _SQUASH_SUBJECT.search(subject) or _MERGE_SUBJECT.search(subject)
-            if match:
-                found[int(match["pr"])] = sha
+    def _history(self) -> list[FirstParent]:
+        """The branch's first-parent commits, oldest first."""
+        fmt = "%x1f".join(("%H", "%P", "%an <%ae> %at", "%s", "%b")) + "%x1e"
+        log = str(
+            self.mirror.repo.git.log("--first-parent", "--reverse", f"--format={fmt}", self.branch)
+        )
+        found: list[FirstParent] = []
+        for record in log.split("\x1e"):
+            values = record.strip("\n").split("\x1f")
+            if len(values) == len(_FIELDS):
+                sha, _, author, subject, body = values
+                found.append(FirstParent(len(found), sha, author, subject, body))
         return found
 
-    def resolve(self, patchset: str, patch: Patch) -> UpstreamChange:
+    @cached_property
+    def _by_sha(self) -> dict[str, FirstParent]:
+        return {c.sha: c for c in self._history}
+
+    def landing(self, number: int, head: str, hint: str | None = None) -> Landing | None:
+        """Where PR `number` (head `head`) landed on the branch, newest landing first;
+        `hint` is GitHub's merge_commit_sha, used when git finds no landing itself."""
+        candidates = [
+            (c, "merge commit" if _MERGE_SUBJECT.search(c.subject) else "squash")
+            for c in self._history
+            if (m := _SQUASH_SUBJECT.search(c.subject) or _MERGE_SUBJECT.search(c.subject))
+            and int(m["pr"]) == number
+        ]
+        by_ancestry = self._landed_by_ancestry(head)
+        if by_ancestry is not None:
+            candidates.append(by_ancestry)
+        if not candidates:
+            candidates += [(c, "rebase") for c in self._rebased_copies(head)]
+        if not candidates and hint in self._by_sha:
+            candidates.append((self._by_sha[hint], "GitHub"))
+        if not candidates:
+            return None
+        landed, how = max(candidates, key=lambda item: item[0].index)
+        return Landing(landed.sha, how, self._reverted_by(landed))
+
+    def _landed_by_ancestry(self, head: str) -> tuple[FirstParent, str] | None:
+        if head in self._by_sha:
+            return self._by_sha[head], "fast-forward"
+        if not self.is_ancestor(head, self.branch):
+            return None
+        # The oldest first-parent commit that descends from head is the merge that brought it.
+        descendants = set(
+            str(self.mirror.repo.git.rev_list("--ancestry-path", f"{head}..{self.branch}")).split()
+        )
+        landed = next(c for c in self._history if c.sha in descendants)
+        return landed, "merge commit"
+
+    def _rebased_copies(self, head: str) -> list[FirstParent]:
+        """First-parent commits with the head's author, author date and subject."""
+        shown = str(self.mirror.repo.git.show("-s", "--format=%an <%ae> %at%x1f%s", head))
+        author, _, subject = shown.partition("\x1f")
+        return [c for c in self._history if c.author == author and c.subject == subject]
+
+    def _reverted_by(self, landed: FirstParent) -> str | None:
+        """The later first-parent commit that reverted `landed` (None if none, or if that
+        revert was reverted in turn)."""
+        target, revert = landed, None
+        for commit in self._history[landed.index + 1 :]:
+            if commit.reverts(target):
+                revert = None if revert else commit.sha
+                target = commit
+        return revert
+
+    def _endpoints(
+        self, number: int, head: str, hint: str | None
+    ) -> tuple[str, str, Landing | None]:
+        """(base, result, landing): the commits whose difference is the PR's change."""
+        landed = self.landing(number, head, hint)
+        how = landed.how if landed else None
+        if landed is not None and how in ("squash", "merge commit"):
+            return f"{landed.commit}^1", landed.commit, landed
+        if how == "fast-forward":  # which earlier commits were the PR's, git cannot tell
+            return f"{head}^1", head, landed
+        # Rebased copies, GitHub's word alone, or unmerged: the PR's own commits.
+        return str(self.mirror.repo.git.merge_base(self.branch, head)), head, landed
+
+    def resolve(self, patchset: str, patch: Patch, hint: str | None = None) -> UpstreamChange:
         if patch.diff is not None:
             try:
                 text = patch.diff.read_text(encoding="utf-8")
@@ -62,39 +179,49 @@ class GitResolver:
                 f"PR #{patch.pr} not found upstream ({self.upstream.clone_url}): "
                 f"no {PULL_REF.format(number=patch.pr, kind='head')}"
             )
-        merge = self._merge_commit(patch.pr, head)
-        title = self.mirror.repo.commit(merge or head).summary
-        if merge is not None:
-            first_parent = f"{merge}^1"
-            diff = self._diff(first_parent, merge)
+        old, new, landed = self._endpoints(patch.pr, head, hint)
+        base = self.mirror.rev(old)
+        if landed is not None:
+            state = PrState.REVERTED if landed.reverted_by else PrState.MERGED
+            title = self.mirror.repo.commit(landed.commit).summary
             return UpstreamChange(
                 patchset,
                 patch,
-                PrState.MERGED,
-                diff,
+                state,
+                self._diff(old, new),
                 head,
-                merge,
-                self.mirror.rev(first_parent),
+                landed.commit,
+                base,
                 str(title),
+                reverted_by=landed.reverted_by,
+                landed_as=landed.how,
             )
-        base = self.mirror.repo.git.merge_base(self.branch, head)
         has_merge_ref = self.mirror.has_commit(PULL_REF.format(number=patch.pr, kind="merge"))
         state = PrState.OPEN if has_merge_ref else PrState.CLOSED
+        title = self.mirror.repo.commit(head).summary
         return UpstreamChange(
-            patchset, patch, state, self._diff(base, head), head, None, base, str(title)
+            patchset, patch, state, self._diff(old, new), head, None, base, str(title)
         )
 
-    def _merge_commit(self, number: int, head: str) -> str | None:
-        by_subject = self._landed_by_subject.get(number)
-        if by_subject:
-            return by_subject
-        if not self.is_ancestor(head, self.branch):
+    def changed_by(self, change: UpstreamChange, until: str) -> str | None:
+        """The first first-parent commit after the PR landed (up to `until`) that removes a
+        line the PR added: what superseded it. Fetches the blobs that takes in one request."""
+        if not change.merge_commit or not self.has_commit(until):
             return None
-        # The oldest first-parent commit descending from head brought it in.
-        path = self.mirror.repo.git.rev_list(
-            "--first-parent", "--ancestry-path", "--reverse", f"{head}..{self.branch}"
-        ).split()
-        return path[0] if path else head
+        lines = change.diff.splitlines()
+        added = {s[1:] for s in lines if s[:1] == "+" and s[:4] != "+++ " and s[1:].strip()}
+        paths = [s[6:] for s in lines if s.startswith("+++ b/")]
+        if not added or not paths:
+            return None
+        span = f"{change.merge_commit}..{until}"
+        commits = str(self.mirror.repo.git.rev_list("--first-parent", span, "--", *paths)).split()
+        self.mirror.prefetch((f"{c}^1", c) for c in commits)
+        for commit in reversed(commits):  # oldest first
+            diff = self.mirror.repo.git.diff(*DIFF_FLAGS, f"{commit}^1", commit, "--", *paths)
+            removed = {s[1:] for s in str(diff).splitlines() if s[:1] == "-" and s[:4] != "--- "}
+            if added & removed:
+                return commit
+        return None
 
     def _diff(self, old: str, new: str) -> str:
         try:
@@ -122,3 +249,34 @@ class GitResolver:
             )
         )
         return ancestry_masks(lines.splitlines(), commits, tips)
+
+    def files_at(
+        self, commit: str, paths: Sequence[PurePosixPath]
+    ) -> dict[PurePosixPath, bytes | None]:
+        """One `git cat-file --batch` for all paths; in a partial clone git fetches the
+        missing blobs from the promisor remote as it goes."""
+        if not paths:
+            return {}
+        request = "".join(f"{commit}:{path}\n" for path in paths).encode()
+        done = subprocess.run(
+            ["git", "-C", str(self.mirror.path), "cat-file", "--batch"],
+            input=request,
+            capture_output=True,
+            check=False,
+            env=self.mirror.git_env(),
+        )
+        if done.returncode:
+            detail = done.stderr.decode(errors="replace").strip()
+            raise UpstreamError(f"cannot read files at {commit} in {self.mirror.url}: {detail}")
+        out, at, files = done.stdout, 0, {}
+        for path in paths:
+            end = out.index(b"\n", at)
+            header = out[at:end].split()
+            at = end + 1
+            if len(header) == 3 and header[1] in (b"blob", b"tree", b"commit", b"tag"):
+                size = int(header[2])
+                files[path] = out[at : at + size] if header[1] == b"blob" else None
+                at += size + 1
+            else:  # "<request> missing" (or ambiguous): no such file at that commit
+                files[path] = None
+        return files

@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -307,12 +307,14 @@ def _stderr(message: str) -> None:
 
 def enrich(change: UpstreamChange, info: PullInfo) -> UpstreamChange:
     """GitHub's view on top of git's. "merged" means the change is on a branch: git proves it
-    by history (kept even if the PR itself was closed and its commits landed otherwise),
-    GitHub by `merged` (then its merge commit serves ancestry when git found none, e.g.
-    rebase merges). Open versus closed only GitHub knows."""
-    if info.merged or change.state is PrState.MERGED:
-        state = PrState.MERGED
-        merge = change.merge_commit or info.merge_commit_sha
+    by history (kept even if the PR itself was closed and its commits landed otherwise, and
+    "reverted" when a later commit undid it), GitHub by `merged` (then its merge commit
+    serves ancestry when git found none). Open versus closed only GitHub knows."""
+    state: PrState
+    if change.state in (PrState.MERGED, PrState.REVERTED):
+        state, merge = change.state, change.merge_commit
+    elif info.merged:
+        state, merge = PrState.MERGED, info.merge_commit_sha
     else:
         state = PrState(info.state)
         merge = None
@@ -353,8 +355,9 @@ class GitHubResolver:
                 return
 
     def resolve(self, patchset: str, patch: Patch) -> UpstreamChange:
-        change = self.git.resolve(patchset, patch)
         info = self._info.get(patch.pr) if patch.pr is not None else None
+        hint = info.merge_commit_sha if info is not None and info.merged else None
+        change = self.git.resolve(patchset, patch, hint)
         if info is None:
             return change
         if change.head and info.head_sha != change.head:
@@ -369,6 +372,14 @@ class GitHubResolver:
 
     def contained(self, commits: Sequence[str], tips: Sequence[str]) -> dict[str, frozenset[str]]:
         return self.git.contained(commits, tips)
+
+    def files_at(
+        self, commit: str, paths: Sequence[PurePosixPath]
+    ) -> dict[PurePosixPath, bytes | None]:
+        return self.git.files_at(commit, paths)
+
+    def changed_by(self, change: UpstreamChange, until: str) -> str | None:
+        return self.git.changed_by(change, until)
 
 
 def with_github(git: GitResolver) -> UpstreamResolver:

@@ -1,22 +1,42 @@
-"""A cached bare mirror of an upstream repository, shared by all runs."""
+"""A cached, blobless bare mirror of one upstream branch and the PRs asked for.
+
+What a sync needs from upstream is the branch's commit graph (ancestry, subjects), the
+listed PRs' refs, and the blobs of the files those PRs touch: a partial clone
+(`--filter=blob:none`) of exactly those refs, with the touched blobs fetched in one batch
+(`prefetch`). A server that refuses filters gets a full fetch, with a warning.
+
+The mirror's config holds a credential-free URL only: credentials in the configured URL
+reach git through `url.<with credentials>.insteadOf` in the environment of each git it
+runs (lazy fetches of promisor objects included), never a file or a command line.
+"""
 
 from __future__ import annotations
 
 import hashlib
+import os
 import re
-from collections.abc import Iterable, Sequence
+import subprocess
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
 import git
 from filelock import FileLock
 from git.cmd import handle_process_output
 from git.remote import RemoteProgress
 from git.util import finalize_process
+from rich.markup import escape
 
 from patchkeeper.errors import UnreachableError, UpstreamError, redact
 from patchkeeper.paths import cache_dir
+from patchkeeper.ui import err_console
 
 PULL_REF = "refs/pull/{number}/{kind}"
+REMOTE = "upstream"
+FILTER = "blob:none"
+_FILTER_REFUSED = "filtering not recognized by server"
+_NO_REF = re.compile(r"couldn't find remote ref (?P<ref>\S+)")
+_NULL_OID = "0" * 40
 
 
 def _slug(url: str) -> str:
@@ -24,58 +44,191 @@ def _slug(url: str) -> str:
     return f"{tail.removesuffix('.git')}-{hashlib.sha256(url.encode()).hexdigest()[:12]}"
 
 
-class GitMirror:
-    """Bare repository under the cache dir; fetches only the refs asked for."""
+def split_credentials(url: str) -> tuple[str, str | None]:
+    """(URL without user:password@, the URL itself if it had any): only the first is stored."""
+    parts = urlsplit(url)
+    if not parts.scheme or "@" not in parts.netloc or parts.scheme in ("ssh", "git+ssh"):
+        return url, None  # scp-like or ssh: a user name, not a secret
+    host = parts.netloc.rsplit("@", 1)[1]
+    return urlunsplit(parts._replace(netloc=host)), url
 
-    def __init__(self, url: str, root: Path | None = None) -> None:
+
+def _warn(message: str) -> None:
+    err_console.print(f"[yellow]warning[/] {escape(message)}")
+
+
+def git_processes_in(path: Path) -> list[int] | None:
+    """Pids of git processes (not our own children) working in `path`: cwd or an open file
+    inside it. None where the platform cannot tell (no /proc)."""
+    proc = Path("/proc")
+    if not (proc / "self" / "fd").is_dir():
+        return None
+    root, me, found = str(path.resolve()), os.getpid(), []
+    for entry in proc.iterdir():
+        if not entry.name.isdigit() or int(entry.name) == me:
+            continue
+        try:
+            comm = (entry / "comm").read_text().strip()
+            ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            if not comm.startswith("git") or ppid == me:
+                continue  # our own children are read-only helpers, we hold the mirror lock
+            places = [os.readlink(entry / "cwd")]
+            places += [os.readlink(fd) for fd in (entry / "fd").iterdir()]
+        except (OSError, ValueError, IndexError):
+            continue  # gone, or not ours to inspect
+        if any(p == root or p.startswith(root + os.sep) for p in places):
+            found.append(int(entry.name))
+    return found
+
+
+class GitMirror:
+    """Bare, blobless repository under the cache dir; fetches only the refs asked for."""
+
+    def __init__(
+        self, url: str, root: Path | None = None, warn: Callable[[str], None] = _warn
+    ) -> None:
         self.url = url
+        self.clean_url, secret_url = split_credentials(url)
         self.path = (root or cache_dir() / "mirrors") / f"{_slug(url)}.git"
+        self.warn = warn
         self._lock = FileLock(str(self.path) + ".lock")
         self.path.parent.mkdir(parents=True, exist_ok=True)
         with self._lock:
             if not (self.path / "HEAD").exists():
                 git.Repo.init(self.path, bare=True)
-        self.repo = git.Repo(self.path)
+            self.repo = git.Repo(self.path)
+            self._configure()
+        env = {"GIT_TERMINAL_PROMPT": "0"}
+        if secret_url:
+            env |= {
+                "GIT_CONFIG_COUNT": "1",
+                "GIT_CONFIG_KEY_0": f"url.{secret_url}.insteadOf",
+                "GIT_CONFIG_VALUE_0": self.clean_url,
+            }
+        self.repo.git.update_environment(**env)
+
+    def git_env(self) -> dict[str, str]:
+        """The environment for a git run by hand in the mirror (`subprocess`), so that git's
+        lazy fetch of a missing blob gets the credentials and never prompts."""
+        return {**os.environ, **self.repo.git.environment()}
+
+    def _configure(self) -> None:
+        """A promisor remote by a credential-free URL: what lazy fetches of blobs use."""
+        wanted = {
+            "core.repositoryformatversion": "1",  # extensions need format 1
+            "extensions.partialClone": REMOTE,
+            f"remote.{REMOTE}.url": self.clean_url,
+            f"remote.{REMOTE}.promisor": "true",
+            f"remote.{REMOTE}.partialclonefilter": FILTER,
+            "gc.autoDetach": "false",  # no gc left running (and locking) after we return
+        }
+        listed = str(self.repo.git.config("--local", "--list")).splitlines()
+        current = dict(line.partition("=")[::2] for line in listed)
+        if any(current.get(k.lower()) != v for k, v in wanted.items()):
+            for key, value in wanted.items():
+                self.repo.git.config(key, value)
 
     def fetch(
         self, branch: str, pulls: Sequence[int], progress: RemoteProgress | None = None
     ) -> None:
-        """Fetch all branches plus the PR heads (and merge refs) that exist upstream."""
-        wanted = [PULL_REF.format(number=n, kind=k) for n in pulls for k in ("head", "merge")]
-        with self._lock:
-            existing = self._ls_remote(wanted) if wanted else set()
-            refspecs = ["+refs/heads/*:refs/heads/*"] + [
-                f"+{ref}:{ref}" for ref in wanted if ref in existing
-            ]
-            for ref in set(wanted) - existing:  # stale refs from an earlier fetch lie
-                self._delete_ref(ref)
-            self._fetch(refspecs, progress or RemoteProgress())
-        if not self.has_commit(f"refs/heads/{branch}"):
-            raise UpstreamError(f"{self.url} has no branch {branch!r}")
+        """One fetch (one negotiation) for the branch and each PR's refs that exist upstream.
 
-    def _fetch(self, refspecs: list[str], progress: RemoteProgress) -> None:
-        """`git fetch` by URL (no remote, so no URL is stored), reporting progress."""
-        proc = self.repo.git.fetch(
-            self.url, *refspecs, "--prune", "--no-tags", "--progress", as_process=True
-        )
+        `refs/pull/N/*` is filtered by the server (no listing of every ref), a missing
+        merge ref is simply absent, and one that disappeared upstream is pruned here.
+        """
+        refspecs = [f"+refs/heads/{branch}:refs/heads/{branch}"]
+        refspecs += [f"+refs/pull/{n}/*:refs/pull/{n}/*" for n in sorted(set(pulls))]
+        with self._lock:
+            self.recover_stale_locks()
+            self._fetch(refspecs, progress or RemoteProgress(), branch)
+            # Ancestry questions walk the graph: a commit-graph makes them several times faster.
+            self.repo.git.commit_graph("write", "--reachable", "--split")
+
+    def _fetch(self, refspecs: list[str], progress: RemoteProgress, branch: str) -> None:
+        args = ["--filter=" + FILTER, "--prune", "--no-tags", "--no-write-fetch-head"]
+        proc = self.repo.git.fetch(*args, "--progress", REMOTE, *refspecs, as_process=True)
         try:
             handle_process_output(
                 proc, None, progress.new_message_handler(), finalize_process, decode_streams=False
             )
         except git.GitCommandError:
+            lines = progress.error_lines + progress.other_lines
+            missing = next((m for line in lines if (m := _NO_REF.search(line))), None)
+            if missing and missing["ref"] == f"refs/heads/{branch}":
+                raise UpstreamError(f"{self.url} has no branch {branch!r}") from None
             detail = " ".join(progress.error_lines + progress.other_lines[-3:]).strip()
             raise UnreachableError(f"cannot fetch {self.url}: {detail}") from None
+        if any(_FILTER_REFUSED in line for line in progress.other_lines + progress.error_lines):
+            self.warn(
+                f"{redact(self.url)} does not serve partial clones (a git server needs "
+                "uploadpack.allowFilter=true; GitHub and GitLab allow it): fetched every "
+                "blob of the branch and PRs instead"
+            )
 
-    def _ls_remote(self, refs: Iterable[str]) -> set[str]:
-        try:
-            out = str(self.repo.git.ls_remote(self.url, *refs))
-        except git.GitCommandError as err:
-            raise UnreachableError(f"cannot reach {self.url}: {err.stderr.strip()}") from None
-        return {line.split("\t", 1)[1] for line in out.splitlines() if "\t" in line}
+    def prefetch(self, pairs: Iterable[tuple[str, str]]) -> int:
+        """Fetch, in one request, the blobs missing for diffs between each (old, new) commit
+        pair: what diffs and reads of those files at those commits need. Returns how many."""
+        pairs = list(dict.fromkeys(pairs))
+        if not pairs:
+            return 0
+        needed: set[str] = set()
+        for old, new in pairs:
+            raw = str(self.repo.git.diff_tree("-r", "-z", "--raw", "--no-renames", old, new))
+            fields = raw.split("\0")
+            for meta in fields[0::2]:
+                parts = meta.lstrip(":").split()
+                if len(parts) >= 4:
+                    modes, oids = parts[0:2], parts[2:4]
+                    needed |= {o for m, o in zip(modes, oids, strict=True) if m != "160000"}
+        needed.discard(_NULL_OID)
+        commits = sorted({c for pair in pairs for c in pair})
+        listing = str(self.repo.git.rev_list("--objects", "--missing=print", "--no-walk", *commits))
+        missing = {line[1:].split()[0] for line in listing.splitlines() if line.startswith("?")}
+        wanted = sorted(needed & missing)
+        if wanted:
+            with self._lock:
+                self._fetch_objects(wanted)
+        return len(wanted)
 
-    def _delete_ref(self, ref: str) -> None:
-        if self.has_commit(ref):
-            self.repo.git.update_ref("-d", ref)
+    def _fetch_objects(self, oids: Sequence[str]) -> None:
+        """What git's own lazy fetch runs, for many objects at once."""
+        command = ["git", "-c", "fetch.negotiationAlgorithm=noop", "fetch", REMOTE, "--stdin"]
+        command += ["--no-tags", "--no-write-fetch-head", "--recurse-submodules=no"]
+        done = subprocess.run(
+            [*command, "--filter=" + FILTER],
+            cwd=self.path,
+            env=self.git_env(),
+            input="".join(f"{oid}\n" for oid in oids).encode(),
+            capture_output=True,
+            check=False,
+        )
+        if done.returncode != 0:
+            detail = done.stderr.decode(errors="replace").strip()
+            raise UnreachableError(f"cannot fetch {len(oids)} blob(s) from {self.url}: {detail}")
+
+    def recover_stale_locks(self) -> None:
+        """Remove `*.lock` files a killed git left, only when no git process works here.
+
+        Called with the mirror's own lock held, so no other patchkeeper is using it.
+        """
+        locks = sorted(self.path.rglob("*.lock"))
+        if not locks:
+            return
+        names = ", ".join(str(p.relative_to(self.path)) for p in locks)
+        holders = git_processes_in(self.path)
+        if holders is None:
+            raise UpstreamError(
+                f"{self.path} has lock files ({names}); this platform cannot tell whether a "
+                "git process still holds them: remove them once no git runs there"
+            )
+        if holders:
+            raise UpstreamError(
+                f"{self.path} is in use by git (pid {', '.join(map(str, holders))}), which "
+                f"holds {names}; wait for it to finish or stop it"
+            )
+        for lock in locks:
+            lock.unlink(missing_ok=True)
+        self.warn(f"removed stale lock file(s) {names} from {self.path} (left by a killed git)")
 
     def has_commit(self, rev: str) -> bool:
         try:

@@ -6,6 +6,7 @@ import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import StrEnum
+from pathlib import PurePosixPath
 from typing import Protocol
 
 from patchkeeper.config.models import Patch
@@ -15,6 +16,7 @@ class PrState(StrEnum):
     MERGED = "merged"
     OPEN = "open"
     CLOSED = "closed"  # closed without merge (or, from git alone, not mergeable)
+    REVERTED = "reverted"  # landed, then a later commit on the branch reverted it
     LOCAL = "local"  # a local diff file, not an upstream PR
 
 
@@ -32,6 +34,24 @@ class UpstreamChange:
     title: str | None = None
     merged_at: str | None = None  # ISO 8601 UTC, from GitHub
     changed_files: tuple[str, ...] = ()  # repository paths, from GitHub
+    reverted_by: str | None = None  # the branch commit that reverted merge_commit
+    landed_as: str | None = None  # squash, merge commit, fast-forward, rebase, GitHub
+
+    def notes(self) -> list[str]:
+        """What the user must know about this PR's state, whatever the image holds."""
+        if self.state is PrState.CLOSED:
+            check = (
+                f"its witness `{self.patch.witness}`"
+                if self.patch.witness
+                else "a `witness:` check (add one)"
+            )
+            return [
+                f"{self.label} was closed without being merged: porting its head "
+                f"{(self.head or '')[:12]}; its fix may have reached the branch another "
+                f"way: when {check} passes on the vanilla image, retire it with "
+                "`patchkeeper prune --witness-report <verify --json report>`"
+            ]
+        return []
 
     @property
     def diff_sha256(self) -> str:
@@ -63,4 +83,15 @@ class UpstreamResolver(Protocol):
 
     def contained(self, commits: Sequence[str], tips: Sequence[str]) -> dict[str, frozenset[str]]:
         """For each tip, which of `commits` are its ancestors (or itself)."""
+        ...
+
+    def files_at(
+        self, commit: str, paths: Sequence[PurePosixPath]
+    ) -> dict[PurePosixPath, bytes | None]:
+        """The content of repository `paths` at `commit` (None: no such file there), in one
+        batch; a three-way merge needs each changed file at the change's base."""
+        ...
+
+    def changed_by(self, change: UpstreamChange, until: str) -> str | None:
+        """The branch commit after `change` landed, up to `until`, that changed its lines."""
         ...

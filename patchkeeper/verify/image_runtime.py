@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import secrets
-import shutil
 import socket
 import subprocess
 from collections.abc import Callable, Iterator, Sequence
@@ -27,6 +26,7 @@ from docker.types import Mount
 from patchkeeper.errors import ConfigError, ImageError, ServerError, UnreachableError
 from patchkeeper.image.engine import EngineSource
 from patchkeeper.image.model import ImageRef, ResolvedImage
+from patchkeeper.overlay import compose_cli
 from patchkeeper.overlay.compose import OverlayMount, dump
 from patchkeeper.overlay.lock import Lock
 from patchkeeper.overlay.write import BASE_COMPOSE, OVERRIDE_COMPOSE
@@ -201,19 +201,6 @@ def adapter_container(
         yield running
 
 
-def compose_cli() -> list[str]:
-    """`docker compose` (the plugin) where it exists, else `docker-compose` (v1)."""
-    docker = shutil.which("docker")
-    if docker:
-        probe = subprocess.run([docker, "compose", "version"], capture_output=True, check=False)
-        if probe.returncode == 0:
-            return [docker, "compose"]
-    legacy = shutil.which("docker-compose")
-    if legacy:
-        return [legacy]
-    raise ConfigError("neither `docker compose` nor `docker-compose` is installed")
-
-
 def _port_taken(port: int) -> bool:
     with socket.socket() as probe:
         probe.settimeout(2.0)
@@ -246,7 +233,20 @@ def compose_service(
     labelled = {"container_name": f"{project}-{service}", "labels": {LABEL: run_id}}
     extra.write_text(dump({"services": {service: labelled}}), encoding="utf-8")
     files = [overlay / BASE_COMPOSE, overlay / OVERRIDE_COMPOSE, extra]
-    compose = [*compose_cli(), "-p", project, *(a for f in files for a in ("-f", str(f)))]
+    with compose_cli.find().project(project, files) as compose:
+        yield from _composed(client, compose, overlay, service, port, run_id, deadline_s)
+
+
+def _composed(
+    client: Any,
+    compose: list[str],
+    overlay: Path,
+    service: str,
+    port: int,
+    run_id: str,
+    deadline_s: float,
+) -> Iterator[Running]:
+    project = f"pkverify-{run_id}"
 
     def run(*args: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run(

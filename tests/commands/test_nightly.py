@@ -56,7 +56,10 @@ def config_repo(demo: Demo, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> 
 
 def nightly(*extra: str) -> Result:
     # The demo image holds the sources only (no Python): prove on the host.
-    return runner.invoke(app, ["nightly", "--recipe", "demo.yaml", "--runtime", "host", *extra])
+    local = ["--image-source", "engine"]  # the demo image is in the engine only
+    return runner.invoke(
+        app, ["nightly", "--recipe", "demo.yaml", "--runtime", "host", *local, *extra]
+    )
 
 
 def remote_tip(work: Path) -> str:
@@ -75,7 +78,7 @@ def test_nightly_commits_proves_and_opens_then_updates_one_pull_request(
     assert git(config_repo, "rev-parse", f"{tip}^") == main
     tree = git(config_repo, "ls-tree", "-r", "--name-only", tip).splitlines()
     tag = demo.image.rsplit(":", 1)[1]
-    assert f"overlays/{tag}" in tree  # the friendly link, committed as a symlink
+    assert f"overlays/demo/{tag}" in tree  # the friendly link, committed as a symlink
     assert any(p.endswith("/patchkeeper.lock.json") for p in tree)
     assert any(p.endswith("/sglang/srt/entrypoints/anthropic/protocol.py") for p in tree)
     assert not [p for p in tree if p.endswith(".patchkeeper.lock") or "/.tmp-" in p]
@@ -136,7 +139,7 @@ def test_recipes_and_options_come_from_the_environment_the_action_sets(
     monkeypatch.setenv("PATCHKEEPER_RECIPES", "demo.yaml\ndemo.yaml")
     monkeypatch.setenv("PATCHKEEPER_OUT", "fleet")
     monkeypatch.setenv("PATCHKEEPER_VERIFY", "none")
-    result = runner.invoke(app, ["nightly", "--no-push"])
+    result = runner.invoke(app, ["nightly", "--no-push", "--image-source", "engine"])
     assert result.exit_code == 0, result.output
     assert result.output.count("| `demo.yaml` |") == 2
     tree = git(config_repo, "ls-tree", "-r", "--name-only", BRANCH)

@@ -22,8 +22,9 @@ def test_a_witness_passing_on_the_vanilla_nightly_retires_its_patch(
     work.mkdir()
     for name in ("demo.yaml", "sglang-demo.yaml"):
         shutil.copy(demo.recipe.parent / name, work / name)
+    local = ["--image-source", "engine"]  # the demo image is in the engine only
     synced = runner.invoke(
-        app, ["sync", "--recipe", str(work / "demo.yaml"), "--out", str(tmp_path), "--json"]
+        app, ["sync", "--recipe", str(work / "demo.yaml"), "--out", str(tmp_path), "--json", *local]
     )
     assert synced.exit_code == 0, synced.output
     overlay = json.loads(synced.stdout)["overlay"]

@@ -6,6 +6,7 @@ import hashlib
 import json
 import os
 import subprocess
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +18,7 @@ from patchkeeper.demo.history import Edit, History
 from patchkeeper.demo.image import build_image
 from patchkeeper.demo.scenario import PROTOCOL, SERVING, SOURCE_ROOT, adapter_files
 from patchkeeper.demo.setup import Demo
+from patchkeeper.overlay.compose_cli import Compose
 
 runner = CliRunner()
 
@@ -33,7 +35,7 @@ def by_pr(doc: dict[str, Any]) -> dict[int, dict[str, Any]]:
 
 
 def test_demo_sync_ports_only_what_the_nightly_lacks(demo: Demo, tmp_path: Path) -> None:
-    code, doc = sync(demo.recipe, tmp_path / "out")
+    code, doc = sync(demo.recipe, tmp_path / "out", "--image-source", "engine")
     assert code == 0, doc
     assert doc["image"]["commit"] == demo.upstream.nightly_commit
     assert doc["image"]["ref"] == demo.image
@@ -41,7 +43,7 @@ def test_demo_sync_ports_only_what_the_nightly_lacks(demo: Demo, tmp_path: Path)
     assert patches[24294]["state"] == "upstream" and patches[24294]["via"] == "ancestry"
     assert patches[24294]["files"] == []
     fix = patches[26773]
-    assert fix["state"] == "applied" and fix["hunks"] == {"applied": 2, "present": 0, "conflict": 0}
+    assert fix["state"] == "applied" and fix["hunks"] == {"applied": 2, "drift": 0, "present": 0, "conflict": 0}
     assert {f["path"] for f in fix["files"]} == {
         str(SOURCE_ROOT / PROTOCOL),
         str(SOURCE_ROOT / SERVING),
@@ -50,7 +52,9 @@ def test_demo_sync_ports_only_what_the_nightly_lacks(demo: Demo, tmp_path: Path)
     assert patches[25876]["state"] == "applied" and patches[25876]["pr_state"] == "open"
 
     overlay = Path(doc["overlay"])
-    assert (tmp_path / "out" / demo.image.split(":")[1]).resolve() == overlay
+    links = tmp_path / "out" / doc["recipe"]
+    assert (links / demo.image.split(":")[1]).resolve() == overlay
+    assert (links / "latest").resolve() == overlay
     for locked in doc["files"]:
         on_disk = overlay / "rootfs" / locked["path"].lstrip("/")
         assert hashlib.sha256(on_disk.read_bytes()).hexdigest() == locked["patched_sha256"]
@@ -65,49 +69,43 @@ def test_demo_sync_ports_only_what_the_nightly_lacks(demo: Demo, tmp_path: Path)
 
 
 def test_resync_reuses_the_overlay_and_never_rewrites_it(demo: Demo, tmp_path: Path) -> None:
-    _, first = sync(demo.recipe, tmp_path)
+    _, first = sync(demo.recipe, tmp_path, "--image-source", "engine")
     path = Path(first["overlay"]) / "rootfs" / first["files"][0]["path"].lstrip("/")
     inode = path.stat().st_ino
-    code, second = sync(demo.recipe, tmp_path)
+    code, second = sync(demo.recipe, tmp_path, "--image-source", "engine")
     assert code == 0 and second["overlay"] == first["overlay"]
     assert second["overlay_created"] is False
     assert path.stat().st_ino == inode
 
 
 def test_compose_accepts_the_override_and_the_container_sees_patched_bytes(
-    demo: Demo, tmp_path: Path
+    demo: Demo, tmp_path: Path, compose: Compose
 ) -> None:
-    _, doc = sync(demo.recipe, tmp_path)
+    _, doc = sync(demo.recipe, tmp_path, "--image-source", "engine")
     overlay = Path(doc["overlay"])
     printed = runner.invoke(app, ["compose", "--overlay", str(overlay)])
     assert printed.exit_code == 0
     assert f"source: {overlay.resolve()}/rootfs/" in printed.stdout
-    assert "source: ./rootfs/" in (overlay / "compose.override.yaml").read_text()
-    files = ["-f", str(overlay / "compose.yaml"), "-f", str(overlay / "compose.override.yaml")]
-    config = subprocess.run(
-        ["docker-compose", "-p", "pkt", *files, "config"], capture_output=True, text=True
-    )
-    assert config.returncode == 0, config.stderr
-    assert f"image: {doc['image']['pinned']}" in config.stdout
-    paths = [f["path"] for f in doc["files"]]
-    ran = subprocess.run(
-        [
-            "docker-compose",
-            "-p",
-            "pkt",
-            *files,
-            "run",
-            "--rm",
-            "--no-deps",
-            "--entrypoint",
-            "/bin/sha256sum",
-            "sglang",
-            *paths,
-        ],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    store_relative = f"source: ../../.store/{overlay.name}/rootfs/"
+    assert store_relative in (overlay / "compose.override.yaml").read_text()
+    # Reached through the recipe's link, as a user would type it.
+    via_link = tmp_path / doc["recipe"] / "latest"
+    files = [via_link / "compose.yaml", via_link / "compose.override.yaml"]
+    project = f"pkt-{uuid.uuid4().hex[:8]}"
+    with compose.project(project, files) as argv:
+        config = subprocess.run([*argv, "config"], capture_output=True, text=True)
+        assert config.returncode == 0, config.stderr
+        assert f"image: {doc['image']['pinned']}" in config.stdout
+        assert f"source: {overlay}/rootfs/" in config.stdout  # the store, not the link
+        assert "latest" not in config.stdout
+        paths = [f["path"] for f in doc["files"]]
+        ran = subprocess.run(
+            [*argv, "run", "--rm", "--no-deps", "--entrypoint", "/bin/sha256sum", "sglang", *paths],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        subprocess.run([*argv, "down", "--remove-orphans"], capture_output=True, check=False)
     assert ran.returncode == 0, ran.stderr
     seen = {line.split()[1]: line.split()[0] for line in ran.stdout.splitlines() if line.strip()}
     assert seen == {f["path"]: f["patched_sha256"] for f in doc["files"]}
@@ -115,7 +113,8 @@ def test_compose_accepts_the_override_and_the_container_sees_patched_bytes(
 
 def test_status_reports_and_writes_nothing(demo: Demo, tmp_path: Path) -> None:
     os.chdir(tmp_path)
-    result = runner.invoke(app, ["status", "--recipe", str(demo.recipe), "--json"])
+    local = ["--image-source", "engine"]  # the demo image is in the engine only
+    result = runner.invoke(app, ["status", "--recipe", str(demo.recipe), "--json", *local])
     assert result.exit_code == 0
     assert by_pr(json.loads(result.stdout))[26773]["state"] == "applied"
     assert list(tmp_path.iterdir()) == []
@@ -134,8 +133,8 @@ def test_interrupted_sync_leaves_the_previous_overlay_intact(
     demo: Demo, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     out = tmp_path / "out"
-    _, first = sync(demo.recipe, out)
-    link = out / demo.image.split(":")[1]
+    _, first = sync(demo.recipe, out, "--image-source", "engine")
+    link = out / first["recipe"] / demo.image.split(":")[1]
     before = {p: p.read_bytes() for p in Path(first["overlay"]).rglob("*") if p.is_file()}
 
     # A different patchset (one more local diff) means a new overlay...
@@ -155,7 +154,10 @@ def test_interrupted_sync_leaves_the_previous_overlay_intact(
 
     monkeypatch.setattr("patchkeeper.overlay.write.os.rename", killed)
     try:
-        result = runner.invoke(app, ["sync", "--recipe", str(demo.recipe), "--out", str(out)])
+        result = runner.invoke(
+            app,
+            ["sync", "--recipe", str(demo.recipe), "--out", str(out), "--image-source", "engine"],
+        )
     finally:
         patchset.write_text(original)
     assert result.exit_code != 0
@@ -175,7 +177,7 @@ def test_traversal_in_a_diff_exits_2_and_writes_nothing(demo: Demo, tmp_path: Pa
     )
     recipe = tmp_path / "evil-recipe.yaml"
     recipe.write_text(demo.recipe.read_text().replace("[sglang-demo.yaml]", f"[{patchset}]"))
-    code, doc = sync(recipe, tmp_path / "out")
+    code, doc = sync(recipe, tmp_path / "out", "--image-source", "engine")
     assert code == 2
     assert "evil" in doc["error"] and "../../etc/passwd" in doc["error"]
     assert not (tmp_path / "out").exists()
@@ -251,7 +253,7 @@ def test_cherry_picked_change_is_present_and_not_applied_twice(
     assert code == 0, doc
     picked, other = by_pr(doc)[101], by_pr(doc)[102]
     assert picked["state"] == "upstream" and picked["via"] == "content"
-    assert picked["hunks"] == {"applied": 0, "present": 1, "conflict": 0}
+    assert picked["hunks"] == {"applied": 0, "drift": 0, "present": 1, "conflict": 0}
     assert other["state"] == "applied"
     assert [f["path"] for f in doc["files"]] == [str(SOURCE_ROOT / SERVING)]
 
@@ -325,14 +327,14 @@ def test_every_image_source_gives_the_same_overlay(
 
 
 def test_compose_merges_a_fleet_sorted_and_refuses_clashes(demo: Demo, tmp_path: Path) -> None:
-    _, doc = sync(demo.recipe, tmp_path / "a")
+    _, doc = sync(demo.recipe, tmp_path / "a", "--image-source", "engine")
     second = tmp_path / "second.yaml"
     second.write_text(
         demo.recipe.read_text()
         .replace("name: sglang\n", "name: aaa-sglang\n")
         .replace("[sglang-demo.yaml]", f"[{demo.recipe.parent / 'sglang-demo.yaml'}]")
     )
-    _, other = sync(second, tmp_path / "b")
+    _, other = sync(second, tmp_path / "b", "--image-source", "engine")
     args = ["compose", "--overlay", doc["overlay"], "--overlay", other["overlay"]]
     first_run = runner.invoke(app, args)
     assert first_run.exit_code == 0

@@ -84,7 +84,9 @@ def test_first_nightly_per_patch(tmp_path: Path) -> None:
         ],
     )
     assert md.exit_code == 0
-    assert "| #1 | merged | " + nightlies[1] in md.stdout
+    # In from the window's first tag on: it may have landed in an earlier nightly.
+    assert f"| #1 | merged | at or before {nightlies[1]} |" in md.stdout
+    assert f"| #2 | merged | {nightlies[2]} |" in md.stdout
     assert "| #3 | open | none yet |" in md.stdout
 
 
@@ -142,3 +144,81 @@ def test_prune_retires_what_a_verify_report_proves_vanilla_already_fixes(tmp_pat
     report.write_text('{"checks": []}')
     bad = runner.invoke(app, [*args, "--witness-report", str(report)])
     assert bad.exit_code == 2 and "no 'patches' list" in bad.output
+
+
+SECOND = """\
+upstream: {{git: {url}}}
+source_root: /other
+patches:
+  - pr: 2
+    id: two-again
+    why: the same fix, carried by a second patchset
+    witness: tool_stream_blocks
+    exclude: [test/**]
+  # keep me
+  - pr: 3
+    why: three
+"""
+
+
+def _two_patchsets(tmp_path: Path) -> tuple[Path, Path, list[str]]:
+    recipe, listing, nightlies = nightly_history(tmp_path)
+    url = (tmp_path / "ps.yaml").read_text().split("git: ")[1].split("}")[0]
+    (tmp_path / "second.yaml").write_text(SECOND.format(url=url))
+    recipe.write_text(recipe.read_text().replace("[ps.yaml]", "[ps.yaml, second.yaml]"))
+    return recipe, listing, nightlies
+
+
+def test_status_and_prune_read_every_patchset(tmp_path: Path) -> None:
+    recipe, listing, nightlies = _two_patchsets(tmp_path)
+    runner = CliRunner()
+    done = runner.invoke(
+        app,
+        ["status", "--recipe", str(recipe), "--tags-from", str(listing), "--tags", "4", "--json"],
+    )
+    assert done.exit_code == 0, done.stdout
+    ids = [p["id"] for p in json.loads(done.stdout)["patches"]]
+    assert ids == ["ps/pr-1", "ps/pr-2", "ps/pr-3", "second/two-again", "second/pr-3"]
+
+    listing.write_text("\n".join(nightlies[2:]))  # the newest nightly has #1 and #2
+    args = ["prune", "--recipe", str(recipe), "--tags-from", str(listing), "--tags", "1"]
+    pruned = runner.invoke(app, [*args, "--write"])
+    assert pruned.exit_code == 0, pruned.stdout
+    second = load_patchset(tmp_path / "second.yaml")
+    assert [p.pr for p in second.patches] == [3]
+    [retired] = second.retired
+    assert retired.model_extra == {
+        "pr": 2,
+        "id": "two-again",
+        "why": "the same fix, carried by a second patchset",
+        "witness": "tool_stream_blocks",
+        "exclude": ["test/**"],
+    }
+    assert "# keep me" in (tmp_path / "second.yaml").read_text()
+    assert [p.pr for p in load_patchset(tmp_path / "ps.yaml").patches] == [3]
+
+
+def test_prune_refuses_to_retire_on_fewer_nightlies_than_asked(tmp_path: Path) -> None:
+    recipe, listing, nightlies = nightly_history(tmp_path)
+    listing.write_text(nightlies[-1])  # one nightly, which has #1 and #2
+    before = (tmp_path / "ps.yaml").read_text()
+    args = ["prune", "--recipe", str(recipe), "--tags-from", str(listing), "--tags", "14"]
+    refused = CliRunner().invoke(app, [*args, "--write"])
+    assert refused.exit_code == 2
+    assert f"asked to retire on 14 nightlies, found 1 in {listing}" in refused.output
+    assert (tmp_path / "ps.yaml").read_text() == before
+
+
+def test_prune_on_fewer_nightlies_retires_by_witness_only(tmp_path: Path) -> None:
+    recipe, listing, nightlies = nightly_history(tmp_path)
+    listing.write_text(nightlies[-1])  # has #1 by ancestry, but one nightly is not 14
+    report = tmp_path / "verify.json"
+    verdict = Verdict("ps/pr-3", "mid_conversation_system", "passed", "passed", False, True)
+    report.write_text(json.dumps({"image": "x/sglang:n3", "patches": [asdict(verdict)]}))
+    args = ["prune", "--recipe", str(recipe), "--tags-from", str(listing), "--tags", "14"]
+    done = CliRunner().invoke(app, [*args, "--witness-report", str(report), "--write"])
+    assert done.exit_code == 0, done.output
+    assert "found 1 in" in done.output and "retiring nothing by ancestry" in done.output
+    loaded = load_patchset(tmp_path / "ps.yaml")
+    assert [p.pr for p in loaded.patches] == [1, 2]
+    assert [r.model_extra["pr"] for r in loaded.retired] == [3]

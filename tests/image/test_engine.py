@@ -74,9 +74,9 @@ def test_second_read_comes_from_the_cache(
     calls: list[list[PurePosixPath]] = []
 
     class Counting(EngineSource):
-        def read(self, image, paths):  # type: ignore[no-untyped-def]
+        def read(self, image, paths, git_dirs=()):  # type: ignore[no-untyped-def]
             calls.append(list(paths))
-            return super().read(image, paths)
+            return super().read(image, paths, git_dirs)
 
     cached = CachedSource(Counting(docker_client), tmp_path)
     image = cached.resolve(ImageRef.parse(tricky_image))

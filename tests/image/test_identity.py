@@ -1,5 +1,6 @@
 """Identity logic against an in-memory image source (the interface, no daemon)."""
 
+import posixpath
 import re
 from collections.abc import Sequence
 from pathlib import PurePosixPath
@@ -16,10 +17,13 @@ PATTERN = re.compile(r"^nightly-(?P<date>\d{8})-(?P<sha>[0-9a-f]{8})$")
 
 
 class DictSource:
+    """An image as a dict of files, keyed as a real image keys them: normalised paths
+    (an entry named with `..` could never be read from a layer, so none is kept)."""
+
     name = "dict"
 
     def __init__(self, files: dict[str, str]) -> None:
-        self.files = {PurePosixPath(k): v.encode() for k, v in files.items()}
+        self.files = {PurePosixPath(posixpath.normpath(k)): v.encode() for k, v in files.items()}
 
     def tags(self, repository: str) -> list[str]:
         return []
@@ -28,10 +32,14 @@ class DictSource:
         return ResolvedImage(ref, "sha256:" + "0" * 64, None)
 
     def read(
-        self, image: ResolvedImage, paths: Sequence[PurePosixPath]
+        self,
+        image: ResolvedImage,
+        paths: Sequence[PurePosixPath],
+        git_dirs: Sequence[PurePosixPath] = (),
     ) -> dict[PurePosixPath, ImageFile | None]:
+        wanted = set(paths) | {p for p in self.files for g in git_dirs if p == g or g in p.parents}
         return {
-            p: ImageFile(p, self.files[p], 0o644, p) if p in self.files else None for p in paths
+            p: ImageFile(p, self.files[p], 0o644, p) if p in self.files else None for p in wanted
         }
 
 

@@ -14,7 +14,7 @@ import pytest
 
 from patchkeeper.errors import ImageError, UnreachableError, UnsafeInputError
 from patchkeeper.image.cache import CachedSource
-from patchkeeper.image.identity import git_metadata_paths, identify
+from patchkeeper.image.identity import identify
 from patchkeeper.image.model import ImageRef
 from patchkeeper.image.registry import RegistryClient, RegistrySource, split_repository
 from tests.oci import Entry, Image, index, layer, opaque, push, tree, whiteout
@@ -102,8 +102,8 @@ def test_extraction_stops_early_and_a_warm_cache_fetches_nothing(tmp_path: Path)
     serving = P(f"{ROOT}/python/sglang/srt/entrypoints/anthropic/serving.py")
     added = P(f"{ROOT}/python/sglang/srt/entrypoints/anthropic/new_module.py")
     wanted = [serving, added, P(f"{ROOT}/python/sglang/version.py")]
-    found = source.read(image, [*wanted, *git_metadata_paths(P(ROOT), "main")])  # as sync does
-    assert identify(source, image, P(ROOT)).commit == SHA
+    found = source.read(image, wanted, [P(ROOT) / ".git"])  # as sync does
+    assert identify(source, image, P(ROOT), files=found).commit == SHA
     assert found[serving] is not None and found[serving].content == b"vanilla\n"
     assert found[added] is None  # absent, decided without reading the base layer
     accounting = source.accounting()
@@ -127,13 +127,15 @@ def test_hostile_layers_are_refused_or_contained() -> None:
     with pytest.raises(UnsafeInputError, match="escapes the image root"):
         source.read(image, [P("/etc/passwd")])
 
-    links = layer(
+    links = layer(  # in path order, as builders write layers: a link after its target
         [
-            *tree({"/etc/shadow": "image's own"}),
-            Entry.symlink("app/escape", "../../../../etc/shadow"),
+            Entry.dir("app"),
             Entry.symlink("app/abs", "/etc/shadow"),
-            Entry.hardlink("app/hard", "etc/shadow"),
             Entry.chardev("app/dev", 1, 3),
+            Entry.symlink("app/escape", "../../../../etc/shadow"),
+            Entry.file("app/hard", "image's own"),
+            Entry.dir("etc"),
+            Entry.hardlink("etc/shadow", "app/hard"),
         ]
     )
     repository = unique("links")

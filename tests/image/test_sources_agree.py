@@ -12,12 +12,54 @@ from patchkeeper.image.identity import identify
 from patchkeeper.image.layout import LayoutSource
 from patchkeeper.image.model import ImageRef, ImageSource
 from patchkeeper.image.registry import RegistrySource
-from tests.oci import Image, docker_save, engine_pull, layer, push, tree, whiteout, write_oci_layout
+from tests.oci import (
+    Entry,
+    Image,
+    docker_save,
+    engine_pull,
+    layer,
+    push,
+    tree,
+    whiteout,
+    write_oci_layout,
+)
 
 REGISTRY = os.environ.get("PATCHKEEPER_TEST_REGISTRY", "127.0.0.1:5000")
 ROOT = PurePosixPath("/sgl-workspace/sglang")
 SHA = "89abcdef0123456789abcdef0123456789abcdef"
+NEW_SHA = "1111111111222222222233333333334444444444"
 SERVING = ROOT / "python/sglang/srt/entrypoints/anthropic/serving.py"
+Row = tuple[str, str, str, dict[PurePosixPath, bytes | None]]
+
+
+def read_everywhere(
+    docker_client: Any, tmp_path: Path, image_def: Image, paths: list[PurePosixPath]
+) -> list[Row]:
+    """(source, image id, commit, contents) from each of the four sources."""
+    repository = f"pk-test/agree-{uuid.uuid4().hex[:8]}"
+    tag = f"nightly-dev-cu13-20260621-{SHA[:8]}"
+    reference = f"{REGISTRY}/{repository}:{tag}"
+    push(REGISTRY, repository, tag, image_def)
+    engine_pull(docker_client, reference)
+    try:
+        archive = docker_save(docker_client, reference, tmp_path / "saved.tar")
+        layout = write_oci_layout(tmp_path / "layout", image_def, tag)
+        sources: list[tuple[ImageSource, str]] = [
+            (RegistrySource(), reference),
+            (EngineSource(docker_client), reference),
+            (LayoutSource(archive), reference),
+            (LayoutSource(layout), f"{repository}:{tag}"),
+        ]
+        rows = []
+        for source, ref in sources:
+            image = source.resolve(ImageRef.parse(ref))
+            files = source.read(image, paths, [ROOT / ".git"])
+            commit = identify(source, image, ROOT, files=files).commit
+            contents = {p: f.content if (f := files[p]) else None for p in paths}
+            rows.append((source.name, image.image_id, commit, contents))
+        return rows
+    finally:
+        docker_client.images.remove(reference, force=True)
 
 
 def test_the_same_commit_and_files_from_every_source(docker_client: Any, tmp_path: Path) -> None:
@@ -33,33 +75,54 @@ def test_the_same_commit_and_files_from_every_source(docker_client: Any, tmp_pat
     )
     upper = layer([*tree({str(SERVING): "new\n"}), whiteout(f"{ROOT}/stale.py")])
     image_def = Image([checkout, upper])
-    repository = f"pk-test/agree-{uuid.uuid4().hex[:8]}"
-    reference = f"{REGISTRY}/{repository}:nightly-dev-cu13-20260621-{SHA[:8]}"
-    push(REGISTRY, repository, reference.rsplit(":", 1)[1], image_def)
-    engine_pull(docker_client, reference)
-    try:
-        archive = docker_save(docker_client, reference, tmp_path / "saved.tar")
-        layout = write_oci_layout(tmp_path / "layout", image_def, reference.rsplit(":", 1)[1])
-        sources: list[tuple[ImageSource, str]] = [
-            (RegistrySource(), reference),
-            (EngineSource(docker_client), reference),
-            (LayoutSource(archive), reference),
-            (LayoutSource(layout), f"{repository}:{reference.rsplit(':', 1)[1]}"),
+    rows = read_everywhere(docker_client, tmp_path, image_def, [SERVING, ROOT / "stale.py"])
+    expected = (image_def.config_digest, SHA, {SERVING: b"new\n", ROOT / "stale.py": None})
+    assert all(row[1:] == expected for row in rows), rows
+    assert [row[0] for row in rows] == ["registry", "engine", "layout", "layout"]
+
+
+def test_hardlinks_recreated_checkouts_and_relative_gitdirs_read_alike(
+    docker_client: Any, tmp_path: Path
+) -> None:
+    """A hardlink keeps the bytes its layer linked; a checkout deleted and recreated within
+    one layer hides the old one; a submodule-style `.git` file names a relative gitdir."""
+    first = layer(
+        [
+            *tree({"/app/a": "A\n"}),
+            Entry.hardlink("app/b", "app/a"),
+            *tree(
+                {
+                    f"{ROOT}/.git/HEAD": "ref: refs/heads/main\n",
+                    f"{ROOT}/.git/refs/heads/main": f"{SHA}\n",
+                    str(SERVING): "old\n",
+                    f"{ROOT}/stale.py": "x\n",
+                }
+            ),
         ]
-        seen = []
-        for source, ref in sources:
-            image = source.resolve(ImageRef.parse(ref))
-            files = source.read(image, [SERVING, ROOT / "stale.py"])
-            seen.append(
-                (
-                    source.name,
-                    image.image_id,
-                    identify(source, image, ROOT).commit,
-                    files[SERVING].content if files[SERVING] else None,
-                    files[ROOT / "stale.py"],
-                )
-            )
-        assert {row[1:] for row in seen} == {(image_def.config_digest, SHA, b"new\n", None)}, seen
-        assert [row[0] for row in seen] == ["registry", "engine", "layout", "layout"]
-    finally:
-        docker_client.images.remove(reference, force=True)
+    )
+    modules = "/sgl-workspace/.git/modules/sglang"
+    second = layer(  # in byte order, the whiteout where the path it deletes sorts
+        [
+            *tree({"/app/a": "B\n"}),
+            *tree(
+                {
+                    f"{modules}/HEAD": "ref: refs/heads/main\n",
+                    f"{modules}/packed-refs": f"{NEW_SHA} refs/heads/main\n",
+                }
+            ),
+            whiteout(str(ROOT)),
+            Entry.dir(str(ROOT).lstrip("/")),
+            Entry.file(f"{str(ROOT).lstrip('/')}/.git", "gitdir: ../.git/modules/sglang\n"),
+            *tree({str(SERVING): "new\n"})[2:],
+        ]
+    )
+    image_def = Image([first, second])
+    paths = [SERVING, ROOT / "stale.py", PurePosixPath("/app/a"), PurePosixPath("/app/b")]
+    rows = read_everywhere(docker_client, tmp_path, image_def, paths)
+    contents = {
+        SERVING: b"new\n",
+        ROOT / "stale.py": None,
+        PurePosixPath("/app/a"): b"B\n",
+        PurePosixPath("/app/b"): b"A\n",
+    }
+    assert all(row[1:] == (image_def.config_digest, NEW_SHA, contents) for row in rows), rows

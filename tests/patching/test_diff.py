@@ -48,23 +48,72 @@ def test_paths_that_escape_are_refused(path: str) -> None:
         parse_diff(text, "PR #7")
 
 
-def test_symlink_changes_are_refused() -> None:
-    text = (
-        "diff --git a/link b/link\nnew file mode 120000\n--- /dev/null\n+++ b/link\n"
-        "@@ -0,0 +1 @@\n+/etc/shadow\n\\ No newline at end of file\n"
-    )
-    with pytest.raises(UnsafeInputError, match="PR #8: link: refusing a symlink"):
-        parse_diff(text, "PR #8")
-
-
-def test_binary_diffs_are_refused() -> None:
-    text = (
-        "diff --git a/x.bin b/x.bin\nindex 1..2 100644\nBinary files a/x.bin and b/x.bin differ\n"
-    )
-    with pytest.raises(UnsafeInputError, match="binary"):
-        parse_diff(text, "PR #9")
+@pytest.mark.parametrize(
+    ("entry", "why"),
+    [
+        (
+            "diff --git a/link b/link\nnew file mode 120000\n--- /dev/null\n+++ b/link\n"
+            "@@ -0,0 +1 @@\n+/etc/shadow\n\\ No newline at end of file\n",
+            "a symlink change",
+        ),
+        (
+            "diff --git a/x.bin b/x.bin\nindex 1..2 100644\nBinary files a/x.bin and b/x.bin differ\n",
+            "a binary change",
+        ),
+        ("diff --git a/run.sh b/run.sh\nold mode 100644\nnew mode 100755\n", "a file-mode change"),
+    ],
+)
+def test_entries_a_text_overlay_cannot_carry_are_marked(entry: str, why: str) -> None:
+    [file] = parse_diff(entry, "PR #8")
+    assert file.unsupported == why
 
 
 def test_malformed_diff_is_refused() -> None:
     with pytest.raises(UnsafeInputError, match="PR #3"):
         parse_diff("--- a/x\n+++ b/x\n@@ -1,3 +1,3 @@\n a\n", "PR #3")
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("", "the diff is empty"),
+        ("\n\n", "the diff is empty"),
+        ("--- a/x\n+++ b/x\n@@ -1,x +1 @@\n-a\n+b\n", "garbled hunk header"),
+        ("--- a/x\n+++ b/x\n@@ -1 +1 @@\n-a\n+b\n c\n+d\n", "more lines than its header counts"),
+    ],
+)
+def test_empty_garbled_and_lying_diffs_are_refused(text: str, message: str) -> None:
+    with pytest.raises(UnsafeInputError, match=f"PR #5: .*{message}"):
+        parse_diff(text, "PR #5")
+
+
+def test_a_mail_signature_after_the_last_hunk_is_not_a_lie() -> None:
+    [file] = parse_diff(MODIFY.format(p="a.py") + "-- \n2.43.0\n", "d")
+    assert file.hunks[0].new == ("keep\n", "new\n")
+
+
+def test_git_quoted_non_ascii_paths_are_unquoted() -> None:
+    text = (
+        MODIFY.format(p="x")
+        .replace("a/x", '"a/caf\\303\\251.py"')
+        .replace("b/x", '"b/caf\\303\\251.py"')
+    )
+    [file] = parse_diff(text, "d")
+    assert str(file.path) == "café.py"
+
+
+def test_a_diff_converted_to_crlf_wholesale_is_read_as_lf() -> None:
+    [file] = parse_diff(MODIFY.format(p="a.py").replace("\n", "\r\n"), "d")
+    assert str(file.path) == "a.py" and file.hunks[0].new == ("keep\n", "new\n")
+
+
+def test_lines_split_on_newline_only() -> None:
+    text = MODIFY.format(p="a.py").replace("old", "o\u2028ld").replace("new", "n\x0cew")
+    [file] = parse_diff(text, "d")
+    assert file.hunks[0].old == ("keep\n", "o\u2028ld\n")
+    assert file.hunks[0].new == ("keep\n", "n\x0cew\n")
+
+
+def test_a_blank_line_after_the_last_hunk_is_not_context() -> None:
+    [file] = parse_diff(MODIFY.format(p="a.py") + "\n\n", "d")
+    assert file.hunks[0].old == ("keep\n", "old\n")

@@ -1,7 +1,10 @@
 from pathlib import Path, PurePosixPath
 
+import pytest
+
 from patchkeeper.config.models import Patch
-from patchkeeper.patching.port import FileAction, ParsedChange, PatchState, port
+from patchkeeper.errors import UnsafeInputError
+from patchkeeper.patching.port import FileAction, ParsedChange, PatchState, excluded, port
 from patchkeeper.upstream.model import PrState, UpstreamChange
 
 ROOT = PurePosixPath("/src")
@@ -64,16 +67,91 @@ def test_everything_present_counts_as_upstream_by_content() -> None:
     assert result.changed_files() == {}
 
 
-def test_added_deleted_and_upstream_by_ancestry() -> None:
+def test_added_and_upstream_by_ancestry() -> None:
     added = "--- /dev/null\n+++ b/new.py\n@@ -0,0 +1 @@\n+hello\n"
-    deleted = "--- a/gone.py\n+++ /dev/null\n@@ -1 +0,0 @@\n-bye\n"
-    vanilla = {ROOT / "new.py": None, ROOT / "gone.py": b"bye\n"}
+    vanilla = {ROOT / "new.py": None}
     skipped = change("old", added)
-    result = port(
-        [change("add", added), change("del", deleted), skipped], vanilla, {skipped.change.id}
-    )
-    states = [o.state for o in result.outcomes]
-    assert states == [PatchState.APPLIED, PatchState.UPSTREAM, PatchState.UPSTREAM]
-    assert result.outcomes[1].files[0].action is FileAction.LEFT_IN_PLACE
-    assert result.outcomes[2].via == "ancestry"
+    result = port([change("add", added), skipped], vanilla, {skipped.change.id})
+    assert [o.state for o in result.outcomes] == [PatchState.APPLIED, PatchState.UPSTREAM]
+    assert result.outcomes[1].via == "ancestry"
     assert result.changed_files() == {ROOT / "new.py": b"hello\n"}
+
+
+DELETE = "--- a/gone.py\n+++ /dev/null\n@@ -1 +0,0 @@\n-bye\n"
+
+
+def test_a_change_that_only_deletes_a_file_still_there_is_refused() -> None:
+    with pytest.raises(UnsafeInputError, match=r"ps/diff del: only deletes /src/gone\.py"):
+        port([change("del", DELETE)], {ROOT / "gone.py": b"bye\n"})
+    [gone] = port([change("del", DELETE)], {ROOT / "gone.py": None}).outcomes
+    assert gone.state is PatchState.UPSTREAM  # already deleted in this image
+    mixed = port(
+        [change("del", DELETE + modify("a.py", "old", "new"))],
+        {ROOT / "gone.py": b"bye\n", ROOT / "a.py": b"ctx\nold\n"},
+    )
+    [outcome] = mixed.outcomes
+    assert outcome.state is PatchState.APPLIED
+    assert outcome.files[0].action is FileAction.LEFT_IN_PLACE
+
+
+def test_exclude_uses_git_wildmatch_semantics() -> None:
+    assert excluded(["test/**"], PurePosixPath("test/srt/deep/test_a.py"))
+    assert excluded(["*.md"], PurePosixPath("docs/a/b.md"))  # no slash: any depth
+    assert excluded(["docs/*"], PurePosixPath("docs/a/b.md"))  # matches docs/a: all below it
+    assert not excluded(["python/*.py"], PurePosixPath("python/sglang/x.py"))  # one segment
+    assert excluded(["python/*.py"], PurePosixPath("python/x.py"))
+    assert not excluded(["/x.py"], PurePosixPath("pkg/x.py"))  # a leading / anchors
+    assert excluded(["x.py"], PurePosixPath("new.py"), PurePosixPath("old/x.py"))
+
+
+@pytest.mark.parametrize("kind", ["binary", "symlink"])
+def test_an_unsupported_entry_refuses_the_change_unless_excluded(kind: str) -> None:
+    entry = {
+        "binary": "diff --git a/assets/x.bin b/assets/x.bin\nindex 1..2 100644\n"
+        "Binary files a/assets/x.bin and b/assets/x.bin differ\n",
+        "symlink": "diff --git a/assets/link b/assets/link\nnew file mode 120000\n"
+        "--- /dev/null\n+++ b/assets/link\n@@ -0,0 +1 @@\n+/etc/shadow\n",
+    }[kind]
+    diff = entry + modify("a.py", "old", "new")
+    vanilla = {ROOT / "a.py": b"ctx\nold\n"}
+    with pytest.raises(UnsafeInputError, match=f"ps/diff fix: assets/.*: a {kind} change"):
+        port([change("fix", diff)], vanilla)
+    [outcome] = port([change("fix", diff, exclude=("assets/**",))], vanilla).outcomes
+    assert outcome.state is PatchState.APPLIED
+    assert outcome.files[0].action is FileAction.EXCLUDED
+
+
+def test_a_refused_change_leaves_no_trace_for_the_next() -> None:
+    vanilla = {ROOT / "a.py": b"ctx\nv1\n", ROOT / "b.py": b"ctx\nzzz\n"}
+    refused = change("one", modify("a.py", "v1", "v2") + modify("b.py", "old", "new"))
+    later = change("two", modify("a.py", "v1", "v3"))
+    result = port([refused, later], vanilla)
+    assert [o.state for o in result.outcomes] == [PatchState.CONFLICT, PatchState.APPLIED]
+    assert result.changed_files() == {ROOT / "a.py": b"ctx\nv3\n"}
+
+
+@pytest.mark.parametrize(
+    ("vanilla", "diff"),
+    [
+        (b"a\r\nold\r\n", "--- a/f.py\n+++ b/f.py\n@@ -1,2 +1,2 @@\n a\r\n-old\r\n+new\r\n"),
+        (b"a\nold\n", "--- a/f.py\r\n+++ b/f.py\r\n@@ -1,2 +1,2 @@\r\n a\r\n-old\r\n+new\r\n"),
+        (
+            "a\u2028x\nold\n".encode(),
+            "--- a/f.py\n+++ b/f.py\n@@ -1,2 +1,2 @@\n a\u2028x\n-old\n+new\n",
+        ),
+        (b"\x0cpage\nold\n", "--- a/f.py\n+++ b/f.py\n@@ -1,2 +1,2 @@\n \x0cpage\n-old\n+new\n"),
+    ],
+    ids=["crlf-file", "crlf-diff", "u2028", "form-feed"],
+)
+def test_line_endings_and_separators_diff_does_not_split_on(vanilla: bytes, diff: str) -> None:
+    result = port([change("fix", diff)], {ROOT / "f.py": vanilla})
+    assert result.outcomes[0].state is PatchState.APPLIED
+    patched = result.current[ROOT / "f.py"]
+    assert patched == vanilla.replace(b"old", b"new")
+
+
+def test_filling_an_empty_existing_file() -> None:
+    diff = "--- a/__init__.py\n+++ b/__init__.py\n@@ -0,0 +1 @@\n+from .x import y\n"
+    result = port([change("fill", diff)], {ROOT / "__init__.py": b""})
+    assert result.outcomes[0].state is PatchState.APPLIED
+    assert result.changed_files() == {ROOT / "__init__.py": b"from .x import y\n"}

@@ -188,7 +188,9 @@ def test_a_near_rate_limit_reset_is_waited_out(
     github_double: GitHubDouble, demo_upstream: DemoUpstream, status: int
 ) -> None:
     add_demo_pulls(github_double, demo_upstream)
-    github_double.set_rate_limit(0, int(time.time()) + 1, status=status)
+    # The mirror first (git alone), so the reset is still ahead when the API is asked.
+    resolve_all(GitResolver(Upstream(git=demo_upstream.url), GitMirror(demo_upstream.url)))
+    github_double.set_rate_limit(0, int(time.time()) + 2, status=status)
     started = time.monotonic()
     changes = resolve_all(resolver(demo_upstream.url), (24294,))
     assert changes[24294].title == "[Anthropic] Track the open content block's type"
@@ -450,7 +452,10 @@ runner = CliRunner()
 
 
 def sync_json(recipe: Path, out: Path) -> tuple[int, dict[str, Any], str]:
-    result = runner.invoke(app, ["sync", "--recipe", str(recipe), "--out", str(out), "--json"])
+    local = ["--image-source", "engine"]  # the demo image is in the engine only
+    result = runner.invoke(
+        app, ["sync", "--recipe", str(recipe), "--out", str(out), "--json", *local]
+    )
     return result.exit_code, json.loads(result.stdout), result.stdout + result.stderr
 
 

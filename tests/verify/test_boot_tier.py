@@ -25,8 +25,10 @@ def test_boot_tier_serves_the_overlay_with_speculative_decoding(demo: Demo, tmp_
     recipe = tmp_path / "cpu.yaml"
     recipe.write_text(demo.recipe.read_text().replace("[sglang-demo.yaml]", f"[{patchset}]"))
     runner = CliRunner()
+    LOCAL = ["--image-source", "engine"]  # the image is in the engine only
     synced = runner.invoke(
-        app, ["sync", "--recipe", str(recipe), "--out", str(tmp_path / "o"), "--json"]
+        app,
+        ["sync", "--recipe", str(recipe), "--out", str(tmp_path / "o"), "--json", *LOCAL],
     )
     assert synced.exit_code == 0, synced.stdout
     overlay = json.loads(synced.stdout)["overlay"]

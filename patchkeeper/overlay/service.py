@@ -1,0 +1,118 @@
+"""The running service of a recipe: which compose files make it, and what it runs now.
+
+`up` moves a service from one overlay to the next under one compose project, so the
+container (and its `container_name`) is recreated in place instead of clashing with
+yesterday's. The service is either the overlay's own (`compose.yaml` +
+`compose.override.yaml` from the store) or the user's own compose file with an
+override rendered onto it: the digest pin, the read-only mounts at store paths, and
+the chat-template argument appended to *their* command (argparse takes the last
+`--chat-template`), so nothing of theirs is restated or lost.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import shlex
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from patchkeeper.chat_template import CONTAINER_PATH as TEMPLATE_PATH
+from patchkeeper.config.load import read_yaml
+from patchkeeper.errors import ConfigError
+from patchkeeper.overlay.compose import dump, overlay_mounts
+from patchkeeper.overlay.lock import Lock, read_lock
+from patchkeeper.overlay.write import BASE_COMPOSE, OVERRIDE_COMPOSE, STORE
+from patchkeeper.paths import atomic_write
+
+
+@dataclass(frozen=True)
+class UserCompose:
+    """`--compose FILE --service NAME`: the user's own file and service to layer onto."""
+
+    file: Path
+    service: str
+
+
+@dataclass(frozen=True)
+class Composed:
+    """One overlay as a compose service: the files, project and service `up` drives."""
+
+    overlay: Path  # the store directory
+    lock: Lock
+    files: tuple[Path, ...]
+    project: str
+    service: str
+    override: str | None = None  # rendered onto the user's file (None: the overlay's own)
+
+
+def links_of(overlay: Path) -> Path:
+    """`<out>/<recipe>/` for a store directory `<out>/.store/<dir>`."""
+    if overlay.parent.name != STORE:
+        raise ConfigError(f"{overlay}: not an overlay in a store (<out>/{STORE}/<dir>)")
+    return overlay.parent.parent / read_lock(overlay).recipe
+
+
+def _project_of_file(file: Path, document: dict[str, Any]) -> str:
+    """The project Compose itself gives `file`: its `name:`, else its directory's name."""
+    named = document.get("name") or os.environ.get("COMPOSE_PROJECT_NAME")
+    if named:
+        return str(named)
+    name = re.sub(r"[^a-z0-9_-]", "", file.resolve().parent.name.lower())
+    if not name:
+        raise ConfigError(f"{file}: cannot tell its compose project; give --project")
+    return name
+
+
+def user_command(file: Path, spec: dict[str, Any], service: str) -> list[str]:
+    command = spec.get("command")
+    if command is None:
+        raise ConfigError(
+            f"{file}: service {service!r} has no command; the chat template needs one to extend"
+        )
+    if isinstance(command, str):
+        return shlex.split(command)
+    return [str(arg) for arg in command]
+
+
+def adopted_override(lock: Lock, overlay: Path, file: Path, service: str) -> dict[str, Any]:
+    """The override onto the user's service: pin, store-path mounts, their command + template."""
+    document = read_yaml(file) or {}
+    spec = (document.get("services") or {}).get(service)
+    if not isinstance(spec, dict):
+        raise ConfigError(f"{file}: no service {service!r}")
+    override: dict[str, Any] = {"image": lock.image.pinned}
+    if lock.chat_template:
+        override["command"] = [*user_command(file, spec, service), "--chat-template", TEMPLATE_PATH]
+    override["volumes"] = [
+        {"type": "bind", "source": str(m.source), "target": m.target, "read_only": True}
+        for m in overlay_mounts(lock, overlay)
+    ]
+    return {"services": {service: override}}
+
+
+def composed(
+    overlay: Path, user: UserCompose | None, project: str | None, scratch: Path
+) -> Composed:
+    """How `overlay` runs: its own compose files, or `user`'s file plus a rendered override."""
+    overlay = overlay.resolve()
+    lock = read_lock(overlay)
+    if user is None:
+        base = read_yaml(overlay / BASE_COMPOSE) or {}
+        name = project or str(base.get("name") or lock.recipe)
+        files = (overlay / BASE_COMPOSE, overlay / OVERRIDE_COMPOSE)
+        return Composed(overlay, lock, files, name, lock.service)
+    document = read_yaml(user.file) or {}
+    text = dump(adopted_override(lock, overlay, user.file, user.service))
+    rendered = scratch / f"{hashlib.sha256(text.encode()).hexdigest()[:16]}.override.yaml"
+    rendered.write_text(text, encoding="utf-8")
+    name = project or _project_of_file(user.file, document)
+    return Composed(overlay, lock, (user.file, rendered), name, user.service, text)
+
+
+def record_override(links: Path, running: Composed) -> None:
+    """Keep the override now running next to the recipe's links, for hand-run compose."""
+    if running.override is not None:
+        atomic_write(links / f"{running.service}.override.yaml", running.override.encode())
