@@ -15,7 +15,17 @@ def test_default_verify_of_the_demo_falls_back_to_the_host_and_runs_the_images_t
     demo: Demo, tmp_path: Path
 ) -> None:
     synced = CliRunner().invoke(
-        app, ["sync", "--recipe", str(demo.recipe), "--out", str(tmp_path), "--json"]
+        app,
+        [
+            "sync",
+            "--recipe",
+            str(demo.recipe),
+            "--out",
+            str(tmp_path),
+            "--image-source",
+            "engine",
+            "--json",
+        ],
     )
     assert synced.exit_code == 0, synced.output
     overlay = json.loads(synced.stdout)["overlay"]
@@ -37,7 +47,17 @@ def test_default_verify_of_the_demo_falls_back_to_the_host_and_runs_the_images_t
 
 def test_the_image_runtime_refuses_an_image_without_python3(demo: Demo, tmp_path: Path) -> None:
     synced = CliRunner().invoke(
-        app, ["sync", "--recipe", str(demo.recipe), "--out", str(tmp_path), "--json"]
+        app,
+        [
+            "sync",
+            "--recipe",
+            str(demo.recipe),
+            "--out",
+            str(tmp_path),
+            "--image-source",
+            "engine",
+            "--json",
+        ],
     )
     overlay = json.loads(synced.stdout)["overlay"]
     done = CliRunner().invoke(app, ["verify", "--overlay", overlay, "--runtime", "image", "--json"])
