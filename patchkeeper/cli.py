@@ -135,9 +135,11 @@ RuntimeOpt = Annotated[
     ),
 ]
 SglangVersionOpt = Annotated[
-    str,
+    str | None,
     typer.Option(
-        "--sglang-version", metavar="VERSION", help="adapter tier on the host: the image's sglang"
+        "--sglang-version",
+        metavar="VERSION",
+        help="host adapter tier: run this release instead of the image's own tree",
     ),
 ]
 
@@ -383,7 +385,7 @@ def verify(
         Tier, typer.Option("--tier", help="adapter (no GPU, no model) or boot (the real server)")
     ] = Tier.ADAPTER,
     runtime: RuntimeOpt = Runtime.AUTO,
-    sglang_version: SglangVersionOpt = "0.5.13",
+    sglang_version: SglangVersionOpt = None,
     chat_template: Annotated[
         Path | None,
         typer.Option(
@@ -404,13 +406,16 @@ def verify(
     junit: Annotated[
         Path | None, typer.Option("--junit", metavar="FILE", help="write JUnit XML here")
     ] = None,
+    allow_unproven: Annotated[
+        bool, typer.Option("--allow-unproven", help="exit 0 even if a witness proves nothing")
+    ] = False,
 ) -> int:
     """Prove an overlay: run the suite on vanilla and overlaid SGLang, judge witnesses."""
     from patchkeeper.commands import verify as command
     from patchkeeper.verify.tiers import Settings
 
     settings = Settings(sglang_version, chat_template, claude_cli, deadline)
-    return command.run(overlay, tier.value, runtime, settings, as_json, junit)
+    return command.run(overlay, tier.value, runtime, settings, as_json, junit, allow_unproven)
 
 
 @app.command()
@@ -443,14 +448,14 @@ def nightly(
         ),
     ] = Runtime.AUTO,
     sglang_version: Annotated[
-        str,
+        str | None,
         typer.Option(
             "--sglang-version",
             metavar="VERSION",
             envvar="PATCHKEEPER_SGLANG_VERSION",
-            help="adapter tier on the host: the image's sglang",
+            help="host adapter tier: run this release instead of the image's own tree",
         ),
-    ] = "0.5.13",
+    ] = None,
     branch: Annotated[
         str,
         typer.Option(

@@ -35,7 +35,6 @@ from filelock import FileLock
 from patchkeeper.demo.image import build_image
 from patchkeeper.demo.scenario import SOURCE_ROOT
 from patchkeeper.image.identity import REVISION_LABEL
-from patchkeeper.verify.sglang_env import requirements
 from tests.names import unique
 
 BASE_REPOSITORY = "pk-test/python-sglang-base"  # a cache keyed by its inputs, shared on purpose
@@ -57,8 +56,25 @@ EDITABLE = (
 HOST_CA = "/etc/patchkeeper-host-ca.pem"
 
 
+# What the adapter imports, pinned as first verified with 0.5.13 (the image's tag hashes
+# this script, so the pins stay literal here).
+EXTRAS = (
+    "fastapi==0.165.0",
+    "pydantic==2.14.3",
+    "uvicorn==0.54.0",
+    "jinja2==3.1.6",
+    "orjson==3.13.0",
+    "numpy==2.4.6",
+    "pybase64==1.5.1",
+    "requests==2.34.2",
+    "tqdm==4.70.1",
+    "ipython==9.18.1",
+    "openai==2.6.1",
+)
+
+
 def _install_script() -> str:
-    sglang, *extras = requirements(SGLANG)
+    sglang, extras = f"sglang=={SGLANG}", EXTRAS
     return f'set -e; {PIP} --no-deps {sglang}; {PIP} {" ".join(extras)}; python3 -c "{EDITABLE}"'
 
 

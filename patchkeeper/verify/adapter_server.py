@@ -222,6 +222,35 @@ def _lift(
     return namespace
 
 
+def _provide_imports(sglang_dir: Path, importer: Path) -> None:
+    """Make each module-level `from sglang.X import a, b` of `importer` resolvable.
+
+    Every module is first imported for real. Where that fails (torch or the GPU
+    stack somewhere below it: which modules do differs from release to release), a
+    module of that name is made from `a` and `b` lifted out of its source instead.
+    """
+    tree = ast.parse(importer.read_text(encoding="utf-8"), filename=str(importer))
+    for node in tree.body:
+        if not (isinstance(node, ast.ImportFrom) and node.level == 0 and node.module):
+            continue
+        if not node.module.startswith("sglang.") or node.module in sys.modules:
+            continue
+        try:
+            importlib.import_module(node.module)
+        except Exception as error:  # whatever the GPU stack raises
+            parts = node.module.split(".")[1:]
+            source = sglang_dir.joinpath(*parts).with_suffix(".py")
+            if not source.is_file():
+                source = sglang_dir.joinpath(*parts, "__init__.py")
+            if not source.is_file():
+                raise
+            logger.info("lifting %s out of %s (%s)", node.names, node.module, error)
+            module = types.ModuleType(node.module)
+            module.__file__ = str(source)
+            _lift(source, [a.name for a in node.names], module.__dict__, module=node.module)
+            sys.modules[node.module] = module
+
+
 def _class_members(source: Path, class_name: str) -> set[str]:
     """Methods and `self.<attr> =` assignments of a class, read from its source."""
     tree = ast.parse(source.read_text(encoding="utf-8"), filename=str(source))
@@ -331,10 +360,10 @@ def load_helpers(sglang_dir: Path, template: str, surface: set[str]) -> Helpers:
     )
     chat = _lift(
         sglang_dir / "srt/entrypoints/openai/serving_chat.py",
-        ["normalize_tool_content"],
+        [],
         {},
         module="sglang.srt.entrypoints.openai.serving_chat",
-        optional=["normalize_assistant_tool_call_arguments"],
+        optional=["normalize_tool_content", "normalize_assistant_tool_call_arguments"],
     )
     detect_inline = None
     if "supports_inline_system" in surface:
@@ -347,11 +376,16 @@ def load_helpers(sglang_dir: Path, template: str, surface: set[str]) -> Helpers:
     return Helpers(
         content_format=utils["detect_jinja_template_content_format"](template),
         process_content=utils["process_content_for_template_format"],
-        normalize_tool_content=chat["normalize_tool_content"],
+        # Before 0.5.11 tool message content reached the template as sent.
+        normalize_tool_content=chat.get("normalize_tool_content") or _content_as_sent,
         normalize_tool_call_arguments=chat.get("normalize_assistant_tool_call_arguments")
         or _parse_tool_call_arguments_0_5_13,
         detect_inline_system_support=detect_inline,
     )
+
+
+def _content_as_sent(_role: str, content: Any) -> Any:
+    return content
 
 
 def _parse_tool_call_arguments_0_5_13(message: dict[str, Any]) -> None:
@@ -761,16 +795,11 @@ def build_app(args: argparse.Namespace) -> Any:
     from fastapi import FastAPI, Response
     from fastapi.responses import ORJSONResponse
 
-    # The adapter imports monotonic_time from a module that imports torch; give it that
-    # one definition, lifted from the same file, under the module's own name.
-    stats = types.ModuleType("sglang.srt.observability.req_time_stats")
-    _lift(
-        sglang_dir / "srt/observability/req_time_stats.py",
-        ["monotonic_time"],
-        stats.__dict__,
-        module=stats.__name__,
-    )
-    sys.modules[stats.__name__] = stats
+    adapter = sglang_dir / "srt/entrypoints/anthropic"
+    if not (adapter / "serving.py").is_file():
+        raise SystemExit(f"adapter_server: this sglang has no Anthropic adapter ({adapter})")
+    for importer in ("protocol.py", "serving.py"):
+        _provide_imports(sglang_dir, adapter / importer)
 
     import sglang.srt.entrypoints.openai.protocol as protocol
     from sglang.srt.entrypoints.anthropic.serving import AnthropicServing

@@ -17,13 +17,15 @@ import subprocess
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 import docker.errors
 from docker.types import Mount
 
 from patchkeeper.errors import ConfigError, ImageError, ServerError, UnreachableError
+from patchkeeper.image.engine import EngineSource
+from patchkeeper.image.model import ImageRef, ResolvedImage
 from patchkeeper.overlay import compose_cli
 from patchkeeper.overlay.compose import OverlayMount, dump
 from patchkeeper.overlay.lock import Lock
@@ -81,6 +83,16 @@ def local_image(client: Any, lock: Lock) -> str | None:
     return None
 
 
+PYTHONS = tuple(PurePosixPath(d) / "python3" for d in ("/usr/local/bin", "/usr/bin", "/bin"))
+
+
+def runs_python(client: Any, image: str, lock: Lock) -> bool:
+    """Whether the image has the `python3` both tiers run in it (read, never run)."""
+    resolved = ResolvedImage(ImageRef.parse(lock.image.ref), image, None)
+    found = EngineSource(client).read(resolved, list(PYTHONS))
+    return any(f is not None for f in found.values())
+
+
 def pull_image(client: Any, lock: Lock) -> str:
     """Pull the lock's image by digest (never by a tag, which may have moved)."""
     if not lock.image.digest:
@@ -109,6 +121,14 @@ def _tail(container: Any) -> str:
         return f"(no logs: {err})"
 
 
+def _cleanup_failed(message: str, pending: BaseException | None) -> None:
+    """Raise a cleanup failure only when nothing else is being raised: the error that
+    ended the block is the diagnosis, so it stays, with the cleanup's as a note."""
+    if pending is None:
+        raise UnreachableError(message)
+    pending.add_note(message)
+
+
 def _bind(source: Path, target: str) -> Mount:
     return Mount(target, str(source), type="bind", read_only=True)
 
@@ -123,6 +143,7 @@ def _container(
     interrupt (its handle never returned) goes too.
     """
     name = f"pkverify-{run_id}-{secrets.token_hex(3)}"
+    pending: BaseException | None = None
     try:
         try:
             container = client.containers.run(
@@ -138,9 +159,15 @@ def _container(
         except docker.errors.APIError as err:
             raise ServerError(f"docker could not start {image}: {err}") from None
         yield container
+    except BaseException as err:
+        pending = err
+        raise
     finally:
-        with suppress(docker.errors.NotFound):
-            client.containers.get(name).remove(force=True)
+        try:
+            with suppress(docker.errors.NotFound):
+                client.containers.get(name).remove(force=True)
+        except docker.errors.APIError as err:
+            _cleanup_failed(f"removing container {name} failed; remove it by hand: {err}", pending)
 
 
 @contextmanager
@@ -163,6 +190,8 @@ def adapter_container(
         TEMPLATE_PATH,
         "--log-level",
         "warning",
+        # Cached tokens are the rendered prompts' shared prefix: billing_header_prefix's.
+        "--enable-cache-report",
     ]
     mounts = [_bind(SERVER, SERVER_PATH), _bind(template, TEMPLATE_PATH)]
     mounts += [_bind(m.source, m.target) for m in overlay]
@@ -228,6 +257,7 @@ def _composed(
         done = run("logs", "--no-color", "--tail", str(LOG_LINES))
         return done.stdout + done.stderr
 
+    pending: BaseException | None = None
     try:
         up = run("up", "-d")
         if up.returncode != 0:
@@ -242,10 +272,14 @@ def _composed(
         running = Running(f"http://127.0.0.1:{port}", container, logs)
         wait_healthy(running.url, lambda: _alive(container), logs, deadline_s)
         yield running
+    except BaseException as err:
+        pending = err
+        raise
     finally:
         down = run("down", "-v", "--remove-orphans")
         if down.returncode != 0:
-            raise UnreachableError(
+            _cleanup_failed(
                 f"compose down of project {project} failed; remove it by hand: "
-                f"{(down.stdout + down.stderr)[-1000:]}"
+                f"{(down.stdout + down.stderr)[-1000:]}",
+                pending,
             )

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from patchkeeper.verify.smoke import CheckResult, Status
@@ -34,11 +35,17 @@ def as_json(results: Sequence[CheckResult]) -> list[dict[str, Any]]:
 
 
 def print_table(results: Sequence[CheckResult], console: Console, title: str) -> None:
-    table = Table(title=title)
+    """Reasons quote servers and titles name images: both are escaped, never markup."""
+    table = Table(title=escape(title))
     for column in ("check", "result", "reason", "s"):
         table.add_column(column, overflow="fold", no_wrap=column != "reason")
     for r in results:
-        table.add_row(r.name, f"[{_STYLE[r.status]}]{r.status}[/]", r.reason, f"{r.seconds:.1f}")
+        table.add_row(
+            escape(r.name),
+            f"[{_STYLE[r.status]}]{r.status}[/]",
+            escape(r.reason),
+            f"{r.seconds:.1f}",
+        )
     console.print(table)
 
 

@@ -104,6 +104,8 @@ def adapter_endpoint(
         str(template),
         "--log-level",
         "warning",
+        # Cached tokens are the rendered prompts' shared prefix: billing_header_prefix's.
+        "--enable-cache-report",
     ]
     return served(argv, _environment({}, pythonpath), f"http://127.0.0.1:{port}", 90.0)
 

@@ -19,53 +19,145 @@ found by starting the server and answering every import error, for each version:
 * msgspec (0.5.23 only): the OpenAI protocol's streaming structs.
 
 Not needed: torch, transformers, xgrammar (the protocol tolerates its absence), jsonschema
-(the stand-in does not validate tool schemas). The versions are the ones this list
-was verified with; transitive dependencies are left to pip. Measured on 2 cores with
-a cold pip cache: 0.5.13 builds in ~19 s to 295 MiB, 0.5.23 in ~24 s to 425 MiB (of
-which sglang itself is 94 and 222 MiB).
+(the stand-in does not validate tool schemas). So a venv holds exactly that list, each
+as the sglang code at hand declares it (its pyproject.toml, or a release wheel's
+METADATA, which is generated from it): an exact `==` pin is kept, anything looser gets
+the version this list was verified with when it satisfies the declared range. The
+rest of sglang's dependencies (the GPU stack, transformers, ...) are never installed.
+Venvs are keyed by that requirement list, so releases and commits that declare the
+same pins share one. Measured on 2 cores with a cold pip cache: 0.5.13 builds in
+~19 s to 295 MiB, 0.5.23 in ~24 s to 425 MiB (of which sglang itself is 94 and 222 MiB).
 """
 
 from __future__ import annotations
 
+import email.parser
+import hashlib
 import json
+import re
 import shutil
 import subprocess
 import sys
 import time
+import zipfile
+from collections.abc import Iterable
+from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 from filelock import FileLock
+from packaging.requirements import InvalidRequirement, Requirement
+from packaging.utils import canonicalize_name
+from packaging.version import InvalidVersion, Version
 
 from patchkeeper.errors import ConfigError, UnreachableError, UnsafeInputError
 
-_COMMON = (
-    "fastapi==0.165.0",
-    "pydantic==2.14.3",
-    "uvicorn==0.54.0",
-    "jinja2==3.1.6",
-    "orjson==3.13.0",
-    "numpy==2.4.6",
-    "pybase64==1.5.1",
-    "requests==2.34.2",
-    "tqdm==4.70.1",
-    "ipython==9.18.1",
-)
-REQUIREMENTS: dict[str, tuple[str, ...]] = {
-    "0.5.13": (*_COMMON, "openai==2.6.1"),
-    "0.5.23": (*_COMMON, "openai==2.8.0", "msgspec==0.22.0"),
+# What the adapter path imports (see above), with the version each was verified with.
+ADAPTER_IMPORTS = {
+    "fastapi": "0.165.0",
+    "pydantic": "2.14.3",
+    "uvicorn": "0.54.0",
+    "jinja2": "3.1.6",
+    "orjson": "3.13.0",
+    "numpy": "2.4.6",
+    "pybase64": "1.5.1",
+    "requests": "2.34.2",
+    "tqdm": "4.70.1",
+    "ipython": "9.18.1",
+    "openai": "2.8.0",
 }
+OPTIONAL_IMPORTS = {"msgspec": "0.22.0"}  # only where the code declares it (0.5.23+)
 _MARKER = "patchkeeper-env.json"
 
 
-def requirements(version: str) -> tuple[str, ...]:
-    """Everything installed for `version`, sglang itself first."""
+def adapter_requirements(declared_lines: Iterable[str]) -> tuple[str, ...]:
+    """The adapter's imports, pinned as sglang's declared dependencies say."""
+    wanted: dict[str, Requirement] = {}
+    for line in declared_lines:
+        try:
+            requirement = Requirement(line)
+        except InvalidRequirement:
+            continue  # not ours to judge: pip never sees it
+        if requirement.marker and not requirement.marker.evaluate({"extra": ""}):
+            continue
+        wanted.setdefault(canonicalize_name(requirement.name), requirement)
+    pins = []
+    for name, verified in (*ADAPTER_IMPORTS.items(), *OPTIONAL_IMPORTS.items()):
+        declared = wanted.get(name)
+        if declared is None:
+            if name not in OPTIONAL_IMPORTS:
+                pins.append(f"{name}=={verified}")
+            continue
+        exact = [s.version for s in declared.specifier if s.operator == "=="]
+        if exact:
+            pins.append(f"{name}=={exact[0]}")
+        elif declared.specifier.contains(verified, prereleases=True):
+            pins.append(f"{name}=={verified}")
+        else:
+            pins.append(f"{name}{declared.specifier}")
+    return tuple(pins)
+
+
+def declared_in_pyproject(text: str) -> list[str]:
+    """`[project] dependencies` of a pyproject.toml (parsed, never executed)."""
+    import tomllib
+
     try:
-        extras = REQUIREMENTS[version]
-    except KeyError:
-        known = ", ".join(sorted(REQUIREMENTS))
-        message = f"no adapter-tier environment for sglang {version} (have: {known})"
-        raise ConfigError(message) from None
-    return (f"sglang=={version}", *extras)
+        doc = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as err:
+        raise UnsafeInputError(f"python/pyproject.toml is not TOML: {err}") from None
+    found = (doc.get("project") or {}).get("dependencies") or []
+    return [str(item) for item in found if isinstance(item, str)]
+
+
+def declared_in_wheel(wheel: Path) -> list[str]:
+    """A wheel's Requires-Dist lines (its METADATA)."""
+    with zipfile.ZipFile(wheel) as archive:
+        names = [n for n in archive.namelist() if re.fullmatch(r"[^/]+\.dist-info/METADATA", n)]
+        if len(names) != 1:
+            raise UnsafeInputError(f"{wheel.name}: expected one .dist-info/METADATA")
+        metadata = email.parser.BytesHeaderParser().parsebytes(archive.read(names[0]))
+    return [str(line) for line in metadata.get_all("Requires-Dist") or []]
+
+
+def release_version(text: str) -> str:
+    """A PyPI release number, refusing anything pip would read as an option or a URL."""
+    try:
+        version = Version(text)
+    except InvalidVersion:
+        raise ConfigError(f"sglang version {text!r} is not a version number") from None
+    if version.local or version.is_devrelease:
+        raise ConfigError(f"sglang {text} is a development build: no release carries it")
+    return str(version)
+
+
+def release_wheel(version: str, root: Path, *, base_python: str = sys.executable) -> Path:
+    """The PyPI wheel of sglang `version`, downloaded once into `root/wheels`."""
+    folder = root / "wheels"
+    folder.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(folder / f"sglang-{version}.lock")):
+        found = sorted(folder.glob(f"sglang-{version}-*.whl"))
+        if not found:
+            run_step(
+                [
+                    base_python,
+                    "-m",
+                    "pip",
+                    "download",
+                    "--quiet",
+                    "--no-input",
+                    "--no-deps",
+                    "--only-binary",
+                    ":all:",
+                    "-d",
+                    str(folder),
+                    f"sglang=={version}",
+                ],
+                f"downloading sglang {version}",
+            )
+            found = sorted(folder.glob(f"sglang-{version}-*.whl"))
+        if not found:
+            raise UnreachableError(f"pip downloaded no wheel for sglang {version}")
+    return found[-1]
 
 
 def _venv_python(venv: Path) -> Path:
@@ -111,11 +203,52 @@ def cached_venv(venv: Path, groups: list[list[str]], base_python: str) -> Path:
     return _venv_python(venv)
 
 
-def ensure_env(version: str, root: Path, *, base_python: str = sys.executable) -> Path:
-    """The python of a venv under `root` with sglang `version` and the adapter's deps."""
-    sglang, *extras = requirements(version)
-    # --no-deps: sglang's own requirements are the GPU stack (torch, CUDA, kernels).
-    return cached_venv(root / f"sglang-{version}", [["--no-deps", sglang], extras], base_python)
+@dataclass(frozen=True)
+class HostSglang:
+    """An sglang for the host runtime: a venv with the adapter's imports, and the
+    directory holding the `sglang` package (first on PYTHONPATH) it runs with."""
+
+    python: Path
+    package: Path
+    version: str
+    origin: str  # where the package came from, for the report
+
+
+def unpack_wheel(wheel: Path, dest: Path) -> Path:
+    """Extract `wheel` into `dest` once (its names checked: nothing may leave `dest`)."""
+    marker = dest / _MARKER
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(dest) + ".lock"):
+        if marker.is_file():
+            return dest
+        if dest.exists():
+            shutil.rmtree(dest)
+        with zipfile.ZipFile(wheel) as archive:
+            for name in archive.namelist():
+                path = PurePosixPath(name)
+                if path.is_absolute() or ".." in path.parts:
+                    raise UnsafeInputError(f"{wheel.name}: entry {name!r} leaves the package")
+            archive.extractall(dest)
+        marker.write_text(json.dumps({"wheel": wheel.name}), encoding="utf-8")
+    return dest
+
+
+def ensure_release(version: str, root: Path, *, base_python: str = sys.executable) -> HostSglang:
+    """Release `version` from PyPI: its wheel unpacked (never installed with its own
+    requirements, the GPU stack) and a venv with the adapter's imports as it pins them."""
+    wheel = release_wheel(release_version(version), root, base_python=base_python)
+    package = unpack_wheel(wheel, root / "releases" / f"sglang-{version}")
+    python = ensure_deps_env(adapter_requirements(declared_in_wheel(wheel)), root)
+    return HostSglang(python, package, version, f"sglang {version} from PyPI")
+
+
+def ensure_deps_env(
+    requirements: tuple[str, ...], root: Path, *, base_python: str = sys.executable
+) -> Path:
+    """A venv with only `requirements`: sglang itself comes on PYTHONPATH (an image's
+    tree), so every commit that declares the same pins shares it."""
+    key = hashlib.sha256("\n".join(requirements).encode()).hexdigest()[:16]
+    return cached_venv(root / f"adapter-deps-{key}", [list(requirements)], base_python)
 
 
 def _installed_package(python: Path) -> Path:
@@ -127,8 +260,13 @@ def _installed_package(python: Path) -> Path:
     return Path(done.stdout.strip())
 
 
-def overlay_package(python: Path, overlay_rootfs: Path, source_root: str, dest: Path) -> Path:
-    """Copy `python`'s installed sglang into `dest` and lay the overlay over it.
+def installed_package(python: Path) -> Path:
+    """The directory holding the `sglang` package that `python` imports."""
+    return _installed_package(python).parent
+
+
+def overlay_package(base: Path, overlay_rootfs: Path, source_root: str, dest: Path) -> Path:
+    """Copy the sglang package under `base` into `dest` and lay the overlay over it.
 
     The overlay's files for the package sit at `<overlay_rootfs>/<source_root>/python/
     sglang/...` (the checkout's layout inside the image). Files elsewhere in the
@@ -138,8 +276,7 @@ def overlay_package(python: Path, overlay_rootfs: Path, source_root: str, dest: 
     root = PurePosixPath(source_root)
     if not root.is_absolute() or ".." in root.parts:
         raise UnsafeInputError(f"source_root must be an absolute path, got {source_root!r}")
-    if not overlay_rootfs.is_dir():
-        raise ConfigError(f"{overlay_rootfs}: no such overlay rootfs")
+    # No rootfs: an overlay that changes nothing (overlay_files still holds it to the lock).
     package = overlay_rootfs.joinpath(*root.parts[1:], "python", "sglang")
     files = []
     for source in sorted(package.rglob("*")) if package.is_dir() else []:
@@ -154,9 +291,7 @@ def overlay_package(python: Path, overlay_rootfs: Path, source_root: str, dest: 
     dest.mkdir(parents=True, exist_ok=True)
     # Bytecode stays behind: a .pyc of a replaced file could otherwise pass for current
     # when the overlay file has the same size and mtime second.
-    shutil.copytree(
-        _installed_package(python), target, ignore=shutil.ignore_patterns("__pycache__")
-    )
+    shutil.copytree(base / "sglang", target, ignore=shutil.ignore_patterns("__pycache__"))
     for relative in files:
         (target / relative).parent.mkdir(parents=True, exist_ok=True)
         # copyfile, not copy2: overlay files are read-only; the copy need not be.

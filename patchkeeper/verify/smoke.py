@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import secrets
 import subprocess
 import tempfile
 import time
@@ -170,12 +172,23 @@ def check_models_list(client: Client) -> str:
     return f"models: {', '.join(ids[:3])}"
 
 
-def check_count_tokens(client: Client) -> str:
-    reply = client.post("/v1/messages/count_tokens", {"model": client.model, "messages": HELLO})
+def _count(client: Client, messages: list[dict[str, Any]]) -> int:
+    reply = client.post("/v1/messages/count_tokens", {"model": client.model, "messages": messages})
     count = reply.get("input_tokens")
-    if not isinstance(count, int) or count <= 0:
+    # bool is an int in Python, and 0 is no count of a non-empty prompt.
+    if not isinstance(count, int) or isinstance(count, bool) or count <= 0:
         raise Failed(f"input_tokens is {count!r}")
-    return f"input_tokens={count}"
+    return count
+
+
+def check_count_tokens(client: Client) -> str:
+    """A positive count that grows with the prompt (a constant is no count)."""
+    short = _count(client, HELLO)
+    longer = [{"role": "user", "content": HELLO[0]["content"] + " Then say goodbye, twice."}]
+    grown = _count(client, longer)
+    if grown <= short:
+        raise Failed(f"a longer prompt did not count more input_tokens ({short} -> {grown})")
+    return f"input_tokens={short}, {grown} for a longer prompt"
 
 
 def check_mid_conversation_system(client: Client) -> str:
@@ -213,6 +226,7 @@ TOOLS = [
 
 
 def check_tool_stream_blocks(client: Client) -> str:
+    """Two tool calls in one stream: where a text chunk between them lands is the bug."""
     prompt = "Call get_weather for Paris, then get_time for Paris. Use both tools now."
     report = client.stream(
         "tool_stream_blocks",
@@ -224,7 +238,16 @@ def check_tool_stream_blocks(client: Client) -> str:
     calls = report.of_type("tool_use")
     if len(calls) < 2:
         raise NotExercised(f"the model made {len(calls)} tool call(s); the check needs two")
+    names = {str(tool["name"]) for tool in TOOLS}
+    for call in calls:
+        if call.get("name") not in names or not isinstance(call.get("input"), dict):
+            raise Failed(f"tool_use block is not a call of an offered tool: {call}")
+    if report.stop_reason != "tool_use":
+        raise Failed(f"{len(calls)} tool calls, but stop_reason is {report.stop_reason!r}")
     return f"{len(calls)} tool_use blocks, {len(report.blocks)} blocks in all, grammar holds"
+
+
+THINK_TAG = re.compile(r"</?think\b", re.IGNORECASE)
 
 
 def check_thinking_disabled(client: Client) -> str:
@@ -232,7 +255,7 @@ def check_thinking_disabled(client: Client) -> str:
     _grammar(report)
     if report.of_type("thinking"):
         raise Failed("thinking is disabled, yet the stream has a thinking block")
-    if "<think>" in report.text() or "</think>" in report.text():
+    if THINK_TAG.search(report.text()):
         raise Failed(f"thinking is disabled, yet the text has think tags: {report.text()[:80]!r}")
     return "no thinking blocks, no think tags"
 
@@ -250,6 +273,39 @@ def check_prefix_cache(client: Client) -> str:
     if not isinstance(cached, int) or cached <= 0:
         raise Failed(f"second request reports cache_read_input_tokens={cached!r}: {usages[1]}")
     return f"cache_read_input_tokens={cached} on the repeat"
+
+
+BILLING_LINE = "x-anthropic-billing-header: cc_version=2.1.197.{0}; cc_entrypoint=cli; cch={0};"
+
+
+def check_billing_header_prefix(client: Client) -> str:
+    """Claude Code's first system block is a billing line whose `cch` changes every turn.
+    A server that renders it into the head of the prompt shares no prefix between turns,
+    so turn 2 re-reads the whole prompt (13-15x the cost): turn 2 must find turn 1's
+    prompt in the cache. Not exercised where the endpoint reports no cached tokens."""
+    rules = " ".join(f"Rule {i}: keep answers short." for i in range(client.options.prefix_rules))
+    turn = [{"role": "user", "content": "List the files here."}]
+    usages = []
+    for messages in (
+        turn,
+        [*turn, {"role": "assistant", "content": "Done."}, {"role": "user", "content": "More?"}],
+    ):
+        system = [
+            {"type": "text", "text": BILLING_LINE.format(secrets.token_hex(3))},
+            {"type": "text", "text": f"You are a coding agent. {rules}"},
+        ]
+        reply = client.post("/v1/messages", client.body(messages, system=system))
+        usages.append(reply.get("usage") or {})
+    cached = usages[1].get("cache_read_input_tokens")
+    if not isinstance(cached, int) or isinstance(cached, bool):
+        raise NotExercised(f"the endpoint reports no cached input tokens: {usages[1]}")
+    first = _prompt_tokens(usages[0])
+    if cached * 2 < first:
+        raise Failed(
+            f"turn 2 read {cached} of turn 1's {first} prompt tokens from the cache: the "
+            "per-turn billing line busts the prefix"
+        )
+    return f"turn 2 read {cached} of turn 1's {first} prompt tokens from the cache"
 
 
 def check_concurrency(client: Client) -> str:
@@ -353,6 +409,7 @@ CHECKS: dict[str, Callable[[Client], str]] = {
     "tool_stream_blocks": check_tool_stream_blocks,
     "thinking_disabled": check_thinking_disabled,
     "prefix_cache": check_prefix_cache,
+    "billing_header_prefix": check_billing_header_prefix,
     "concurrency": check_concurrency,
     "speculative": check_speculative,
     "claude_code": check_claude_code,

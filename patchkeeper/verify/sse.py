@@ -20,6 +20,8 @@ DELTA_FOR_BLOCK = {
     "thinking_delta": {"thinking"},
     "signature_delta": {"thinking"},
 }
+TOOL_BLOCKS = ("tool_use", "server_tool_use")
+CONTENT_EVENTS = ("content_block_start", "content_block_delta", "content_block_stop")
 STOP_REASONS = {"end_turn", "max_tokens", "stop_sequence", "tool_use", "pause_turn", "refusal"}
 
 
@@ -68,6 +70,14 @@ def parse_events(raw: Iterable[tuple[str, str]]) -> tuple[list[Event], list[str]
 
 
 def validate(events: Iterable[Event]) -> StreamReport:
+    """Hold a stream to the Messages API's event order, rule by rule.
+
+    message_start once, first; then content blocks, each started, given deltas of its
+    own kind and stopped before the next starts (ping anywhere); then exactly one
+    message_delta with a stop reason, with no block open; then message_stop, last.
+    Unknown event types are violations: a client that does not know them may drop
+    content silently.
+    """
     report = StreamReport()
     bad = report.violations.append
     open_index: int | None = None
@@ -91,6 +101,8 @@ def validate(events: Iterable[Event]) -> StreamReport:
                 continue
         if kind == "ping":
             continue
+        if delta_seen and kind in CONTENT_EVENTS:
+            bad(f"{where}: content after message_delta")
         if kind == "error":
             bad(f"{where}: error event: {event.data.get('error')}")
         elif kind == "message_start":
@@ -103,7 +115,9 @@ def validate(events: Iterable[Event]) -> StreamReport:
                 bad(f"{where}: block index {index}, expected {len(report.blocks)}")
             open_index, open_type = index, str(block.get("type"))
             report.blocks.append(dict(block))
-            if open_type in ("tool_use", "server_tool_use"):
+            if open_type in TOOL_BLOCKS:
+                if not isinstance(block.get("input", {}), dict):
+                    bad(f"{where}: tool input of block {index} is not a JSON object")
                 partial_json[len(report.blocks) - 1] = ""
         elif kind == "content_block_delta":
             index, delta = event.data.get("index"), event.data.get("delta") or {}
@@ -132,6 +146,8 @@ def validate(events: Iterable[Event]) -> StreamReport:
                 _close_tool_input(report, position, partial_json[position], where)
             open_index = None
         elif kind == "message_delta":
+            if delta_seen:
+                bad(f"{where}: a second message_delta")
             if open_index is not None:
                 bad(f"{where}: message_delta while block {open_index} is still open")
             reason = (event.data.get("delta") or {}).get("stop_reason")
@@ -141,6 +157,8 @@ def validate(events: Iterable[Event]) -> StreamReport:
             report.usage.update(event.data.get("usage") or {})
             delta_seen = True
         elif kind == "message_stop":
+            if open_index is not None:
+                bad(f"{where}: message_stop while block {open_index} is still open")
             if not delta_seen:
                 bad(f"{where}: message_stop without a message_delta carrying a stop_reason")
             stopped = True

@@ -19,8 +19,10 @@ from enum import StrEnum
 from pathlib import Path, PurePosixPath
 from typing import Any, TypeVar
 
+from rich.markup import escape
+
 from patchkeeper.chat_template import QWEN_LIKE_TEMPLATE
-from patchkeeper.errors import ConfigError, ServerError, UnreachableError
+from patchkeeper.errors import ConfigError, ImageError, ServerError, UnreachableError
 from patchkeeper.image.engine import EngineSource
 from patchkeeper.overlay.compose import (
     ROOTFS,
@@ -39,9 +41,15 @@ from patchkeeper.verify import image_runtime
 from patchkeeper.verify.cpu.env import SGLANG_VERSION as BOOT_SGLANG
 from patchkeeper.verify.cpu.env import build_tiny_model, ensure_boot_env
 from patchkeeper.verify.image_runtime import Running, adapter_container, compose_service
+from patchkeeper.verify.image_sglang import image_sglang
 from patchkeeper.verify.reporting import passed
 from patchkeeper.verify.runtime import adapter_endpoint, boot_endpoint
-from patchkeeper.verify.sglang_env import ensure_env, overlay_package
+from patchkeeper.verify.sglang_env import (
+    HostSglang,
+    ensure_release,
+    installed_package,
+    overlay_package,
+)
 from patchkeeper.verify.smoke import CheckResult, SmokeOptions, Status, run_suite
 from patchkeeper.verify.witness import Verdict, judge
 
@@ -65,6 +73,16 @@ BOOT_CHECKS = [*ADAPTER_CHECKS, "prefix_cache", "speculative"]
 # a random model never stops before CLAUDE_CODE_MAX_OUTPUT_TOKENS, which the CLI
 # reports as an error ("response exceeded the N output token maximum").
 CPU_BOOT_CHECKS = [c for c in BOOT_CHECKS if c != "claude_code"]
+# Run only where a patch names them as its witness: billing_header_prefix fails on every
+# SGLang release so far (none keeps the per-turn billing line out of the prompt's head),
+# so in the default lists it would fail every verify until a local patch exists.
+ON_WITNESS = ["billing_header_prefix"]
+
+
+def with_witnesses(names: list[str], lock: Lock) -> list[str]:
+    """`names`, plus the checks outside them that the lock's patches name as witnesses."""
+    wanted = {p.witness for p in lock.patches}
+    return [*names, *(c for c in ON_WITNESS if c in wanted and c not in names)]
 
 
 class Runtime(StrEnum):
@@ -77,7 +95,7 @@ class Runtime(StrEnum):
 class Settings:
     """What the command line chose, beyond the overlay, tier and runtime."""
 
-    sglang_version: str = "0.5.13"
+    sglang_version: str | None = None  # host adapter tier: a release instead of the image's
     chat_template: Path | None = None
     claude_cli: str | None = None
     deadline_s: float = 1800.0
@@ -94,6 +112,7 @@ class Outcome:
     verdicts: list[Verdict] = field(default_factory=list)
     logs: str = ""  # the server's, when a check failed
     run_id: str | None = None  # the label value of the containers an image run started
+    sglang: dict[str, str] = field(default_factory=dict)  # host runs: version, origin
 
 
 @dataclass(frozen=True)
@@ -131,6 +150,14 @@ def _engine(runtime: Runtime, lock: Lock) -> _Engine | None:
     image = image_runtime.local_image(client, lock)
     if image is None and runtime is Runtime.IMAGE:
         image = image_runtime.pull_image(client, lock)
+    if image and not image_runtime.runs_python(client, image, lock):
+        if runtime is Runtime.IMAGE:
+            raise ImageError(f"{lock.image.ref} has no python3 to serve from: use --runtime host")
+        err_console.print(
+            f"{escape(lock.image.ref)} has no python3 to serve from: verifying on the host",
+            soft_wrap=True,
+        )
+        return None
     return _Engine(client, image) if image else None
 
 
@@ -185,7 +212,8 @@ def _on(
         with endpoint as served:
             return checks(served)
     except ServerError as err:
-        return [CheckResult("server", Status.FAILED, str(err), time.monotonic() - started)]
+        reason = "\n".join([str(err), *getattr(err, "__notes__", [])])
+        return [CheckResult("server", Status.FAILED, reason, time.monotonic() - started)]
 
 
 def _template(overlay: Path, given: Path | None, scratch: Path) -> Path:
@@ -198,34 +226,44 @@ def _template(overlay: Path, given: Path | None, scratch: Path) -> Path:
     return fallback
 
 
-def _adapter_suite(url: str, settings: Settings) -> list[CheckResult]:
-    return run_suite(SmokeOptions(url, claude_cli=settings.claude_cli), ADAPTER_CHECKS)
+def _adapter_suite(url: str, settings: Settings, lock: Lock) -> list[CheckResult]:
+    names = with_witnesses(ADAPTER_CHECKS, lock)
+    return run_suite(SmokeOptions(url, claude_cli=settings.claude_cli), names)
+
+
+def host_sglang(lock: Lock, settings: Settings) -> HostSglang:
+    """The image's own sglang, or the release `--sglang-version` names instead."""
+    if settings.sglang_version:
+        return ensure_release(settings.sglang_version, env_dir())
+    with err_console.status(f"reading sglang's python/ tree from {lock.image.ref}"):
+        return image_sglang(lock, env_dir())
 
 
 def _adapter_on_host(lock: Lock, overlay: Path, settings: Settings, scratch: Path) -> Outcome:
-    version = settings.sglang_version
-    python = ensure_env(version, env_dir())
+    host = host_sglang(lock, settings)
     template = _template(overlay, settings.chat_template, scratch)
     root = lock.patchsets[0].source_root
-    package = overlay_package(python, overlay / ROOTFS, root, scratch)
-    # Vanilla is this image's own bytes of the overlaid files over the release, so a
-    # fix the image already has is judged as present (older overlays: the release).
-    vanilla = None
+    package = overlay_package(host.package, overlay / ROOTFS, root, scratch)
+    # Vanilla is this image's own bytes of the overlaid files (kept by sync) over the
+    # package: the same bytes when the package is the image's tree; over a release, a
+    # fix the image already has is still judged as present.
+    vanilla = host.package
     if (overlay / VANILLA).is_dir():
-        vanilla = overlay_package(python, overlay / VANILLA, root, scratch / VANILLA)
+        vanilla = overlay_package(host.package, overlay / VANILLA, root, scratch / VANILLA)
     results = {}
     for name, path in (("vanilla", vanilla), ("overlay", package)):
-        with err_console.status(f"adapter tier, {name}: sglang {version}"):
+        with err_console.status(f"adapter tier, {name}: sglang {host.version}"):
             results[name] = _on(
-                adapter_endpoint(python, template, path),
-                functools.partial(_adapter_suite, settings=settings),
+                adapter_endpoint(host.python, template, path),
+                functools.partial(_adapter_suite, settings=settings, lock=lock),
             )
     return Outcome(
-        f"verify adapter tier: {lock.image.ref} + overlay (sglang {version})",
+        f"verify adapter tier: {lock.image.ref} + overlay (sglang {host.version})",
         Runtime.HOST,
         [_package_files(lock, overlay, package), *results["overlay"]],
         results["vanilla"],
         judge(lock.patches, results["vanilla"], results["overlay"]),
+        sglang={"version": host.version, "origin": host.origin},
     )
 
 
@@ -237,7 +275,7 @@ def _adapter_in_image(
 
     def checks(running: Running, mounted: Sequence[OverlayMount]) -> list[CheckResult]:
         files = [overlay_files(mounted, running.digests)] if mounted else []
-        return files + _adapter_suite(running.url, settings)
+        return files + _adapter_suite(running.url, settings, lock)
 
     results = {}
     for name, mounted in (("vanilla", []), ("overlay", mounts)):
@@ -262,14 +300,16 @@ def _boot_on_host(lock: Lock, overlay: Path, settings: Settings, scratch: Path) 
     model = env_dir() / "tiny-mtp"
     if not (model / "config.json").is_file():
         build_tiny_model(python, model)
-    package = overlay_package(python, overlay / ROOTFS, lock.patchsets[0].source_root, scratch)
+    package = overlay_package(
+        installed_package(python), overlay / ROOTFS, lock.patchsets[0].source_root, scratch
+    )
     options_for = functools.partial(
         SmokeOptions, speculative_algorithm="NEXTN", max_tokens=16, prefix_rules=40
     )
     with err_console.status(f"boot tier: sglang {BOOT_SGLANG} on CPU with NEXTN"):
         results = _on(
             boot_endpoint(python, model, package, settings.deadline_s),
-            lambda url: run_suite(options_for(url), CPU_BOOT_CHECKS),
+            lambda url: run_suite(options_for(url), with_witnesses(CPU_BOOT_CHECKS, lock)),
         )
     return Outcome(
         f"verify boot tier: sglang {BOOT_SGLANG} on CPU + overlay of {lock.image.ref}",
@@ -287,7 +327,7 @@ def _boot_in_image(
     if port is None or not port.isdigit():
         raise ConfigError(f"{overlay / BASE_COMPOSE}: service {lock.service!r} has no --port")
     speculative = flag(command, "--speculative-algorithm")
-    names = [c for c in BOOT_CHECKS if speculative or c != "speculative"]
+    names = with_witnesses([c for c in BOOT_CHECKS if speculative or c != "speculative"], lock)
     mounts = overlay_mounts(lock, overlay)
     logs = []
 

@@ -50,3 +50,9 @@ def judge(
             )
         )
     return verdicts
+
+
+def unproven(verdicts: Sequence[Verdict]) -> list[Verdict]:
+    """Patches whose witness neither proved them nor shows them already upstream: a
+    witness not run (or passing only overlaid with vanilla not failing) proves nothing."""
+    return [v for v in verdicts if v.witness is not None and not v.proven and not v.retirable]

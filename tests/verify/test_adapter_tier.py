@@ -18,7 +18,7 @@ from patchkeeper.demo.image import build_image
 from patchkeeper.demo.scenario import PROTOCOL, SOURCE_ROOT, adapter_files
 from patchkeeper.demo.setup import Demo
 from patchkeeper.verify.runtime import adapter_endpoint
-from patchkeeper.verify.sglang_env import ensure_env, overlay_package
+from patchkeeper.verify.sglang_env import HostSglang, ensure_release, overlay_package
 from patchkeeper.verify.smoke import SmokeOptions, Status, run_suite
 from tests.conftest import WHEEL_CACHE
 
@@ -27,8 +27,8 @@ CHECKS = ["mid_conversation_system", "tool_stream_blocks", "sse_grammar"]
 
 
 @pytest.fixture(scope="session")
-def sglang_0513() -> Path:
-    return ensure_env("0.5.13", WHEEL_CACHE / "envs")  # the same place verify uses in tests
+def sglang_0513() -> HostSglang:
+    return ensure_release("0.5.13", WHEEL_CACHE / "envs")  # the same place verify uses in tests
 
 
 @pytest.fixture(scope="session")
@@ -38,12 +38,12 @@ def template(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
-def results(python: Path, template: Path, pythonpath: Path | None = None) -> dict[str, Any]:
-    with adapter_endpoint(python, template, pythonpath) as url:
+def results(host: HostSglang, template: Path, pythonpath: Path | None = None) -> dict[str, Any]:
+    with adapter_endpoint(host.python, template, pythonpath or host.package) as url:
         return {r.name: r for r in run_suite(SmokeOptions(url), CHECKS)}
 
 
-def test_vanilla_0513_fails_with_precise_reasons(sglang_0513: Path, template: Path) -> None:
+def test_vanilla_0513_fails_with_precise_reasons(sglang_0513: HostSglang, template: Path) -> None:
     found = results(sglang_0513, template)
     system = found["mid_conversation_system"]
     assert system.status is Status.FAILED
@@ -55,7 +55,7 @@ def test_vanilla_0513_fails_with_precise_reasons(sglang_0513: Path, template: Pa
 
 
 def test_the_schema_half_alone_still_fails_in_the_template(
-    sglang_0513: Path, template: Path, tmp_path: Path
+    sglang_0513: HostSglang, template: Path, tmp_path: Path
 ) -> None:
     rootfs = tmp_path / "rootfs"
     target = rootfs / str(SOURCE_ROOT / PROTOCOL).lstrip("/")
@@ -64,7 +64,7 @@ def test_the_schema_half_alone_still_fails_in_the_template(
     target.write_text(
         vanilla.replace('Literal["user", "assistant"]', 'Literal["user", "assistant", "system"]')
     )
-    package = overlay_package(sglang_0513, rootfs, str(SOURCE_ROOT), tmp_path / "site")
+    package = overlay_package(sglang_0513.package, rootfs, str(SOURCE_ROOT), tmp_path / "site")
     system = results(sglang_0513, template, package)["mid_conversation_system"]
     assert system.status is Status.FAILED
     assert "HTTP 500" in system.reason  # schema accepts it; the template then refuses it
@@ -99,7 +99,7 @@ def full_overlay(
 
 def test_verify_proves_the_whole_fixes_and_claude_code_agrees(
     full_overlay: Path,
-    sglang_0513: Path,
+    sglang_0513: HostSglang,
     claude_cli: str,
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
@@ -148,10 +148,10 @@ def test_verify_proves_the_whole_fixes_and_claude_code_agrees(
 
 
 def test_smoke_command_exit_code_and_junit_on_a_broken_endpoint(
-    sglang_0513: Path, template: Path, tmp_path: Path
+    sglang_0513: HostSglang, template: Path, tmp_path: Path
 ) -> None:
     junit = tmp_path / "smoke.xml"
-    with adapter_endpoint(sglang_0513, template) as url:
+    with adapter_endpoint(sglang_0513.python, template, sglang_0513.package) as url:
         done = subprocess.run(
             [
                 str(REPO / ".venv/bin/patchkeeper"),

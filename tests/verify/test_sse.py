@@ -136,6 +136,67 @@ TEXT_ON_TOOL = [
             "SSE event name 'content_block_delta' differs",
         ),
         ([START, ev("error", error={"type": "overloaded_error"}), *END], "error event"),
+        (
+            [START, *text_block(0, "x"), END[0], *text_block(1, "y")[:2], END[1]],
+            "message_stop while block 1 is still open",
+        ),
+        ([START, *text_block(0, "x"), END[0], *END], "a second message_delta"),
+        ([START, END[0], *text_block(0, "x"), END[1]], "content after message_delta"),
+        (
+            [
+                START,
+                ev(
+                    "content_block_start",
+                    index=0,
+                    content_block={"type": "tool_use", "id": "t", "name": "Bash", "input": "ls"},
+                ),
+                ev("content_block_stop", index=0),
+                *END,
+            ],
+            "tool input of block 0 is not a JSON object",
+        ),
+        (
+            [START, *tool_block(0, "Bash", ['["ls"]']), *END],
+            "tool input of block 0 is not a JSON object",
+        ),
+        (
+            [
+                START,
+                *text_block(0, "x")[:2],
+                ev(
+                    "content_block_delta",
+                    index=0,
+                    delta={"type": "signature_delta", "signature": "s"},
+                ),
+                ev("content_block_stop", index=0),
+                *END,
+            ],
+            "signature_delta on a text block (index 0)",
+        ),
+        ([START, START, *text_block(0, "x"), *END], "a second message_start"),
+        (
+            [START, ev("content_block_flush", index=0), *text_block(0, "x"), *END],
+            "unknown event type 'content_block_flush'",
+        ),
+        (
+            [
+                START,
+                *text_block(0, "x")[:2],
+                ev("content_block_delta", index=0, delta={"type": "text_patch", "text": "y"}),
+                ev("content_block_stop", index=0),
+                *END,
+            ],
+            "unknown delta type 'text_patch'",
+        ),
+        (
+            [
+                START,
+                *text_block(0, "x"),
+                ev("content_block_delta", index=0, delta={"type": "text_delta", "text": "y"}),
+                *END,
+            ],
+            "text_delta for block 0, but the open block is None",
+        ),
         ([], "the stream is empty"),
     ],
 )
@@ -148,3 +209,9 @@ def test_each_violation_is_named(events: list[Event], needle: str) -> None:
 def test_unparsable_data_is_reported() -> None:
     events, problems = parse_events([("message_start", "{not json"), ("ping", '{"type": "ping"}')])
     assert len(events) == 1 and "not JSON" in problems[0]
+
+
+def test_each_rule_reports_only_its_own_violation() -> None:
+    """A stream broken once is reported once: rules do not echo each other."""
+    doubled = [START, *text_block(0, "x"), END[0], *END]
+    assert validate(doubled).violations == ["event 5 (message_delta): a second message_delta"]

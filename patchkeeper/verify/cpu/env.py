@@ -20,7 +20,7 @@ import sys
 from pathlib import Path
 
 from patchkeeper.errors import ConfigError
-from patchkeeper.verify.sglang_env import cached_venv, requirements, run_step
+from patchkeeper.verify.sglang_env import cached_venv, run_step
 
 SGLANG_VERSION = "0.5.23"
 TORCH = ("torch==2.14.1", "torchvision==0.29.1")
@@ -32,8 +32,19 @@ RUNTIME = (
     "compressed-tensors==0.18.0",
     "sentencepiece==0.2.1",
     "soundfile==0.13.1",
-    # the adapter tier's pins for this sglang (fastapi, pydantic, openai, ...)
-    *requirements(SGLANG_VERSION)[1:],
+    # the adapter's imports (fastapi, pydantic, openai, ...), as verified with 0.5.23
+    "fastapi==0.165.0",
+    "pydantic==2.14.3",
+    "uvicorn==0.54.0",
+    "jinja2==3.1.6",
+    "orjson==3.13.0",
+    "numpy==2.4.6",
+    "pybase64==1.5.1",
+    "requests==2.34.2",
+    "tqdm==4.70.1",
+    "ipython==9.18.1",
+    "openai==2.8.0",
+    "msgspec==0.22.0",
     # the rest of what the CPU boot imports (versions as resolved and booted here)
     "psutil==7.2.2",
     "packaging==26.3",

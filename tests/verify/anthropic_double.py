@@ -1,0 +1,404 @@
+"""A scripted Anthropic Messages endpoint that is correct unless told which fault to have.
+
+The smoke suite's own tests run against it: with no fault every check must pass (no
+false failures); with one fault the check written for it must fail (no false
+passes). Faults are named; `GRAMMAR` faults rewrite every stream's events, each
+breaking one rule of the stream grammar, the others break one behaviour.
+
+Correct behaviour, kept small: one model; input tokens are the words of the prompt
+(system, then each message with its role), so a dropped system turn counts less;
+a repeated prompt prefix is reported as `cache_read_input_tokens`; a request that
+offers the suite's tools gets two tool calls with a text block between them; others
+get a thinking block (unless thinking is disabled) and a text answer.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Callable
+from http.server import BaseHTTPRequestHandler
+from typing import Any
+
+from tests.oci import BackgroundHTTPServer
+
+Events = list[tuple[str, dict[str, Any]]]
+MODEL = "scripted-model"
+SUITE_TOOLS = {"get_weather", "get_time"}
+BILLING = "x-anthropic-billing-header:"
+
+
+def _words(value: Any) -> list[str]:
+    """Every text a request carries, split into words, in order."""
+    if isinstance(value, str):
+        return value.split()
+    if isinstance(value, list):
+        return [w for item in value for w in _words(item)]
+    if isinstance(value, dict):
+        return [w for key in ("text", "content", "thinking") for w in _words(value.get(key))]
+    return []
+
+
+def _prompt(body: dict[str, Any], drop_system: bool, billing: bool = False) -> list[str]:
+    """The prompt as words. Claude Code's per-turn billing line is kept out of it (as a
+    server must, for prefix caching to work) unless `billing`."""
+    system = body.get("system")
+    if isinstance(system, list) and not billing:
+        system = [b for b in system if not str(b.get("text", "")).startswith(BILLING)]
+    tokens = ["<system>", *_words(system)]
+    for message in body.get("messages") or []:
+        if drop_system and message.get("role") == "system":
+            continue
+        tokens += [f"<{message.get('role')}>", *_words(message.get("content"))]
+    return tokens
+
+
+def _common_prefix(a: list[str], b: list[str]) -> int:
+    n = 0
+    for x, y in zip(a, b, strict=False):
+        if x != y:
+            break
+        n += 1
+    return n
+
+
+def _tool_block(index: int, name: str) -> Events:
+    start = {"type": "tool_use", "id": f"toolu_{index:02d}", "name": name, "input": {}}
+    return [
+        ("content_block_start", {"index": index, "content_block": start}),
+        *(
+            (
+                "content_block_delta",
+                {"index": index, "delta": {"type": "input_json_delta", "partial_json": part}},
+            )
+            for part in ('{"city": ', '"Paris"}')
+        ),
+        ("content_block_stop", {"index": index}),
+    ]
+
+
+def _text_block(index: int, text: str) -> Events:
+    return [
+        ("content_block_start", {"index": index, "content_block": {"type": "text", "text": ""}}),
+        ("content_block_delta", {"index": index, "delta": {"type": "text_delta", "text": text}}),
+        ("content_block_stop", {"index": index}),
+    ]
+
+
+def _thinking_block(index: int) -> Events:
+    block = {"type": "thinking", "thinking": ""}
+    return [
+        ("content_block_start", {"index": index, "content_block": block}),
+        (
+            "content_block_delta",
+            {"index": index, "delta": {"type": "thinking_delta", "thinking": "Short."}},
+        ),
+        (
+            "content_block_delta",
+            {"index": index, "delta": {"type": "signature_delta", "signature": "c2ln"}},
+        ),
+        ("content_block_stop", {"index": index}),
+    ]
+
+
+def _block_after_delta(events: Events) -> Events:
+    """Move message_delta before the last block (content after message_delta)."""
+    delta = next(e for e in events if e[0] == "message_delta")
+    rest = [e for e in events if e[0] not in ("message_delta", "message_stop")]
+    last_start = max(i for i, (k, _) in enumerate(rest) if k == "content_block_start")
+    return [*rest[:last_start], delta, *rest[last_start:], ("message_stop", {})]
+
+
+def _open_at_stop(events: Events) -> Events:
+    """Drop the last block's stop: it is still open at message_delta and message_stop."""
+    last_stop = max(i for i, (k, _) in enumerate(events) if k == "content_block_stop")
+    return [e for i, e in enumerate(events) if i != last_stop]
+
+
+def _signature_on_text(events: Events) -> Events:
+    at = next(
+        i
+        for i, (k, d) in enumerate(events)
+        if k == "content_block_delta" and d["delta"]["type"] == "text_delta"
+    )
+    index = events[at][1]["index"]
+    signature = ("content_block_delta", {"index": index, "delta": {"type": "signature_delta"}})
+    return [*events[: at + 1], signature, *events[at + 1 :]]
+
+
+def _text_on_tool(events: Events) -> Events:
+    """The upstream bug: the text between two tool calls lands on the open tool block."""
+    tools = [
+        d["index"]
+        for k, d in events
+        if k == "content_block_start" and d["content_block"]["type"] == "tool_use"
+    ]
+    if not tools:
+        return events
+    stop = events.index(("content_block_stop", {"index": tools[0]}))
+    stray = (
+        "content_block_delta",
+        {"index": tools[0], "delta": {"type": "text_delta", "text": "\n"}},
+    )
+    return [*events[:stop], stray, *events[stop:]]
+
+
+def _string_tool_input(events: Events) -> Events:
+    out: Events = []
+    for kind, data in events:
+        block = data.get("content_block") or {}
+        if kind == "content_block_start" and block.get("type") == "tool_use":
+            data = {**data, "content_block": {**block, "input": "Paris"}}
+        elif kind == "content_block_delta" and data["delta"]["type"] == "input_json_delta":
+            continue
+        out.append((kind, data))
+    return out
+
+
+# Each rewrites a correct stream so that it breaks one rule; the value is a phrase the
+# grammar's violation must contain.
+GRAMMAR: dict[str, tuple[Callable[[Events], Events], str]] = {
+    "grammar_no_message_stop": (lambda e: e[:-1], "ended without message_stop"),
+    "grammar_block_open_at_stop": (_open_at_stop, "message_stop while block"),
+    "grammar_two_message_deltas": (
+        lambda e: [*e[:-1], e[-2], e[-1]],
+        "a second message_delta",
+    ),
+    "grammar_content_after_message_delta": (_block_after_delta, "content after message_delta"),
+    "grammar_second_message_start": (lambda e: [e[0], *e], "a second message_start"),
+    "grammar_unknown_event": (
+        lambda e: [e[0], ("content_block_flush", {}), *e[1:]],
+        "unknown event type 'content_block_flush'",
+    ),
+    "grammar_signature_on_text": (_signature_on_text, "signature_delta on a text block"),
+    "grammar_first_not_message_start": (
+        lambda e: [("ping", {}), *e],
+        "the first event must be message_start",
+    ),
+    "grammar_event_name_mismatch": (
+        lambda e: [e[0], ("content_block_delta", {"type": "ping"}), *e[1:]],
+        "SSE event name 'content_block_delta' differs from data type 'ping'",
+    ),
+    "grammar_error_event": (
+        lambda e: [e[0], ("error", {"error": {"type": "overloaded_error"}}), *e[1:]],
+        "error event",
+    ),
+    "grammar_text_on_tool": (_text_on_tool, "text_delta on a tool_use block"),
+    "grammar_tool_input_not_object": (_string_tool_input, "is not a JSON object"),
+}
+
+BEHAVIOUR = {
+    "bad_nonstream_stop_reason",  # messages_basic: OpenAI's "stop" in a Messages reply
+    "no_models",  # models_list: an empty list
+    "count_zero",  # count_tokens: input_tokens 0
+    "count_constant",  # count_tokens: the same count for any prompt
+    "drop_system",  # mid_conversation_system: accepted, silently dropped
+    "reject_system",  # mid_conversation_system (and Claude Code): 400
+    "one_tool_call",  # tool_stream_blocks: cannot show the bug: not exercised
+    "tool_calls_end_turn",  # tool_stream_blocks: tool calls, stop_reason end_turn
+    "think_tags_when_disabled",  # thinking_disabled: reasoning leaks as <think> text
+    "thinking_block_when_disabled",  # thinking_disabled: a thinking block anyway
+    "no_cache",  # prefix_cache, billing_header_prefix: never reports a cache hit
+    "billing_in_prompt",  # billing_header_prefix: the per-turn billing line heads the prompt
+    "concurrent_break",  # concurrency: a stream breaks when another is in flight
+    "no_speculative",  # speculative: the server runs none
+}
+FAULTS = {*GRAMMAR, *BEHAVIOUR}
+
+
+class ScriptedAnthropic(BackgroundHTTPServer):
+    """The endpoint, with at most one fault from FAULTS; `requests` logs every body."""
+
+    def __init__(self, fault: str | None = None) -> None:
+        if fault is not None and fault not in FAULTS:
+            raise ValueError(f"unknown fault {fault!r}")
+        self.fault = fault
+        self.requests: list[dict[str, Any]] = []
+        self._prompts: list[list[str]] = []
+        self._lock = threading.Lock()
+        self._in_flight = threading.Condition()
+        self._streams = 0
+        super().__init__()
+        self.url = f"http://{self.host}"
+
+    # ---- behaviour -------------------------------------------------------------------
+
+    def usage(self, body: dict[str, Any]) -> dict[str, int]:
+        prompt = _prompt(body, self.fault == "drop_system", self.fault == "billing_in_prompt")
+        with self._lock:
+            hit = max((_common_prefix(prompt, p) for p in self._prompts), default=0)
+            self._prompts.append(prompt)
+        cached = 0 if self.fault == "no_cache" else min(hit, len(prompt) - 1)
+        return {"input_tokens": len(prompt) - cached, "cache_read_input_tokens": cached}
+
+    def count(self, body: dict[str, Any]) -> dict[str, Any]:
+        if self.fault == "count_zero":
+            return {"input_tokens": 0}
+        if self.fault == "count_constant":
+            return {"input_tokens": 7}
+        return {"input_tokens": len(_prompt(body, False))}
+
+    def refusal(self, body: dict[str, Any]) -> tuple[int, dict[str, Any]] | None:
+        roles = [m.get("role") for m in body.get("messages") or []]
+        if self.fault == "reject_system" and "system" in roles:
+            error = {"type": "invalid_request_error", "message": "role: Input should be 'user'"}
+            return 400, {"type": "error", "error": error}
+        return None
+
+    def content(self, body: dict[str, Any]) -> tuple[Events, str]:
+        """The blocks of the answer (as events) and its stop reason."""
+        offered = {t.get("name") for t in body.get("tools") or []}
+        disabled = (body.get("thinking") or {}).get("type") == "disabled"
+        if offered & SUITE_TOOLS:
+            events = [*_text_block(0, "Checking."), *_tool_block(1, "get_weather")]
+            if self.fault != "one_tool_call":
+                events += [*_text_block(2, "\n"), *_tool_block(3, "get_time")]
+            reason = "end_turn" if self.fault == "tool_calls_end_turn" else "tool_use"
+            return events, reason
+        events = []
+        if not disabled or self.fault == "thinking_block_when_disabled":
+            events = _thinking_block(0)
+        text = "OK"
+        if disabled and self.fault == "think_tags_when_disabled":
+            text = "<think>\nHidden.\n</think>\n\nOK"
+        return [*events, *_text_block(len(events) // 4, text)], "end_turn"
+
+    def stream_events(self, body: dict[str, Any]) -> Events:
+        blocks, reason = self.content(body)
+        usage = self.usage(body)
+        message: dict[str, Any] = {
+            "id": "msg_scripted",
+            "type": "message",
+            "role": "assistant",
+            "model": body.get("model"),
+            "content": [],
+            "stop_reason": None,
+            "usage": {**usage, "output_tokens": 0},
+        }
+        events: Events = [
+            ("message_start", {"message": message}),
+            ("ping", {}),
+            *blocks,
+            ("message_delta", {"delta": {"stop_reason": reason}, "usage": {"output_tokens": 3}}),
+            ("message_stop", {}),
+        ]
+        if self.fault in GRAMMAR:
+            events = GRAMMAR[self.fault][0](events)
+        if self.fault == "concurrent_break" and self._overlapped():
+            events = events[:-1]
+        return events
+
+    def _overlapped(self) -> bool:
+        """Whether another stream is in flight alongside this one (waiting a little for
+        one to arrive, so that parallel requests do meet)."""
+        with self._in_flight:
+            self._streams += 1
+            self._in_flight.notify_all()
+            met = self._in_flight.wait_for(lambda: self._streams > 1, timeout=2.0)
+        return met
+
+    def stream_done(self) -> None:
+        if self.fault == "concurrent_break":
+            with self._in_flight:
+                self._streams -= 1
+
+    def message(self, body: dict[str, Any]) -> dict[str, Any]:
+        events, reason = self.content(body)
+        blocks = [dict(d["content_block"]) for k, d in events if k == "content_block_start"]
+        for block in blocks:
+            if block["type"] == "text":
+                block["text"] = "OK"
+            elif block["type"] == "tool_use":
+                block["input"] = {"city": "Paris"}
+            else:
+                block.update(thinking="Short.", signature="c2ln")
+        if self.fault == "bad_nonstream_stop_reason":
+            reason = "stop"
+        return {
+            "id": "msg_scripted",
+            "type": "message",
+            "role": "assistant",
+            "model": body.get("model"),
+            "content": blocks,
+            "stop_reason": reason,
+            "stop_sequence": None,
+            "usage": {**self.usage(body), "output_tokens": 3},
+        }
+
+    def server_info(self) -> dict[str, Any]:
+        algorithm = None if self.fault == "no_speculative" else "EAGLE"
+        return {
+            "speculative_algorithm": algorithm,
+            "internal_states": [{"avg_spec_accept_length": 1.5}],
+        }
+
+    def models(self) -> dict[str, Any]:
+        data = [] if self.fault == "no_models" else [{"id": MODEL, "type": "model"}]
+        return {"data": data, "has_more": False}
+
+    # ---- HTTP ------------------------------------------------------------------------
+
+    def _handler_class(self) -> type[BaseHTTPRequestHandler]:
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *_args: Any) -> None:
+                pass
+
+            def _json(self, status: int, doc: dict[str, Any]) -> None:
+                data = json.dumps(doc).encode()
+                self.send_response(status)
+                self.send_header("content-type", "application/json")
+                self.send_header("content-length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def do_HEAD(self) -> None:
+                self.send_response(200)
+                self.end_headers()
+
+            def do_GET(self) -> None:
+                path = self.path.split("?")[0]
+                if path == "/v1/models":
+                    self._json(200, server.models())
+                elif path == "/get_server_info":
+                    self._json(200, server.server_info())
+                elif path == "/health":
+                    self._json(200, {})
+                else:
+                    self._json(404, {"type": "error", "error": {"type": "not_found_error"}})
+
+            def do_POST(self) -> None:
+                path = self.path.split("?")[0]
+                body = json.loads(self.rfile.read(int(self.headers["content-length"])))
+                with server._lock:
+                    server.requests.append(body)
+                if path == "/v1/messages/count_tokens":
+                    self._json(200, server.count(body))
+                    return
+                if path != "/v1/messages":
+                    self._json(404, {"type": "error", "error": {"type": "not_found_error"}})
+                    return
+                refused = server.refusal(body)
+                if refused:
+                    self._json(*refused)
+                elif body.get("stream"):
+                    self._stream(body)
+                else:
+                    self._json(200, server.message(body))
+
+            def _stream(self, body: dict[str, Any]) -> None:
+                try:
+                    events = server.stream_events(body)
+                    self.send_response(200)
+                    self.send_header("content-type", "text/event-stream")
+                    self.send_header("connection", "close")
+                    self.end_headers()
+                    for kind, data in events:
+                        payload = json.dumps({"type": kind, **data})
+                        self.wfile.write(f"event: {kind}\ndata: {payload}\n\n".encode())
+                        self.wfile.flush()
+                finally:
+                    server.stream_done()
+
+        return Handler
