@@ -81,6 +81,56 @@ def test_dot_segments_and_doubled_slashes_name_the_same_path(tmp_path: Path) -> 
     assert read(tmp_path, odd, paths=["/srv/a.py"]) == {"/srv/a.py": b"a\n"}
 
 
+# Layers list their entries in path order, as tar writers of image layers do (the reader
+# stops early by that order): `opt/...` before `real.py`. The decoy at `/` catches a
+# relative target resolved against the root instead of the link's own directory.
+def test_a_relative_symlink_resolves_from_its_own_directory(tmp_path: Path) -> None:
+    files = layer(tree({"opt/app/real.py": "beside the link\n", "real.py": "decoy at the root\n"}))
+    links = layer(
+        [
+            Entry.dir("opt"),
+            Entry.dir("opt/app"),
+            Entry.symlink("opt/app/link.py", "real.py"),
+            Entry.symlink("opt/app/up.py", "../app/real.py"),
+        ]
+    )
+    blobs = Blobs(files, links)
+    reader = reader_for(blobs.blobs(), LayerCache(tmp_path))
+    found = reader.read([P("/opt/app/link.py"), P("/opt/app/up.py")])
+    assert {str(k): None if v is None else v.content for k, v in found.items()} == {
+        "/opt/app/link.py": b"beside the link\n",
+        "/opt/app/up.py": b"beside the link\n",
+    }
+    assert found[P("/opt/app/link.py")].resolved == P("/opt/app/real.py")  # type: ignore[union-attr]
+    # the target was not asked for: the further pass reads the lower layer, not the links'
+    assert blobs.opened.count(1) == 1 and blobs.opened.count(0) >= 2
+
+
+def test_a_relative_symlink_and_its_target_in_one_layer(tmp_path: Path) -> None:
+    image = layer(
+        [
+            Entry.dir("opt"),
+            Entry.dir("opt/app"),
+            Entry.symlink("opt/app/link.py", "real.py"),
+            Entry.file("opt/app/real.py", "beside the link\n"),
+            Entry.file("real.py", "decoy at the root\n"),
+        ]
+    )
+    assert read(tmp_path, image, paths=["/opt/app/link.py"]) == {
+        "/opt/app/link.py": b"beside the link\n"
+    }
+
+
+def test_a_relative_symlink_in_an_upper_layer_reads_its_target_from_a_lower_one(
+    tmp_path: Path,
+) -> None:
+    bottom = layer(tree({"opt/app/real.py": "beside the link\n", "real.py": "decoy\n"}))
+    top = layer([Entry.symlink("opt/app/link.py", "real.py")])
+    assert read(tmp_path, bottom, top, paths=["/opt/app/link.py"]) == {
+        "/opt/app/link.py": b"beside the link\n"
+    }
+
+
 def test_absolute_and_climbing_symlinks_stay_inside_the_image(tmp_path: Path) -> None:
     files = layer(tree({"etc/real.txt": "inside\n"}))
     links = layer(
