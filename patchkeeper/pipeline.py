@@ -29,7 +29,9 @@ from patchkeeper.patching.port import (
     PatchOutcome,
     PatchState,
     PortResult,
+    mount_dirs,
     port,
+    refuse_unmountable,
     sha256,
 )
 from patchkeeper.upstream.model import PrState, UpstreamResolver
@@ -172,6 +174,9 @@ def plan(
         ]
     needed = set().union(*(p.paths_to_read() for p in parsed))  # all read above, in one pass
     vanilla, modes = _vanilla(files, sorted(needed))
+    ported = [p for p in parsed if p.change.id not in upstream_ids]
+    if dirs := mount_dirs(ported, vanilla):  # only where a patch creates a file
+        refuse_unmountable(ported, vanilla, source.kinds(image, sorted(dirs)))
     result = port(parsed, vanilla, upstream_ids)
     _name_supersessions(result, parsed, resolved, identities)
     for path in result.changed_files():

@@ -14,7 +14,13 @@ from collections.abc import Sequence
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from patchkeeper.image.model import ImageFile, ImageRef, ImageSource, ResolvedImage
+from patchkeeper.image.model import (
+    ImageFile,
+    ImageRef,
+    ImageSource,
+    PathKind,
+    ResolvedImage,
+)
 from patchkeeper.paths import atomic_write, cache_dir
 
 
@@ -34,6 +40,11 @@ class CachedSource:
 
     def accounting(self) -> dict[str, Any]:
         return self.inner.accounting()
+
+    def kinds(
+        self, image: ResolvedImage, paths: Sequence[PurePosixPath]
+    ) -> dict[PurePosixPath, PathKind]:
+        return self.inner.kinds(image, paths)  # asked rarely (added files only): not cached
 
     def read(
         self,

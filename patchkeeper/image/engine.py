@@ -17,11 +17,15 @@ from typing import Any
 
 import docker
 import docker.errors
+from docker.utils import decode_json_header
 
 from patchkeeper.errors import ImageError, UnreachableError, UnsafeInputError
 from patchkeeper.image.layers import GIT_FILES
-from patchkeeper.image.model import ImageFile, ImageRef, ResolvedImage, printable
+from patchkeeper.image.model import ImageFile, ImageRef, PathKind, ResolvedImage, printable
 from patchkeeper.image.paths import MAX_FILE_BYTES, MAX_SYMLINK_HOPS, follow_link
+
+# Go's os.ModeDevice, ModeNamedPipe, ModeSocket, ModeCharDevice, ModeIrregular
+_GO_SPECIAL = (1 << 26) | (1 << 25) | (1 << 24) | (1 << 21) | (1 << 19)
 
 
 class EngineSource:
@@ -92,6 +96,41 @@ class EngineSource:
             for git_dir in git_dirs:
                 found.update(self._git_metadata(container, git_dir))
             return found
+
+    def kinds(
+        self, image: ResolvedImage, paths: Sequence[PurePosixPath]
+    ) -> dict[PurePosixPath, PathKind]:
+        with self._stopped_container(image) as container:
+            return {path: self._kind(container, path) for path in paths}
+
+    def _kind(self, container: Any, path: PurePosixPath) -> PathKind:
+        """The engine's stat of `path` (it lstats the last component, following symlinks
+        in the parents inside the container), from the archive response's header alone:
+        the response is closed unread, so a directory's tree never crosses the socket."""
+        api = self.client.api
+        response = api._get(
+            api._url("/containers/{0}/archive", container.id), params={"path": str(path)},
+            stream=True,
+        )  # fmt: skip
+        try:
+            api._raise_for_status(response)
+            header = response.headers.get("x-docker-container-path-stat")
+        except docker.errors.NotFound:
+            return "absent"
+        except docker.errors.APIError as err:
+            if "not a directory" in str(err.explanation):  # a path below a file
+                return "absent"
+            raise UnsafeInputError(f"image path {path}: {err.explanation}") from None
+        finally:
+            response.close()
+        mode = int(decode_json_header(header)["mode"]) if header else 0
+        if mode & (1 << 27):  # Go's os.ModeSymlink
+            return "symlink"
+        if mode & (1 << 31):  # Go's os.ModeDir
+            return "dir"
+        if mode & _GO_SPECIAL:
+            return "other"
+        return "file"
 
     def _git_metadata(self, container: Any, git_dir: PurePosixPath) -> dict[PurePosixPath, Any]:
         """The git dir's small metadata files, or the `gitdir:` file it is."""

@@ -37,13 +37,13 @@ from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
-from typing import IO, Any, Protocol
+from typing import IO, Any, Protocol, cast
 
 import zstandard
 
 from patchkeeper.errors import ImageError, UnsafeInputError
 from patchkeeper.image import digests, order
-from patchkeeper.image.model import ImageFile, ImageRef, ResolvedImage, printable
+from patchkeeper.image.model import ImageFile, ImageRef, PathKind, ResolvedImage, printable
 from patchkeeper.image.paths import MAX_FILE_BYTES, MAX_SYMLINK_HOPS, follow_link
 from patchkeeper.paths import atomic_write, cache_dir
 
@@ -458,6 +458,26 @@ class LayerReader:
             lookups = next_round
         raise UnsafeInputError(f"image paths {sorted(lookups)}: more than {MAX_SYMLINK_HOPS} hops")
 
+    def kinds(self, paths: Sequence[PurePosixPath]) -> dict[PurePosixPath, PathKind]:
+        """What each path is, as `lstat` says: symlinks in its parents followed, not at it."""
+        results: dict[PurePosixPath, PathKind] = {}
+        lookups = {p: str(p) for p in paths}
+        for _ in range(MAX_SYMLINK_HOPS):
+            if not lookups:
+                return results
+            answers = self._find(set(lookups.values()))
+            next_round = {}
+            for requested, current in lookups.items():
+                answer = answers[current]
+                if answer.kind == "redirect":  # an ancestor is a symlink: follow it
+                    next_round[requested] = answer.path
+                elif answer.kind in ("file", "dir", "symlink", "absent"):
+                    results[requested] = cast(PathKind, answer.kind)
+                else:
+                    results[requested] = "other"
+            lookups = next_round
+        raise UnsafeInputError(f"image paths {sorted(lookups)}: more than {MAX_SYMLINK_HOPS} hops")
+
     def _settle(self, paths: set[str], git_dirs: set[str]) -> set[str]:
         """Stream what is needed for `paths` and `git_dirs`; the git metadata names seen."""
         open_paths, open_dirs = set(paths), set(git_dirs)
@@ -703,14 +723,19 @@ class LayeredSource:
         paths: Sequence[PurePosixPath],
         git_dirs: Sequence[PurePosixPath] = (),
     ) -> dict[PurePosixPath, ImageFile | None]:
+        return self._reader(image).read(paths, git_dirs)
+
+    def _reader(self, image: ResolvedImage) -> LayerReader:
         if image.image_id not in self._layers:
             self.resolve(image.ref)
         layers, scope = self._layers[image.image_id]
         records = self._records.setdefault(scope or f"unscoped {image.image_id}", {})
-        reader = LayerReader(
-            layers, self.cache, scope, records, self.layer_stats, self._progress_for
-        )
-        return reader.read(paths, git_dirs)
+        return LayerReader(layers, self.cache, scope, records, self.layer_stats, self._progress_for)
+
+    def kinds(
+        self, image: ResolvedImage, paths: Sequence[PurePosixPath]
+    ) -> dict[PurePosixPath, PathKind]:
+        return self._reader(image).kinds(paths)
 
     def accounting(self) -> dict[str, Any]:
         layers = [

@@ -6,7 +6,7 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import PurePosixPath
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
 from patchkeeper.errors import ConfigError
 
@@ -86,8 +86,12 @@ class ImageFile:
         return self.resolved != self.path
 
 
+PathKind = Literal["file", "dir", "symlink", "other", "absent"]
+"""What a path is in an image, as `lstat` inside it would say (`kinds`)."""
+
+
 class ImageSource(Protocol):
-    """Engine, registry and layout sources all answer these three questions."""
+    """Engine, registry and layout sources all answer these questions."""
 
     name: str
 
@@ -106,6 +110,17 @@ class ImageSource(Protocol):
         For each of `git_dirs`, the result also holds every small metadata file it has
         (HEAD, refs/..., packed-refs, shallow, commondir, gitdir), or the git dir itself
         when it is a `gitdir:` file; a metadata file not in the result is absent.
+        """
+        ...
+
+    def kinds(
+        self, image: ResolvedImage, paths: Sequence[PurePosixPath]
+    ) -> dict[PurePosixPath, PathKind]:
+        """What each path is, not following a symlink at the path itself (symlinks in its
+        parents are followed, inside the image): "file", "dir", "symlink", "other" (a
+        device or FIFO) or "absent" (also below a regular file). `read` cannot say this:
+        it refuses directories and follows symlinks, and a missing path below a symlinked
+        directory reads as None like any other missing path.
         """
         ...
 

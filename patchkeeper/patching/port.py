@@ -12,7 +12,7 @@ next change starts from the files as they were before it.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from pathlib import PurePosixPath
@@ -317,6 +317,57 @@ def _refuse_unportable(parsed: ParsedChange, files: Sequence[FileOutcome]) -> No
             f"{parsed.label}: only deletes {names}, still in the image; a read-only overlay "
             "cannot delete files: drop the patch or exclude the files"
         )
+
+
+def _created(
+    changes: Sequence[ParsedChange], vanilla: Mapping[PurePosixPath, bytes | None]
+) -> Iterator[tuple[ParsedChange, FilePatch, list[PurePosixPath]]]:
+    """Each file the overlay would create (added or renamed to, absent from the image),
+    with the directories below its change's root it sits in, outermost first."""
+    for parsed in changes:
+        for file in parsed.files:
+            path = parsed.root / file.path
+            if (
+                file.kind in (FileChange.ADDED, FileChange.RENAMED)
+                and vanilla.get(path) is None
+                and not excluded(parsed.change.patch.exclude, file.path, file.old_path)
+            ):
+                below = [parsed.root / p for p in reversed(file.path.parents) if p.parts]
+                yield parsed, file, below
+
+
+def mount_dirs(
+    changes: Sequence[ParsedChange], vanilla: Mapping[PurePosixPath, bytes | None]
+) -> set[PurePosixPath]:
+    """The in-image directories `refuse_unmountable` needs the kinds of."""
+    return {d for _, _, dirs in _created(changes, vanilla) for d in dirs}
+
+
+def refuse_unmountable(
+    changes: Sequence[ParsedChange],
+    vanilla: Mapping[PurePosixPath, bytes | None],
+    kinds: Mapping[PurePosixPath, str],
+) -> None:
+    """A created file is mounted at its path, so every directory it sits in below the
+    root must be a real directory of the image, or not exist yet (the mount makes it):
+    below a symlink the mount would land wherever the link points, outside the root;
+    below a regular file it fails at container start ("not a directory")."""
+    for parsed, file, dirs in _created(changes, vanilla):
+        for directory in dirs:
+            kind = kinds[directory]
+            if kind == "symlink":
+                raise UnsafeInputError(
+                    f"{parsed.label}: {file.path}: {directory} is a symlink in the image; the "
+                    f"overlay would mount the new file wherever it points, outside {parsed.root}"
+                )
+            if kind not in ("dir", "absent"):
+                what = "regular file" if kind == "file" else "device file or FIFO"
+                raise UnsafeInputError(
+                    f"{parsed.label}: {file.path}: {directory} is a {what} in the image, not a "
+                    "directory; the overlay's mount would fail at container start"
+                )
+            if kind == "absent":
+                break  # the mount creates it and everything below it
 
 
 def port(
