@@ -18,6 +18,18 @@ from patchkeeper.upstream.model import PrState, UpstreamChange
 
 ROOT = PurePosixPath("/src")
 
+# A one-patchset recipe over an OCI-layout nightly, for the CLI tests of this folder:
+# format it with `model=`, and the patchset with `url=` (PR 1 of a `PrHistory`).
+RECIPE = """\
+image: t/sglang
+tags: '^nightly-(?P<date>\\d{{8}})-(?P<sha>[0-9a-f]{{8}})$'
+patchsets: [ps.yaml]
+service: {{name: sglang, port: 30000, model: {{path: /models/m, host_path: {model}}}, gpus: null}}
+"""
+PATCHSET = (
+    "upstream: {{git: '{url}', branch: main}}\nsource_root: /src\npatches:\n  - pr: 1\n    why: t\n"
+)
+
 
 def image(files: dict[str, bytes | None]) -> dict[PurePosixPath, bytes | None]:
     """Repository paths -> in-image paths under ROOT."""

@@ -16,20 +16,11 @@ from patchkeeper.patching.hunks import HunkStatus
 from patchkeeper.patching.port import PatchState, port
 from patchkeeper.patching.resolutions import Resolution, load, record, write_conflicts
 from tests.oci import Image, layer, tree, write_oci_layout
-from tests.patching.conftest import ROOT, PrHistory, image
+from tests.patching.conftest import PATCHSET, RECIPE, ROOT, PrHistory, image
 
 MakeUpstream = Callable[[dict[str, bytes]], PrHistory]
 PAD = "".join(f"# {i}\n" for i in range(8))
 BASE = f"a = 1\n{PAD}b = 2\n"
-RECIPE = """\
-image: t/sglang
-tags: '^nightly-(?P<date>\\d{{8}})-(?P<sha>[0-9a-f]{{8}})$'
-patchsets: [ps.yaml]
-service: {{name: sglang, port: 30000, model: {{path: /models/m, host_path: {model}}}, gpus: null}}
-"""
-PATCHSET = (
-    "upstream: {{git: '{url}', branch: main}}\nsource_root: /src\npatches:\n  - pr: 1\n    why: t\n"
-)
 
 
 def conflicting(make_upstream: MakeUpstream) -> PrHistory:

@@ -15,18 +15,9 @@ from typer.testing import CliRunner
 from patchkeeper.cli import app
 from patchkeeper.demo.history import Edit
 from tests.oci import Entry, Image, layer, tree, write_oci_layout
-from tests.patching.conftest import PrHistory
+from tests.patching.conftest import PATCHSET, RECIPE, PrHistory
 
 MakeUpstream = Callable[[dict[str, bytes]], PrHistory]
-RECIPE = """\
-image: t/sglang
-tags: '^nightly-(?P<date>\\d{{8}})-(?P<sha>[0-9a-f]{{8}})$'
-patchsets: [ps.yaml]
-service: {{name: sglang, port: 30000, model: {{path: /models/m, host_path: {model}}}, gpus: null}}
-"""
-PATCHSET = (
-    "upstream: {{git: '{url}', branch: main}}\nsource_root: /src\npatches:\n  - pr: 1\n    why: t\n"
-)
 
 
 def sync_adding(
