@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 from collections.abc import Sequence
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -22,6 +23,8 @@ from patchkeeper.image.model import (
     ResolvedImage,
 )
 from patchkeeper.paths import atomic_write, cache_dir
+
+log = logging.getLogger(__name__)
 
 
 class CachedSource:
@@ -70,6 +73,14 @@ class CachedSource:
                 missing_dirs.append(git_dir)
                 continue
             found.update({entry.path: entry for _, entry in loaded if entry})
+        log.info(
+            "file cache: %d of %d file(s) and %d of %d git dir(s) of %s were cached",
+            len(paths) - len(missing),
+            len(paths),
+            len(git_dirs) - len(missing_dirs),
+            len(git_dirs),
+            image.ref,
+        )
         if missing or missing_dirs:
             fresh = self.inner.read(image, missing, missing_dirs)
             for path, file in fresh.items():

@@ -23,6 +23,7 @@ import functools
 import io
 import itertools
 import json
+import logging
 import os
 import re
 import time
@@ -45,6 +46,8 @@ from patchkeeper.image import digests
 from patchkeeper.image.layers import LayerBlob, LayeredSource, read_config
 from patchkeeper.image.manifests import INDEX_TYPES, MANIFEST_TYPES, choose_platform, is_index
 from patchkeeper.image.model import ImageRef, ResolvedImage
+
+log = logging.getLogger(__name__)
 
 DOCKER_HUB = "registry-1.docker.io"
 ACCEPT = ", ".join(sorted(INDEX_TYPES | MANIFEST_TYPES))
@@ -114,6 +117,7 @@ def credentials(registry: str) -> tuple[str, str] | None:
     user = os.environ.get("PATCHKEEPER_REGISTRY_USERNAME")
     secret = os.environ.get("PATCHKEEPER_REGISTRY_PASSWORD")
     if user and secret:
+        log.info("registry %s: credentials from PATCHKEEPER_REGISTRY_USERNAME/PASSWORD", registry)
         return user, secret
     try:
         config = docker.auth.load_config()
@@ -122,7 +126,9 @@ def credentials(registry: str) -> tuple[str, str] | None:
         return None
     if found and found.get("username") and found.get("password"):
         register_secret(str(found["password"]))  # never echoed, even by an error message
+        log.info("registry %s: credentials from Docker's config", registry)
         return str(found["username"]), str(found["password"])
+    log.info("registry %s: no credentials; anonymous", registry)
     return None
 
 
@@ -194,6 +200,7 @@ class RegistryClient:
                 response = self.http.send(
                     self.http.build_request(method, url, headers=sent), stream=True
                 )
+                log.info("%s %s%s -> %d", method, self.registry, url, response.status_code)
                 if response.status_code in RETRY_STATUS:
                     response.close()
                     raise _Retry(response)
@@ -265,6 +272,7 @@ class RegistryClient:
                 "challenge to answer (a proxy in the way, or credentials it does not take)"
             )
         scheme = challenge.split(" ", 1)[0].lower()
+        log.info("registry %s: %s auth for %s", self.registry, scheme, scope)
         if scheme == "basic":
             if not self._credentials:
                 raise ImageError(f"registry {self.registry} needs credentials (basic auth)")

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import base64
 import json
+import logging
 import os
+import re
 import uuid
 from collections.abc import Callable
 from pathlib import Path, PurePosixPath
@@ -91,7 +93,9 @@ def test_top_most_wins_and_whiteouts_and_opaque_dirs_hide_lower_layers() -> None
     }
 
 
-def test_extraction_stops_early_and_a_warm_cache_fetches_nothing(tmp_path: Path) -> None:
+def test_extraction_stops_early_and_a_warm_cache_fetches_nothing(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     image_def = nightly_shaped()
     repository = unique("nightly")
     push(REGISTRY, repository, "nightly-dev-cu13-20260621-01234567", image_def)
@@ -116,6 +120,13 @@ def test_extraction_stops_early_and_a_warm_cache_fetches_nothing(tmp_path: Path)
     again = warm.read(warm.resolve(ref), [serving, added])
     assert again[serving] == found[serving] and again[added] is None
     assert warm.accounting()["fetched_bytes"] == 0
+
+    with caplog.at_level(logging.INFO, logger="patchkeeper"):  # what -v shows
+        cached = CachedSource(RegistrySource(), tmp_path)
+        assert cached.read(cached.resolve(ref), wanted, [P(ROOT) / ".git"]) == found
+    logged = [r.getMessage() for r in caplog.records]
+    assert f"file cache: 3 of 3 file(s) and 1 of 1 git dir(s) of {ref} were cached" in logged
+    assert any(re.fullmatch(rf"GET {REGISTRY}/v2/{repository}/manifests/\S+ -> 200", m) for m in logged)
 
 
 def test_hostile_layers_are_refused_or_contained() -> None:
@@ -187,7 +198,10 @@ def test_unknown_repository_and_unreachable_registry() -> None:
 
 
 def test_token_auth_with_credentials_from_env_or_docker_config(
-    token_registry: Any, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+    token_registry: Any,
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     repository = unique("private")
     push(
@@ -205,10 +219,18 @@ def test_token_auth_with_credentials_from_env_or_docker_config(
     monkeypatch.setenv("PATCHKEEPER_REGISTRY_USERNAME", token_registry.username)
     monkeypatch.setenv("PATCHKEEPER_REGISTRY_PASSWORD", token_registry.password)
     before = len(token_registry.token_requests)
-    source = RegistrySource()
-    found = source.read(source.resolve(ref), [P("/secret")])[P("/secret")]
+    with caplog.at_level(logging.DEBUG, logger="patchkeeper"):
+        source = RegistrySource()
+        found = source.read(source.resolve(ref), [P("/secret")])[P("/secret")]
     assert found is not None and found.content == b"s"
     assert len(token_registry.token_requests) > before
+    logged = [r.getMessage() for r in caplog.records]
+    host = token_registry.host
+    assert f"registry {host}: credentials from PATCHKEEPER_REGISTRY_USERNAME/PASSWORD" in logged
+    assert f"registry {host}: bearer auth for repository:{repository}:pull" in logged
+    assert f"GET {host}/v2/{repository}/manifests/1 -> 401" in logged
+    assert f"GET {host}/v2/{repository}/manifests/1 -> 200" in logged
+    assert token_registry.password not in caplog.text
 
     monkeypatch.delenv("PATCHKEEPER_REGISTRY_USERNAME")
     monkeypatch.delenv("PATCHKEEPER_REGISTRY_PASSWORD")
@@ -219,7 +241,11 @@ def test_token_auth_with_credentials_from_env_or_docker_config(
         json.dumps({"auths": {token_registry.host: {"auth": secret.decode()}}})
     )
     monkeypatch.setenv("DOCKER_CONFIG", str(config))
-    assert RegistrySource().resolve(ref).image_id.startswith("sha256:")
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="patchkeeper"):
+        assert RegistrySource().resolve(ref).image_id.startswith("sha256:")
+    assert f"registry {host}: credentials from Docker's config" in caplog.messages
+    assert token_registry.password not in caplog.text
 
 
 def test_basic_auth_registry(htpasswd_registry: Any, monkeypatch: pytest.MonkeyPatch) -> None:
