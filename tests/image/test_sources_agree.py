@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import uuid
+from collections.abc import Iterator
 from pathlib import Path, PurePosixPath
 from typing import Any
 
 from patchkeeper.image.engine import EngineSource
 from patchkeeper.image.identity import identify
 from patchkeeper.image.layout import LayoutSource
-from patchkeeper.image.model import ImageRef, ImageSource
+from patchkeeper.image.model import ImageRef, ImageSource, PathKind, ResolvedImage
 from patchkeeper.image.registry import RegistrySource
 from tests.oci import (
     Entry,
@@ -32,10 +34,11 @@ SERVING = ROOT / "python/sglang/srt/entrypoints/anthropic/serving.py"
 Row = tuple[str, str, str, dict[PurePosixPath, bytes | None]]
 
 
-def read_everywhere(
-    docker_client: Any, tmp_path: Path, image_def: Image, paths: list[PurePosixPath]
-) -> list[Row]:
-    """(source, image id, commit, contents) from each of the four sources."""
+@contextlib.contextmanager
+def everywhere(
+    docker_client: Any, tmp_path: Path, image_def: Image
+) -> Iterator[list[tuple[ImageSource, ResolvedImage]]]:
+    """`image_def` as each of the four sources resolves it (pushed, pulled, saved, laid out)."""
     repository = f"pk-test/agree-{uuid.uuid4().hex[:8]}"
     tag = f"nightly-dev-cu13-20260621-{SHA[:8]}"
     reference = f"{REGISTRY}/{repository}:{tag}"
@@ -50,16 +53,23 @@ def read_everywhere(
             (LayoutSource(archive), reference),
             (LayoutSource(layout), f"{repository}:{tag}"),
         ]
-        rows = []
-        for source, ref in sources:
-            image = source.resolve(ImageRef.parse(ref))
+        yield [(source, source.resolve(ImageRef.parse(ref))) for source, ref in sources]
+    finally:
+        docker_client.images.remove(reference, force=True)
+
+
+def read_everywhere(
+    docker_client: Any, tmp_path: Path, image_def: Image, paths: list[PurePosixPath]
+) -> list[Row]:
+    """(source, image id, commit, contents) from each of the four sources."""
+    rows = []
+    with everywhere(docker_client, tmp_path, image_def) as resolved:
+        for source, image in resolved:
             files = source.read(image, paths, [ROOT / ".git"])
             commit = identify(source, image, ROOT, files=files).commit
             contents = {p: f.content if (f := files[p]) else None for p in paths}
             rows.append((source.name, image.image_id, commit, contents))
-        return rows
-    finally:
-        docker_client.images.remove(reference, force=True)
+    return rows
 
 
 def test_the_same_commit_and_files_from_every_source(docker_client: Any, tmp_path: Path) -> None:
@@ -126,3 +136,35 @@ def test_hardlinks_recreated_checkouts_and_relative_gitdirs_read_alike(
         PurePosixPath("/app/b"): b"A\n",
     }
     assert all(row[1:] == (image_def.config_digest, NEW_SHA, contents) for row in rows), rows
+
+
+def test_every_source_tells_the_same_kind_of_path(docker_client: Any, tmp_path: Path) -> None:
+    """`kinds` (asked when a patch adds a file): the engine answers from its archive stat
+    header, the others from layer records; all four must agree, shape by shape."""
+    lower = layer(
+        [
+            *tree({"/app/pkg/mod.py": "m\n", "/app/version.py": "v\n", "/app/gone.py": "g\n"}),
+            Entry.symlink("app/linked", "pkg"),
+            Entry.symlink("app/link.py", "pkg/mod.py"),
+            Entry("app/pipe", "fifo"),
+        ]
+    )
+    upper = layer([whiteout("/app/gone.py")])
+    expected: dict[str, PathKind] = {
+        "/app/pkg/mod.py": "file",
+        "/app/pkg": "dir",
+        "/app/linked": "symlink",  # the path itself is not followed
+        "/app/link.py": "symlink",
+        "/app/linked/mod.py": "file",  # a symlinked parent is followed
+        "/app/linked/new.py": "absent",
+        "/app/version.py/inner.py": "absent",  # below a regular file
+        "/app/pipe": "other",
+        "/app/gone.py": "absent",  # whited out
+        "/app/nothing": "absent",
+    }
+    paths = [PurePosixPath(p) for p in expected]
+    with everywhere(docker_client, tmp_path, Image([lower, upper])) as resolved:
+        told = {source.name + str(i): source.kinds(image, paths) for i, (source, image) in
+                enumerate(resolved)}  # fmt: skip
+    wanted = {PurePosixPath(p): kind for p, kind in expected.items()}
+    assert all(kinds == wanted for kinds in told.values()), told
