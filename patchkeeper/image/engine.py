@@ -92,21 +92,23 @@ class EngineSource:
         git_dirs: Sequence[PurePosixPath] = (),
     ) -> dict[PurePosixPath, ImageFile | None]:
         with self._stopped_container(image) as container:
-            found = {path: self._read_one(container, path) for path in paths}
+            links: dict[PurePosixPath, str | None] = {}  # stats shared by every path
+            found = {path: self._read_one(container, path, links) for path in paths}
             for git_dir in git_dirs:
-                found.update(self._git_metadata(container, git_dir))
+                found.update(self._git_metadata(container, git_dir, links))
             return found
 
     def kinds(
         self, image: ResolvedImage, paths: Sequence[PurePosixPath]
     ) -> dict[PurePosixPath, PathKind]:
         with self._stopped_container(image) as container:
-            return {path: self._kind(container, path) for path in paths}
+            return {path: _kind(self._stat(container, path)) for path in paths}
 
-    def _kind(self, container: Any, path: PurePosixPath) -> PathKind:
+    def _stat(self, container: Any, path: PurePosixPath) -> dict[str, Any] | None:
         """The engine's stat of `path` (it lstats the last component, following symlinks
         in the parents inside the container), from the archive response's header alone:
-        the response is closed unread, so a directory's tree never crosses the socket."""
+        the response is closed unread, so a directory's tree never crosses the socket.
+        None: no such path (also below a regular file)."""
         api = self.client.api
         response = api._get(
             api._url("/containers/{0}/archive", container.id), params={"path": str(path)},
@@ -116,34 +118,57 @@ class EngineSource:
             api._raise_for_status(response)
             header = response.headers.get("x-docker-container-path-stat")
         except docker.errors.NotFound:
-            return "absent"
+            return None
         except docker.errors.APIError as err:
             if "not a directory" in str(err.explanation):  # a path below a file
-                return "absent"
+                return None
             raise UnsafeInputError(f"image path {path}: {err.explanation}") from None
         finally:
             response.close()
-        mode = int(decode_json_header(header)["mode"]) if header else 0
-        if mode & (1 << 27):  # Go's os.ModeSymlink
-            return "symlink"
-        if mode & (1 << 31):  # Go's os.ModeDir
-            return "dir"
-        if mode & _GO_SPECIAL:
-            return "other"
-        return "file"
+        return dict(decode_json_header(header)) if header else {"mode": 0}
 
-    def _git_metadata(self, container: Any, git_dir: PurePosixPath) -> dict[PurePosixPath, Any]:
+    def _real_parents(
+        self, container: Any, path: PurePosixPath, links: dict[PurePosixPath, str | None]
+    ) -> PurePosixPath:
+        """`path` with each symlinked directory on the way replaced by where it leads.
+
+        The engine follows such links silently; the layer reader reports them, and a
+        file reached through one must read as `via_symlink` whatever the source, so that
+        sync refuses to patch through it alike. `links` memoizes the stats (shared parents).
+        """
+        real, todo, hops = PurePosixPath("/"), list(path.parent.parts[1:]), 0
+        while todo:
+            candidate = real / todo.pop(0)
+            if candidate not in links:
+                found = self._stat(container, candidate)
+                is_link = _kind(found) == "symlink"
+                links[candidate] = str(found["linkTarget"]) if found and is_link else None
+            target = links[candidate]
+            if target is None:
+                real = candidate
+                continue
+            hops += 1
+            if hops > MAX_SYMLINK_HOPS:
+                raise UnsafeInputError(
+                    f"image path {path}: more than {MAX_SYMLINK_HOPS} symlink hops"
+                )
+            real, todo = PurePosixPath("/"), [*follow_link(candidate, target).parts[1:], *todo]
+        return real / path.name
+
+    def _git_metadata(
+        self, container: Any, git_dir: PurePosixPath, links: dict[PurePosixPath, str | None]
+    ) -> dict[PurePosixPath, Any]:
         """The git dir's small metadata files, or the `gitdir:` file it is."""
-        head = self._read_one(container, git_dir / "HEAD")
+        head = self._read_one(container, git_dir / "HEAD", links)
         if head is None:
             try:
-                pointer = self._read_one(container, git_dir)
+                pointer = self._read_one(container, git_dir, links)
             except UnsafeInputError:  # a directory without HEAD: no git dir here
                 return {}
             return {git_dir: pointer} if pointer else {}
         found = {git_dir / "HEAD": head}
         for name in GIT_FILES[1:]:
-            if file := self._read_one(container, git_dir / name):
+            if file := self._read_one(container, git_dir / name, links):
                 found[git_dir / name] = file
         try:
             chunks, _ = container.get_archive(str(git_dir / "refs"))
@@ -163,8 +188,10 @@ class EngineSource:
                     found[path] = ImageFile(path, contents[source], mode, path)
         return found
 
-    def _read_one(self, container: Any, path: PurePosixPath) -> ImageFile | None:
-        current = path
+    def _read_one(
+        self, container: Any, path: PurePosixPath, links: dict[PurePosixPath, str | None]
+    ) -> ImageFile | None:
+        current = self._real_parents(container, path, links)
         for _ in range(MAX_SYMLINK_HOPS):
             try:
                 chunks, info = container.get_archive(str(current))
@@ -178,7 +205,9 @@ class EngineSource:
                 ) from None
             mode = int(info["mode"])
             if info.get("linkTarget") and mode & (1 << 27):  # Go's os.ModeSymlink
-                current = follow_link(current, info["linkTarget"])
+                current = self._real_parents(
+                    container, follow_link(current, info["linkTarget"]), links
+                )
                 continue
             if mode & (1 << 31):  # Go's os.ModeDir
                 raise UnsafeInputError(f"image path {path} is a directory in the image")
@@ -189,6 +218,20 @@ class EngineSource:
             content = _single_regular_file(b"".join(chunks), current)
             return ImageFile(path, content, stat.S_IMODE(mode) or 0o644, current)
         raise UnsafeInputError(f"image path {path}: more than {MAX_SYMLINK_HOPS} symlink hops")
+
+
+def _kind(found: dict[str, Any] | None) -> PathKind:
+    """A stat header's Go file mode as a PathKind."""
+    if found is None:
+        return "absent"
+    mode = int(found["mode"])
+    if mode & (1 << 27):  # Go's os.ModeSymlink
+        return "symlink"
+    if mode & (1 << 31):  # Go's os.ModeDir
+        return "dir"
+    if mode & _GO_SPECIAL:
+        return "other"
+    return "file"
 
 
 def _single_regular_file(archive: bytes, path: PurePosixPath) -> bytes:

@@ -138,7 +138,7 @@ def test_hardlinks_recreated_checkouts_and_relative_gitdirs_read_alike(
     assert all(row[1:] == (image_def.config_digest, NEW_SHA, contents) for row in rows), rows
 
 
-def test_every_source_tells_the_same_kind_of_path(docker_client: Any, tmp_path: Path) -> None:
+def test_every_source_tells_the_same_kind_of_path_and_where_links_lead(docker_client: Any, tmp_path: Path) -> None:
     """`kinds` (asked when a patch adds a file): the engine answers from its archive stat
     header, the others from layer records; all four must agree, shape by shape."""
     lower = layer(
@@ -164,7 +164,16 @@ def test_every_source_tells_the_same_kind_of_path(docker_client: Any, tmp_path: 
     }
     paths = [PurePosixPath(p) for p in expected]
     with everywhere(docker_client, tmp_path, Image([lower, upper])) as resolved:
-        told = {source.name + str(i): source.kinds(image, paths) for i, (source, image) in
+        told = {f"{source.name}{i}": source.kinds(image, paths) for i, (source, image) in
                 enumerate(resolved)}  # fmt: skip
+        through = [PurePosixPath("/app/linked/mod.py"), PurePosixPath("/app/link.py")]
+        reached = [
+            {p: f.resolved if (f := files[p]) else None for p in through}
+            for files in (source.read(image, through) for source, image in resolved)
+        ]
     wanted = {PurePosixPath(p): kind for p, kind in expected.items()}
     assert all(kinds == wanted for kinds in told.values()), told
+    # a file reached through a symlinked directory reads as via_symlink from every source,
+    # so sync refuses to patch through it whichever source read the image
+    real = PurePosixPath("/app/pkg/mod.py")
+    assert reached == [dict.fromkeys(through, real)] * 4, reached
