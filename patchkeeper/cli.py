@@ -493,6 +493,14 @@ def nightly(
             help="append step outputs (pr-number, pr-url, changed, conflicts, report) here",
         ),
     ] = None,
+    allow_unproven: Annotated[
+        bool,
+        typer.Option(
+            "--allow-unproven",
+            envvar="PATCHKEEPER_ALLOW_UNPROVEN",
+            help="exit 0 even if a witness proves nothing",
+        ),
+    ] = False,
 ) -> int:
     """Sync and prove every recipe, then commit, open or update a PR, and report."""
     from patchkeeper.commands import nightly as command
@@ -500,7 +508,7 @@ def nightly(
 
     proving = None
     if verify_tier is NightlyVerify.ADAPTER:
-        proving = command.Proving(runtime, Settings(sglang_version))
+        proving = command.Proving(runtime, Settings(sglang_version), allow_unproven)
     publish = command.Publish(branch, base, "origin", repository, push)
     options = _source(image_source, None, "linux/amd64")
     return command.run([Path(r) for r in recipe], out, options, proving, publish, outputs)

@@ -129,9 +129,9 @@ def test_every_action_is_pinned_by_sha_with_its_version_noted(path: Path) -> Non
 
 def _zizmor(root: Path, persona: str = "regular") -> list[dict[str, Any]]:
     assert ZIZMOR.is_file(), "zizmor missing: pip install -e '.[dev]'"
+    flags = ["--offline", "--no-progress", "--format", "json", "--persona", persona]
     done = subprocess.run(
-        [str(ZIZMOR), "--offline", "--no-progress", "--format", "json", "--persona", persona,
-         str(root)],  # fmt: skip
+        [str(ZIZMOR), *flags, str(root)],
         capture_output=True,
         text=True,
         check=False,

@@ -30,6 +30,7 @@ from patchkeeper.ui import err_console
 from patchkeeper.verify import reporting
 from patchkeeper.verify.smoke import CheckResult
 from patchkeeper.verify.tiers import Outcome, Runtime, Settings, verify
+from patchkeeper.verify.witness import unproven
 
 # The identity GitHub shows for commits made with the workflow's token.
 BOT = git_branch.Author(
@@ -56,6 +57,7 @@ class RecipeRun:
     recipe: Path
     lock: Lock
     proof: Outcome | None = None
+    allow_unproven: bool = False
 
     @property
     def checks(self) -> list[CheckResult]:
@@ -70,8 +72,13 @@ class RecipeRun:
         return reporting.passed(self.checks)
 
     @property
+    def unproven(self) -> list[str]:
+        """Patches whose witness proved nothing tonight (verify's rule, and its exit 1)."""
+        return [v.patch for v in unproven(self.proof.verdicts)] if self.proof else []
+
+    @property
     def ok(self) -> bool:
-        return not self.conflicts and self.verified
+        return not self.conflicts and self.verified and (self.allow_unproven or not self.unproven)
 
     def headline(self) -> str:
         patches = _tally(p.state for p in self.lock.patches)
@@ -81,6 +88,8 @@ class RecipeRun:
             outcome = "written, not verified"
         else:
             verdict = "verified" if self.verified else "**verify FAILED**"
+            if self.verified and self.unproven and not self.allow_unproven:
+                verdict = f"**unproven**: {', '.join(f'`{p}`' for p in self.unproven)}"
             outcome = f"{verdict} ({_tally(str(c.status) for c in self.checks)})"
         return f"| `{self.recipe.name}` | `{self.lock.image.ref}` | {patches} | {outcome} |"
 
@@ -109,6 +118,7 @@ class Proving:
 
     runtime: Runtime = Runtime.AUTO
     settings: Settings = field(default_factory=Settings)
+    allow_unproven: bool = False  # a witness that proves nothing does not fail the night
 
 
 def _one(recipe: Path, out: Path, source: SourceOptions, proving: Proving | None) -> RecipeRun:
@@ -120,7 +130,7 @@ def _one(recipe: Path, out: Path, source: SourceOptions, proving: Proving | None
         return RecipeRun(recipe, lock)
     with tempfile.TemporaryDirectory(prefix="patchkeeper-verify-") as scratch:
         outcome = verify(lock, overlay, "adapter", proving.runtime, proving.settings, Path(scratch))
-    return RecipeRun(recipe, lock, outcome)
+    return RecipeRun(recipe, lock, outcome, proving.allow_unproven)
 
 
 def report(runs: Sequence[RecipeRun], failures: Sequence[RecipeFailure] = ()) -> str:
@@ -226,9 +236,15 @@ def run(
     changed = update is not None and update.commit is not None
     if outputs is not None:
         _write_outputs(outputs, runs, posted, changed, body)
+    return exit_code(runs, failures)
+
+
+def exit_code(runs: Sequence[RecipeRun], failures: Sequence[RecipeFailure]) -> int:
+    """The night's most serious: unreachable > bad input > conflict, failed check or
+    unproven witness > ok."""
     codes = [f.error.exit_code for f in failures]
     codes += [EXIT_OK if r.ok else EXIT_CONFLICT for r in runs]
-    return max(codes, default=EXIT_OK)  # the most serious: unreachable > bad input > conflict
+    return max(codes, default=EXIT_OK)
 
 
 def _write_outputs(

@@ -11,9 +11,15 @@ import pytest
 from typer.testing import CliRunner, Result
 
 from patchkeeper.cli import app
+from patchkeeper.commands.nightly import RecipeRun, exit_code
 from patchkeeper.demo.scenario import PROTOCOL
 from patchkeeper.demo.setup import Demo
+from patchkeeper.errors import EXIT_CONFLICT, EXIT_OK
+from patchkeeper.verify.smoke import CheckResult, Status
+from patchkeeper.verify.tiers import Outcome, Runtime
+from patchkeeper.verify.witness import judge
 from tests.github_double import GitHubDouble
+from tests.overlay.locks import make_lock
 
 runner = CliRunner()
 CONFIG_REPO = "pk-test/serving-config"
@@ -170,3 +176,34 @@ def test_a_failing_recipe_does_not_stop_the_others_and_outputs_are_written(
     assert values["pr-number"].isdigit() and values["pr-url"].startswith("http")
     assert Path(values["report"]).read_text().startswith("## patchkeeper nightly")
     assert summary.strip() in done.stdout  # Markdown printed verbatim, rows unwrapped
+
+
+def _night(witness_overlay: Status, witness_vanilla: Status, allow: bool = False) -> RecipeRun:
+    """One recipe's night with one patch whose witness `tool_stream_blocks` ran as given."""
+    patch = {
+        "id": "set/pr-1", "patchset": "set", "pr": 1, "diff_file": None, "state": "applied",
+        "via": "ported", "pr_state": "merged", "title": None, "why": "", "head": None,
+        "witness": "tool_stream_blocks", "merge_commit": None, "base": None,
+        "diff_sha256": "d" * 64, "hunks": {"applied": 1, "present": 0, "conflict": 0},
+        "files": [],
+    }  # fmt: skip
+    lock = make_lock("f" * 64, patches=[patch])
+    checks = [CheckResult("tool_stream_blocks", witness_overlay)]
+    vanilla = [CheckResult("tool_stream_blocks", witness_vanilla)]
+    verdicts = judge(lock.patches, vanilla, checks)
+    proof = Outcome("adapter", Runtime.HOST, checks, vanilla, verdicts)
+    return RecipeRun(Path("demo.yaml"), lock, proof, allow)
+
+
+def test_a_witness_that_proves_nothing_fails_the_night_as_it_fails_verify() -> None:
+    proven = _night(Status.PASSED, Status.FAILED)
+    assert proven.ok and proven.unproven == []
+    assert "| verified (1 passed) |" in proven.headline()
+    not_run = _night(Status.NOT_RUN, Status.FAILED)  # the model never exercised it
+    assert not not_run.ok and not_run.unproven == ["set/pr-1"]
+    assert "| **unproven**: `set/pr-1` (1 not run) |" in not_run.headline()
+    assert exit_code([proven], []) == EXIT_OK and exit_code([proven, not_run], []) == EXIT_CONFLICT
+    allowed = _night(Status.NOT_RUN, Status.FAILED, allow=True)  # --allow-unproven
+    assert allowed.ok and "| verified (1 not run) |" in allowed.headline()
+    retirable = _night(Status.PASSED, Status.PASSED)  # already upstream: not unproven
+    assert retirable.ok and retirable.unproven == []
