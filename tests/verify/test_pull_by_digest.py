@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 from typing import Any
 
@@ -38,10 +39,8 @@ def test_the_locked_digest_is_pulled_even_after_the_tag_moved(docker_client: Any
     finally:  # whatever this run pulled of its repository
         pulled = {i.id for i in docker_client.images.list(name=f"{REGISTRY}/{repository}")}
         for image_id in pulled | {locked.config_digest}:
-            try:
+            with contextlib.suppress(docker.errors.ImageNotFound):
                 docker_client.images.remove(image_id, force=True)
-            except docker.errors.ImageNotFound:
-                pass
 
     unpinned = make_lock("f" * 64, image={**image, "digest": None, "pinned": locked.config_digest})
     with pytest.raises(ImageError, match=rf"{repository}:nightly .*lock pins no digest"):
