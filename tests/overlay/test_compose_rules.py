@@ -272,3 +272,24 @@ def test_overlay_mounts_carry_what_each_file_must_hash_to(tmp_path: Path) -> Non
             sha(TEMPLATE.encode()),
         ),
     ]
+
+
+def test_a_volume_without_a_source_is_left_as_it_is(tmp_path: Path) -> None:
+    tmpfs = {"type": "tmpfs", "target": "/scratch"}
+    document = {"services": {"s": {"volumes": [tmpfs]}}}
+    assert absolute(document, tmp_path)["services"]["s"]["volumes"] == [tmpfs]
+
+
+def test_a_flag_given_last_still_has_its_value() -> None:
+    assert flag(["serve", "--port", "1"], "--port") == "1"
+
+
+def test_the_service_command_is_read_as_strings(tmp_path: Path) -> None:
+    compose_file = tmp_path / "compose.yaml"
+    compose_file.write_text("services: {sglang: {command: [serve, --port, 30000, --x, 0.5]}}\n")
+    assert service_command(compose_file, "sglang") == ["serve", "--port", "30000", "--x", "0.5"]
+
+
+def test_words_yaml_1_1_reads_as_booleans_stay_strings_at_any_depth() -> None:
+    text = dump({"s": {"restart": "no", "list": ["on", "onwards", 1], "x": "yes"}})
+    assert text == 's:\n  restart: "no"\n  list:\n  - "on"\n  - onwards\n  - 1\n  x: "yes"\n'
