@@ -190,6 +190,7 @@ def test_a_given_healthcheck_ports_or_no_gpus_are_taken_as_given() -> None:
     )["services"]["sglang"]
     assert spec["healthcheck"]["test"] == ["CMD", "true"]
     assert spec["ports"] == ["1:2"] and spec["network_mode"] == "bridge"
+    assert list(spec)[-1] == "ports"  # theirs, where passed-through keys go; none of ours
     assert "deploy" not in spec and "volumes" not in spec and "environment" not in spec
     only_theirs = base_service(service(volumes=["/a:/b"]), "img", "p")["services"]["sglang"]
     assert only_theirs["volumes"] == ["/a:/b"]

@@ -103,6 +103,7 @@ def test_the_users_service_gets_the_pin_the_mounts_and_their_command_extended(
     assert target.files == (file, rendered)
     assert rendered.read_text() == target.override
     assert (target.project, target.service, target.overlay) == ("myproject", "qwen", store_dir)
+    assert target.lock == read_lock(store_dir)
     assert load(target.override) == {
         "services": {
             "qwen": {
