@@ -271,3 +271,17 @@ def test_a_link_names_an_overlay_only_when_it_leads_to_a_complete_one(tmp_path: 
     assert linked(links / "partial") is None  # no lock: not complete
     point(links / "gone", "never-written")
     assert linked(links / "gone") is None
+
+
+def test_out_holds_only_the_store_the_links_and_the_lock_gc_and_publish_know(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`gc` takes the same `.patchkeeper.lock` to serialise with sync, and publishing never
+    commits it; nothing is written outside `out`."""
+    elsewhere = tmp_path / "cwd"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    out = tmp_path / "out"
+    write_overlay(out, "qwen", "nightly-1", a_lock(), content())
+    assert sorted(p.name for p in out.iterdir()) == [".patchkeeper.lock", STORE, "qwen"]
+    assert list(elsewhere.iterdir()) == []
