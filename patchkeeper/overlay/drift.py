@@ -6,6 +6,7 @@ the same name, a hand-loaded lookalike), it would silently undo whatever that im
 changed in the file. So before anything starts the service, every overlaid file's
 vanilla bytes are read from the image itself, through the engine (a created,
 never-started container of it), and compared with the lock's `vanilla_sha256`.
+The comparison takes any image source; only `guard` and `guard_local` need the engine.
 """
 
 from __future__ import annotations
@@ -17,9 +18,11 @@ from typing import Any
 
 from patchkeeper.errors import DriftError, UnreachableError
 from patchkeeper.image.engine import EngineSource
-from patchkeeper.image.model import ImageRef, ResolvedImage
+from patchkeeper.image.model import ImageRef, ImageSource, ResolvedImage
 from patchkeeper.overlay.lock import Lock
 from patchkeeper.verify.image_runtime import local_image, pull_image
+
+LINK = "a link to "  # how a path that is a symlink in the image shows (a lock never holds it)
 
 
 @dataclass(frozen=True)
@@ -28,28 +31,27 @@ class Drift:
 
     path: str
     locked: str | None  # None: the lock says the image has no such file
-    found: str | None  # None: the image has no such file
+    found: str | None  # None: the image has no such file; or `a link to <target>`
 
     def __str__(self) -> str:
-        def show(sha: str | None) -> str:
-            return f"sha256 {sha[:12]}…" if sha else "absent"
+        def show(seen: str | None) -> str:
+            if seen is None:
+                return "absent"
+            return seen if seen.startswith(LINK) else f"sha256 {seen[:12]}…"
 
         return f"{self.path}: image has {show(self.found)}, lock's vanilla is {show(self.locked)}"
 
 
-def drifted(client: Any, image_id: str, lock: Lock) -> list[Drift]:
-    """Every locked file whose vanilla bytes in image `image_id` differ from the lock's."""
+def drifted(source: ImageSource, image: ResolvedImage, lock: Lock) -> list[Drift]:
+    """Every locked file whose vanilla bytes in `image`, read from `source`, are not the lock's."""
     if not lock.files:
         return []
-    source = EngineSource(client)
-    image = ResolvedImage(ImageRef.parse(lock.image.ref), image_id, lock.image.digest)
-    paths = [PurePosixPath(f.path) for f in lock.files]
-    read = source.read(image, paths)
+    read = source.read(image, [PurePosixPath(f.path) for f in lock.files])
     found: list[Drift] = []
     for locked in lock.files:
         file = read.get(PurePosixPath(locked.path))
         if file is not None and file.via_symlink:
-            seen: str | None = f"a link to {file.resolved}"
+            seen: str | None = f"{LINK}{file.resolved}"
         else:
             seen = hashlib.sha256(file.content).hexdigest() if file else None
         if seen != locked.vanilla_sha256:
@@ -57,16 +59,22 @@ def drifted(client: Any, image_id: str, lock: Lock) -> list[Drift]:
     return found
 
 
-def guard(client: Any, image_id: str, lock: Lock) -> None:
-    """Raise DriftError (exit 2) naming each file when the image is not the lock's."""
-    found = drifted(client, image_id, lock)
+def refuse_drift(source: ImageSource, image: ResolvedImage, lock: Lock) -> None:
+    """Raise DriftError (exit 2) naming each file when `image` is not the lock's."""
+    found = drifted(source, image, lock)
     if found:
         listed = "\n  ".join(str(d) for d in found)
         raise DriftError(
-            f"image {lock.image.ref} ({image_id[:19]}) is not the image this overlay was "
+            f"image {lock.image.ref} ({image.image_id[:19]}) is not the image this overlay was "
             f"made from; refusing to start it with these files:\n  {listed}\n"
             "re-run `patchkeeper sync` against this image"
         )
+
+
+def guard(client: Any, image_id: str, lock: Lock) -> None:
+    """`refuse_drift` for image `image_id` in the engine behind `client`."""
+    image = ResolvedImage(ImageRef.parse(lock.image.ref), image_id, lock.image.digest)
+    refuse_drift(EngineSource(client), image, lock)
 
 
 def guard_local(lock: Lock, pull: bool) -> str | None:

@@ -119,7 +119,7 @@ def _write(path: Path, data: bytes, mode: int) -> None:
 
 
 def _safe_name(name: str, what: str) -> str:
-    if name in ("", ".", "..") or "/" in name or name.startswith("."):
+    if not name or "/" in name or name.startswith("."):  # "." and ".." included
         raise ConfigError(f"{what} {name!r} cannot name an overlay directory")
     return name
 

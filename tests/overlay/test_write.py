@@ -9,8 +9,16 @@ from pathlib import Path, PurePosixPath
 
 import pytest
 
+from patchkeeper.errors import ConfigError
 from patchkeeper.overlay.lock import Lock, read_lock
-from patchkeeper.overlay.write import STORE, OverlayContent, fingerprint, write_overlay
+from patchkeeper.overlay.write import (
+    STORE,
+    OverlayContent,
+    fingerprint,
+    linked,
+    point,
+    write_overlay,
+)
 
 PATCHED = PurePosixPath("/sgl-workspace/sglang/python/sglang/srt/serving.py")
 
@@ -137,8 +145,143 @@ def test_out_given_as_a_link_to_another_depth_leaves_no_dangling_link(tmp_path: 
 
 
 def test_names_that_would_escape_the_out_directory_are_refused(tmp_path: Path) -> None:
-    from patchkeeper.errors import ConfigError
-
     with pytest.raises(ConfigError, match=r"'\.\.' cannot name an overlay directory"):
         write_overlay(tmp_path, "..", "nightly-1", a_lock(), content())
     assert list(tmp_path.iterdir()) == []
+
+
+def test_the_overlay_holds_each_file_at_its_place_read_only(tmp_path: Path) -> None:
+    tool = PurePosixPath("/usr/bin/tool")
+    both = OverlayContent(
+        {PATCHED: (b"patched\n", 0o600), tool: (b"#!/bin/sh\n", 0o755)},
+        {PATCHED: b"vanilla\n"},
+        None,
+        "services: {}\n",
+        lambda root: f"root: {root}\n",
+    )
+    assert both.entries("R/") == {
+        f"rootfs{PATCHED}": (b"patched\n", 0o444),
+        "rootfs/usr/bin/tool": (b"#!/bin/sh\n", 0o555),  # executable stays executable
+        f"vanilla{PATCHED}": (b"vanilla\n", 0o444),
+        "compose.yaml": (b"services: {}\n", 0o444),
+        "compose.override.yaml": (b"root: R/\n", 0o444),
+    }
+    assert content().entries("./")["chat_template.jinja"] == (b"{{ messages }}", 0o444)
+    overlay, _, lock = write_overlay(tmp_path, "qwen", "nightly-1", a_lock(), both)
+    assert overlay.name == f"nightly-1-{lock.fingerprint[:16]}"
+    assert (
+        overlay / "compose.override.yaml"
+    ).read_text() == f"root: ../../{STORE}/{overlay.name}/\n"
+    assert stat.S_IMODE((overlay / "rootfs/usr/bin/tool").stat().st_mode) == 0o555
+
+
+def test_only_what_the_overlay_mounts_and_runs_is_its_identity() -> None:
+    same = fingerprint(a_lock(), content())
+    described = a_lock().model_copy(
+        update={"generated_by": "another version", "fingerprint": "x", "warnings": ["w"]}
+    )
+    assert fingerprint(described, content()) == same
+    patch = a_lock().patches[0].model_copy(update={"pr_state": "merged"})
+    assert fingerprint(a_lock().model_copy(update={"patches": [patch]}), content()) == same
+    assert fingerprint(a_lock().model_copy(update={"recipe": "other"}), content()) != same
+    why = a_lock().patches[0].model_copy(update={"why": "another reason"})
+    assert fingerprint(a_lock().model_copy(update={"patches": [why]}), content()) != same
+    vanilla = OverlayContent(**{**content().__dict__, "vanilla": {PATCHED: b"other\n"}})
+    assert fingerprint(a_lock(), vanilla) != same
+    mode = OverlayContent(**{**content().__dict__, "files": {PATCHED: (b"patched\n", 0o755)}})
+    assert fingerprint(a_lock(), mode) != same
+
+
+@pytest.mark.parametrize(
+    ("recipe", "tag", "refused"),
+    [
+        ("", "t", "recipe ''"),
+        (".", "t", "recipe '.'"),
+        ("qwen", "..", "tag '..'"),
+        ("a/b", "t", "recipe 'a/b'"),
+        ("qwen", "x/y", "tag 'x/y'"),
+        (".hidden", "t", "recipe '.hidden'"),
+        ("qwen", ".store", "tag '.store'"),
+    ],
+)
+def test_a_recipe_or_tag_that_is_no_plain_name_is_refused(
+    tmp_path: Path, recipe: str, tag: str, refused: str
+) -> None:
+    with pytest.raises(ConfigError) as err:
+        write_overlay(tmp_path, recipe, tag, a_lock(), content())
+    assert str(err.value) == f"{refused} cannot name an overlay directory"
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_failed_build_leaves_nothing_behind(tmp_path: Path) -> None:
+    """A file where a directory must go: the build stops, and its directory goes."""
+    clash = OverlayContent(
+        {PurePosixPath("/a"): (b"file\n", 0o644), PurePosixPath("/a/b"): (b"below\n", 0o644)},
+        {},
+        None,
+        "services: {}\n",
+        lambda root: "services: {}\n",
+    )
+    with pytest.raises(OSError):
+        write_overlay(tmp_path, "qwen", "nightly-1", a_lock(), clash)
+    assert list((tmp_path / STORE).iterdir()) == []
+    assert not (tmp_path / "qwen").exists()
+
+
+def test_a_killed_syncs_leftovers_go_and_nothing_else(tmp_path: Path) -> None:
+    store = tmp_path / STORE
+    (store / ".tmp-abandoned" / "rootfs").mkdir(parents=True)
+    (store / ".tmp-abandoned" / "rootfs" / "half.py").write_text("half")
+    (store / "kept-by-hand").mkdir()
+    overlay, _, _ = write_overlay(tmp_path, "qwen", "nightly-1", a_lock(), content())
+    assert sorted(p.name for p in store.iterdir()) == sorted(["kept-by-hand", overlay.name])
+
+
+def test_an_existing_directory_with_another_lock_is_never_touched(tmp_path: Path) -> None:
+    overlay, _, lock = write_overlay(tmp_path, "qwen", "nightly-1", a_lock(), content())
+    text = lock.model_copy(update={"fingerprint": "0" * 64}).dump()
+    os.chmod(overlay / "patchkeeper.lock.json", 0o644)
+    (overlay / "patchkeeper.lock.json").write_text(text)
+    with pytest.raises(ConfigError) as refused:
+        write_overlay(tmp_path, "qwen", "nightly-1", a_lock(), content())
+    assert str(refused.value) == f"{overlay}: exists with a different lock; refusing to touch it"
+    assert (overlay / "patchkeeper.lock.json").read_text() == text
+
+
+def test_a_friendly_name_that_is_not_a_link_is_never_replaced(tmp_path: Path) -> None:
+    (tmp_path / "qwen").mkdir()
+    (tmp_path / "qwen" / "latest").write_text("mine")
+    with pytest.raises(ConfigError) as refused:
+        write_overlay(tmp_path, "qwen", "nightly-1", a_lock(), content())
+    assert str(refused.value) == (
+        f"{tmp_path / 'qwen' / 'latest'}: exists and is not a patchkeeper link; move it away"
+    )
+    assert (tmp_path / "qwen" / "latest").read_text() == "mine"
+
+
+def test_a_link_names_an_overlay_only_when_it_leads_to_a_complete_one(tmp_path: Path) -> None:
+    overlay, _, _ = write_overlay(tmp_path, "qwen", "nightly-1", a_lock(), content())
+    links = tmp_path / "qwen"
+    assert linked(links / "latest") == overlay
+    assert linked(links / "missing") is None
+    (links / "plain").mkdir()
+    assert linked(links / "plain") is None  # a directory, not a link
+    (tmp_path / STORE / "partial").mkdir()
+    point(links / "partial", "partial")
+    assert linked(links / "partial") is None  # no lock: not complete
+    point(links / "gone", "never-written")
+    assert linked(links / "gone") is None
+
+
+def test_out_holds_only_the_store_the_links_and_the_lock_gc_and_publish_know(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`gc` takes the same `.patchkeeper.lock` to serialise with sync, and publishing never
+    commits it; nothing is written outside `out`."""
+    elsewhere = tmp_path / "cwd"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    out = tmp_path / "out"
+    write_overlay(out, "qwen", "nightly-1", a_lock(), content())
+    assert sorted(p.name for p in out.iterdir()) == [".patchkeeper.lock", STORE, "qwen"]
+    assert list(elsewhere.iterdir()) == []
