@@ -298,6 +298,7 @@ def test_an_endpoint_that_does_not_answer_is_unreachable() -> None:
         ((200, JSON, "not json"), "default"),
         ((200, JSON, json.dumps({"data": [{"name": "no id"}]})), "default"),
         ((200, JSON, json.dumps([{"id": "a list"}])), "default"),
+        ((200, JSON, json.dumps({"data": ["a string"]})), "default"),
     ],
 )
 def test_the_model_is_the_first_listed_else_default(reply: Reply, model: str) -> None:
@@ -839,6 +840,21 @@ def test_speculative_passes_the_expected_algorithm(
             "server reports no avg_spec_accept_length: [{'avg_spec_accept_length': 'high'}]",
         ),
         (info("EAGLE", 0.99), "EAGLE", "average accept length 0.99 < 1.0"),
+        (
+            info("EAGLE", True),
+            "EAGLE",
+            "server reports no avg_spec_accept_length: [{'avg_spec_accept_length': True}]",
+        ),
+        (
+            {"speculative_algorithm": "EAGLE", "internal_states": "busy"},
+            "EAGLE",
+            "server reports no avg_spec_accept_length: [{}]",
+        ),
+        (
+            {"speculative_algorithm": "EAGLE", "internal_states": ["busy"]},
+            "EAGLE",
+            "server reports no avg_spec_accept_length: ['busy']",
+        ),
     ],
 )
 def test_speculative_fails_naming_what_the_server_reports(
