@@ -223,8 +223,8 @@ Reply = tuple[int, str, str]  # status, content type, body
 
 
 class ScriptedAnthropic(BackgroundHTTPServer):
-    """The endpoint, with at most one fault from FAULTS; `requests` logs every body and
-    `headers` the headers of every request (lower-case names)."""
+    """The endpoint, with at most one fault from FAULTS; `requests` logs every body,
+    `routes` every request's route and `headers` its headers (lower-case names)."""
 
     def __init__(
         self,
@@ -241,6 +241,7 @@ class ScriptedAnthropic(BackgroundHTTPServer):
         self._closing = threading.Event()
         self.requests: list[dict[str, Any]] = []
         self.headers: list[dict[str, str]] = []
+        self.routes: list[str] = []
         self._prompts: list[list[str]] = []
         self._lock = threading.Lock()
         self._in_flight = threading.Condition()
@@ -394,6 +395,7 @@ class ScriptedAnthropic(BackgroundHTTPServer):
                 does without its headers; False when the route is to be served."""
                 with server._lock:
                     server.headers.append({k.lower(): v for k, v in self.headers.items()})
+                    server.routes.append(route)
                 if route in server.stall:
                     server._closing.wait(timeout=30)
                     return True

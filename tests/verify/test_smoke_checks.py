@@ -887,17 +887,33 @@ def test_speculative_is_not_exercised_unless_expected(endpoint: ScriptedAnthropi
 def test_claude_code_answers_and_is_pointed_at_the_endpoint(
     claude_cli: str, endpoint: ScriptedAnthropic
 ) -> None:
-    assert check_claude_code(client_of(endpoint, claude_cli=claude_cli)) == (
-        "claude -p answered: 'OK'"
-    )
-    assert endpoint.requests and all(r["model"] == MODEL for r in endpoint.requests)
-    assert all(h["x-api-key"] == "dummy" for h in endpoint.headers)
+    # A timeout short of the default: a mutant that loses the endpoint must not wait on
+    # retries against a host that cannot be reached.
+    client = client_of(endpoint, claude_cli=claude_cli, timeout=30)
+    assert check_claude_code(client) == "claude -p answered: 'OK'"
+    # One turn and nothing else: the non-essential traffic (a second request) stays off.
+    assert endpoint.routes == ["POST /v1/messages stream"]
+    (request,) = endpoint.requests
+    assert request["model"] == MODEL
+    assert endpoint.headers[0]["x-api-key"] == "dummy"
 
 
 def test_claude_code_fails_with_the_clis_own_error(claude_cli: str) -> None:
     with ScriptedAnthropic("reject_system") as server:
-        reason = failure(check_claude_code, server, claude_cli=claude_cli)
+        reason = failure(check_claude_code, server, claude_cli=claude_cli, timeout=30)
     assert reason == "claude exited 1, is_error=True: API Error: 400 role: Input should be 'user'"
+
+
+def test_claude_code_never_falls_back_to_a_request_without_streaming(claude_cli: str) -> None:
+    """Claude Code retries a stream that errors without streaming, which would hide the
+    very stream bugs the check is there for."""
+    with ScriptedAnthropic("grammar_error_event") as server:
+        reason = failure(check_claude_code, server, claude_cli=claude_cli, timeout=30)
+    assert reason == (
+        'claude exited 1, is_error=True: API Error: {"type":"error","error":'
+        '{"type":"overloaded_error"}}'
+    )
+    assert server.routes and set(server.routes) == {"POST /v1/messages stream"}
 
 
 def test_claude_code_fails_when_the_cli_cannot_run(tmp_path: Path) -> None:
