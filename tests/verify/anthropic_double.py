@@ -10,7 +10,8 @@ Correct behaviour, kept small: one model; input tokens are the words of the prom
 a repeated prompt prefix is reported as `cache_read_input_tokens`; a request that
 offers the suite's tools gets two tool calls with a text block between them; others
 get a thinking block (unless thinking is disabled) and a text answer. As the real API
-does, it refuses a request without `x-api-key` (401) or `anthropic-version` (400).
+does, it refuses a request without `x-api-key` (401) or `anthropic-version` (400), and
+one that is no well-formed Messages request (400; see `malformed`).
 
 Edge cases beyond the named faults: `replies` serves a canned (status, content type,
 body) for a route ("GET /v1/models", "POST /v1/messages", "POST /v1/messages stream",
@@ -67,6 +68,30 @@ def _common_prefix(a: list[str], b: list[str]) -> int:
             break
         n += 1
     return n
+
+
+ROLES = {"user", "assistant", "system"}  # "system" as Claude Code sends it mid-conversation
+REQUIRED = ("model", "max_tokens", "messages")
+
+
+def malformed(body: dict[str, Any], path: str) -> str | None:
+    """What the real API would refuse in a request's body, or None."""
+    fields = ("model", "messages") if path.endswith("count_tokens") else REQUIRED
+    missing = [f for f in fields if f not in body]
+    if missing:
+        return f"{missing[0]}: Field required"
+    messages = body["messages"]
+    if not isinstance(messages, list) or not messages:
+        return "messages: at least one message is required"
+    for i, message in enumerate(messages):
+        if message.get("role") not in ROLES:
+            return f"messages.{i}.role: Input should be 'user' or 'assistant'"
+        if not isinstance(message.get("content"), (str, list)):
+            return f"messages.{i}.content: Field required"
+    system = body.get("system", "")
+    if not isinstance(system, str) and not all(b.get("type") == "text" for b in system):
+        return "system: Input should be a valid string or a list of text blocks"
+    return None
 
 
 def _counting(body: dict[str, Any]) -> bool:
@@ -443,6 +468,16 @@ class ScriptedAnthropic(BackgroundHTTPServer):
                 with server._lock:
                     server.requests.append(body)
                 if self._scripted(f"POST {path}" + (" stream" if body.get("stream") else "")):
+                    return
+                content_type = self.headers.get("content-type", "").lower()
+                problem = (
+                    "content-type: expected application/json"
+                    if not content_type.startswith("application/json")
+                    else malformed(body, path)
+                )
+                if problem:
+                    error = {"type": "invalid_request_error", "message": problem}
+                    self._json(400, {"type": "error", "error": error})
                     return
                 if path == "/v1/messages/count_tokens":
                     self._json(200, server.count(body))

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -153,18 +154,21 @@ def test_a_stream_that_is_not_an_event_stream_fails_as_such() -> None:
     assert client.streams == []  # nothing was streamed, so the grammar has nothing to judge
 
 
+HTML = "<html>busy</html>" + "z" * 300
+
+
 @pytest.mark.parametrize(
     ("text", "reason"),
     [
-        ("<html>busy</html>" + "z" * 300, "response is not JSON: '<html>busy</html>" + "z" * 183),
+        (HTML, f"response is not JSON: {HTML[:200]!r}"),
         ("[1, 2]", "response is not a JSON object"),
     ],
 )
 def test_a_reply_that_is_no_json_object_fails_naming_what_was_asked(text: str, reason: str) -> None:
     with ScriptedAnthropic(replies={"POST /v1/messages": (200, JSON, text)}) as server:
-        assert failure(check_messages_basic, server).startswith(f"/v1/messages: {reason}")
+        assert failure(check_messages_basic, server) == f"/v1/messages: {reason}"
     with ScriptedAnthropic(replies={"GET /v1/models": (200, JSON, text)}) as server:
-        assert failure(check_models_list, server).startswith(f"/v1/models: {reason}")
+        assert failure(check_models_list, server) == f"/v1/models: {reason}"
 
 
 def test_unparsable_stream_data_comes_first_among_the_grammar_violations() -> None:
@@ -269,7 +273,7 @@ def test_the_grammar_row_counts_the_broken_streams_and_names_the_first() -> None
 
 def test_the_grammar_row_shows_three_violations_of_the_first_broken_stream() -> None:
     def broken(_body: dict[str, Any], events: Events) -> Events:
-        extra = [("content_block_flush", {}), ("content_block_wipe", {}), ("x", {})]
+        extra = [("content_block_flush", {}), ("content_block_wipe", {}), ("x", {}), ("y", {})]
         return [events[0], *extra, *events[1:]]
 
     with Replying(events=broken) as server:
@@ -339,6 +343,7 @@ def edit(**fields: Any) -> Callable[[dict[str, Any], dict[str, Any]], dict[str, 
         ({"content": "OK"}, "content is not a list of typed blocks"),
         ({"content": [{"text": "OK"}]}, "content is not a list of typed blocks"),
         ({"content": ["OK"]}, "content is not a list of typed blocks"),
+        ({"content": ["a type"]}, "content is not a list of typed blocks"),
         ({"stop_reason": None}, "stop_reason None"),
         ({"usage": ...}, "usage lacks integer input/output tokens: {}"),
         (
@@ -926,3 +931,35 @@ def test_claude_code_fails_when_the_cli_cannot_run(tmp_path: Path) -> None:
 
 def test_claude_code_is_not_exercised_without_a_cli(endpoint: ScriptedAnthropic) -> None:
     assert not_exercised(check_claude_code, endpoint) == "no Claude Code CLI given (--claude-cli)"
+
+
+@pytest.mark.parametrize(
+    ("program", "reason"),
+    [
+        ("true", "claude exited 0, is_error=None: "),  # exit 0 is no answer without JSON
+        (
+            "ls",
+            "claude exited 2, is_error=None: {cli}: unrecognized option '--output-format'\n"
+            "Try '{cli} --help' for more information.",
+        ),
+    ],
+)
+def test_a_claude_cli_that_is_another_program_fails(
+    program: str, reason: str, endpoint: ScriptedAnthropic
+) -> None:
+    cli = shutil.which(program)
+    assert cli is not None
+    assert failure(check_claude_code, endpoint, claude_cli=cli) == reason.format(cli=cli)
+
+
+def test_a_claude_cli_printing_no_json_fails_with_the_tail_of_its_output(
+    endpoint: ScriptedAnthropic,
+) -> None:
+    cli = shutil.which("echo")
+    assert cli is not None
+    client = client_of(endpoint, claude_cli=cli)
+    client.model = "m" * 300
+    with pytest.raises(Failed) as caught:
+        check_claude_code(client)
+    printed = f"-p Reply with the single word OK. --output-format json --model {client.model}\n"
+    assert str(caught.value) == f"claude exited 0, is_error=None: {printed[-200:]}"
