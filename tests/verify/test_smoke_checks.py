@@ -875,10 +875,16 @@ def test_speculative_compares_with_the_minimum_accept_length_asked() -> None:
         assert failure(check_speculative, server, **options) == ("average accept length 2.50 < 3.0")
 
 
-def test_speculative_fails_when_the_server_info_is_refused() -> None:
-    with ScriptedAnthropic(replies={"GET /get_server_info": (404, JSON, "{}")}) as server:
-        reason = failure(check_speculative, server, speculative_algorithm="EAGLE")
-    assert reason == "GET /get_server_info: HTTP 404"
+@pytest.mark.parametrize(
+    ("reply", "reason"),
+    [
+        ((404, JSON, "{}"), "GET /get_server_info: HTTP 404"),
+        ((200, "text/html", "<p>no</p>"), "/get_server_info: response is not JSON: '<p>no</p>'"),
+    ],
+)
+def test_speculative_fails_when_the_server_info_is_refused(reply: Reply, reason: str) -> None:
+    with ScriptedAnthropic(replies={"GET /get_server_info": reply}) as server:
+        assert failure(check_speculative, server, speculative_algorithm="EAGLE") == reason
 
 
 def test_speculative_is_not_exercised_unless_expected(endpoint: ScriptedAnthropic) -> None:
