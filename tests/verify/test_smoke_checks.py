@@ -958,14 +958,17 @@ def test_a_claude_cli_that_is_another_program_fails(
     assert failure(check_claude_code, endpoint, claude_cli=cli) == reason.format(cli=cli)
 
 
+@pytest.mark.parametrize("model", ["m", "m" * 300])
 def test_a_claude_cli_printing_no_json_fails_with_the_tail_of_its_output(
-    endpoint: ScriptedAnthropic,
+    model: str, endpoint: ScriptedAnthropic
 ) -> None:
+    """`echo` prints the command line smoke runs: the prompt in print mode, JSON output,
+    the model; the reason keeps the last 200 characters of it."""
     cli = shutil.which("echo")
     assert cli is not None
     client = client_of(endpoint, claude_cli=cli)
-    client.model = "m" * 300
+    client.model = model
     with pytest.raises(Failed) as caught:
         check_claude_code(client)
-    printed = f"-p Reply with the single word OK. --output-format json --model {client.model}\n"
+    printed = f"-p Reply with the single word OK. --output-format json --model {model}\n"
     assert str(caught.value) == f"claude exited 0, is_error=None: {printed[-200:]}"
