@@ -227,6 +227,7 @@ def test_the_suite_runs_the_named_checks_in_order_and_times_each(
         ("sse_grammar", Status.PASSED, "1 streams, all valid"),
     ]
     assert all(0 <= r.seconds <= elapsed for r in results), results
+    assert results[0].seconds > 0 and results[1].seconds > 0  # they went over HTTP: measured
     assert results[-1].seconds == 0.0
 
 
