@@ -53,6 +53,7 @@ MODULES: dict[str, tuple[list[str], list[str]]] = {
     "verify.smoke": (
         ["patchkeeper/verify/smoke.py"],
         [
+            "tests/verify/test_smoke_checks.py",  # each check's reasons, one by one
             "tests/verify/test_checks_catch.py",  # a scripted endpoint per failure mode
             "tests/verify/test_adapter_tier.py::test_vanilla_0513_fails_with_precise_reasons",
             "tests/verify/test_adapter_tier.py::test_the_schema_half_alone_still_fails_in_the_template",

@@ -346,10 +346,11 @@ def check_speculative(client: Client) -> str:
     )
     if _algorithm(algorithm) != _algorithm(wanted):
         raise Failed(f"server runs speculative algorithm {algorithm!r}, expected {wanted!r}")
-    states = info.get("internal_states") or [{}]
-    accept = states[0].get("avg_spec_accept_length") if states else None
-    if not isinstance(accept, (int, float)):
-        raise Failed(f"server reports no avg_spec_accept_length: {states[:1]}")
+    states = info.get("internal_states")
+    first = states[0] if isinstance(states, list) and states else {}
+    accept = first.get("avg_spec_accept_length") if isinstance(first, dict) else None
+    if not isinstance(accept, (int, float)) or isinstance(accept, bool):
+        raise Failed(f"server reports no avg_spec_accept_length: {[first]}")
     if accept < client.options.min_accept_length:
         raise Failed(f"average accept length {accept:.2f} < {client.options.min_accept_length}")
     return f"{algorithm}, average accept length {accept:.2f}"
@@ -422,7 +423,7 @@ def _first_model(client: Client) -> str:
         response = client.http.get("/v1/models")
         data = response.json().get("data") or [] if response.status_code == 200 else []
         return str(data[0]["id"]) if data else "default"
-    except (ValueError, KeyError, AttributeError):
+    except (ValueError, KeyError, AttributeError, TypeError):  # an untrusted listing
         return "default"
 
 

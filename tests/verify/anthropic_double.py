@@ -9,7 +9,15 @@ Correct behaviour, kept small: one model; input tokens are the words of the prom
 (system, then each message with its role), so a dropped system turn counts less;
 a repeated prompt prefix is reported as `cache_read_input_tokens`; a request that
 offers the suite's tools gets two tool calls with a text block between them; others
-get a thinking block (unless thinking is disabled) and a text answer.
+get a thinking block (unless thinking is disabled) and a text answer. As the real API
+does, it refuses a request without `x-api-key` (401) or `anthropic-version` (400), and
+one that is no well-formed Messages request (400; see `malformed`).
+
+Edge cases beyond the named faults: `replies` serves a canned (status, content type,
+body) for a route ("GET /v1/models", "POST /v1/messages", "POST /v1/messages stream",
+...), `stall` holds a route's reply until the server closes, and subclasses may
+override any of the behaviour methods (`models`, `message`, `count`, `stream_events`,
+...) to send what a broken server sends.
 """
 
 from __future__ import annotations
@@ -60,6 +68,36 @@ def _common_prefix(a: list[str], b: list[str]) -> int:
             break
         n += 1
     return n
+
+
+ROLES = {"user", "assistant", "system"}  # "system" as Claude Code sends it mid-conversation
+REQUIRED = ("model", "max_tokens", "messages")
+
+
+def malformed(body: dict[str, Any], path: str) -> str | None:
+    """What the real API would refuse in a request's body, or None."""
+    fields = ("model", "messages") if path.endswith("count_tokens") else REQUIRED
+    missing = [f for f in fields if f not in body]
+    if missing:
+        return f"{missing[0]}: Field required"
+    messages = body["messages"]
+    if not isinstance(messages, list) or not messages:
+        return "messages: at least one message is required"
+    for i, message in enumerate(messages):
+        if message.get("role") not in ROLES:
+            return f"messages.{i}.role: Input should be 'user' or 'assistant'"
+        if not isinstance(message.get("content"), (str, list)):
+            return f"messages.{i}.content: Field required"
+    system = body.get("system", "")
+    if not isinstance(system, str) and not all(b.get("type") == "text" for b in system):
+        return "system: Input should be a valid string or a list of text blocks"
+    return None
+
+
+def _counting(body: dict[str, Any]) -> bool:
+    """Whether a request is one of the concurrency check's ("Count to N.")."""
+    messages = body.get("messages") or [{}]
+    return str(messages[0].get("content", "")).startswith("Count to")
 
 
 def _tool_block(index: int, name: str) -> Events:
@@ -206,20 +244,44 @@ BEHAVIOUR = {
 FAULTS = {*GRAMMAR, *BEHAVIOUR}
 
 
-class ScriptedAnthropic(BackgroundHTTPServer):
-    """The endpoint, with at most one fault from FAULTS; `requests` logs every body."""
+Reply = tuple[int, str, str]  # status, content type, body
 
-    def __init__(self, fault: str | None = None) -> None:
+
+class ScriptedAnthropic(BackgroundHTTPServer):
+    """The endpoint, with at most one fault from FAULTS; `requests` logs every body,
+    `routes` every request's route and `headers` its headers (lower-case names)."""
+
+    def __init__(
+        self,
+        fault: str | None = None,
+        *,
+        replies: dict[str, Reply] | None = None,
+        stall: frozenset[str] = frozenset(),
+    ) -> None:
         if fault is not None and fault not in FAULTS:
             raise ValueError(f"unknown fault {fault!r}")
         self.fault = fault
+        self.replies = replies or {}
+        self.stall = stall
+        self._closing = threading.Event()
         self.requests: list[dict[str, Any]] = []
+        self.headers: list[dict[str, str]] = []
+        self.routes: list[str] = []
         self._prompts: list[list[str]] = []
         self._lock = threading.Lock()
         self._in_flight = threading.Condition()
         self._streams = 0
         super().__init__()
+        # Shutdown waits for serve_forever's poll: a short one keeps the many tests that
+        # start an endpoint each from idling half a second apiece.
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True
+        )
         self.url = f"http://{self.host}"
+
+    def __exit__(self, *exc: object) -> None:
+        self._closing.set()  # let stalled replies go, so that shutdown can finish
+        super().__exit__(*exc)
 
     # ---- behaviour -------------------------------------------------------------------
 
@@ -284,7 +346,7 @@ class ScriptedAnthropic(BackgroundHTTPServer):
         ]
         if self.fault in GRAMMAR:
             events = GRAMMAR[self.fault][0](events)
-        if self.fault == "concurrent_break" and self._overlapped():
+        if self.fault == "concurrent_break" and _counting(body) and self._overlapped():
             events = events[:-1]
         return events
 
@@ -297,8 +359,8 @@ class ScriptedAnthropic(BackgroundHTTPServer):
             met = self._in_flight.wait_for(lambda: self._streams > 1, timeout=2.0)
         return met
 
-    def stream_done(self) -> None:
-        if self.fault == "concurrent_break":
+    def stream_done(self, body: dict[str, Any]) -> None:
+        if self.fault == "concurrent_break" and _counting(body):
             with self._in_flight:
                 self._streams -= 1
 
@@ -353,12 +415,44 @@ class ScriptedAnthropic(BackgroundHTTPServer):
                 self.end_headers()
                 self.wfile.write(data)
 
+            def _scripted(self, route: str) -> bool:
+                """Serve a canned or stalled reply, or refuse a request as the real API
+                does without its headers; False when the route is to be served."""
+                with server._lock:
+                    server.headers.append({k.lower(): v for k, v in self.headers.items()})
+                    server.routes.append(route)
+                if route in server.stall:
+                    server._closing.wait(timeout=30)
+                    return True
+                if route in server.replies:
+                    status, content_type, text = server.replies[route]
+                    data = text.encode()
+                    self.send_response(status)
+                    self.send_header("content-type", content_type)
+                    self.send_header("content-length", str(len(data)))
+                    self.end_headers()
+                    self.wfile.write(data)
+                    return True
+                if not route.split()[1].startswith("/v1/"):
+                    return False
+                if not self.headers.get("x-api-key"):
+                    error = {"type": "authentication_error", "message": "x-api-key required"}
+                    self._json(401, {"type": "error", "error": error})
+                    return True
+                if not self.headers.get("anthropic-version"):
+                    error = {"type": "invalid_request_error", "message": "anthropic-version"}
+                    self._json(400, {"type": "error", "error": error})
+                    return True
+                return False
+
             def do_HEAD(self) -> None:
                 self.send_response(200)
                 self.end_headers()
 
             def do_GET(self) -> None:
                 path = self.path.split("?")[0]
+                if self._scripted(f"GET {path}"):
+                    return
                 if path == "/v1/models":
                     self._json(200, server.models())
                 elif path == "/get_server_info":
@@ -373,6 +467,18 @@ class ScriptedAnthropic(BackgroundHTTPServer):
                 body = json.loads(self.rfile.read(int(self.headers["content-length"])))
                 with server._lock:
                     server.requests.append(body)
+                if self._scripted(f"POST {path}" + (" stream" if body.get("stream") else "")):
+                    return
+                content_type = self.headers.get("content-type", "").lower()
+                problem = (
+                    "content-type: expected application/json"
+                    if not content_type.startswith("application/json")
+                    else malformed(body, path)
+                )
+                if problem:
+                    error = {"type": "invalid_request_error", "message": problem}
+                    self._json(400, {"type": "error", "error": error})
+                    return
                 if path == "/v1/messages/count_tokens":
                     self._json(200, server.count(body))
                     return
@@ -399,6 +505,6 @@ class ScriptedAnthropic(BackgroundHTTPServer):
                         self.wfile.write(f"event: {kind}\ndata: {payload}\n\n".encode())
                         self.wfile.flush()
                 finally:
-                    server.stream_done()
+                    server.stream_done(body)
 
         return Handler

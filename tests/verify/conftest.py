@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -24,9 +25,12 @@ REPO = Path(__file__).resolve().parents[2]
 
 @pytest.fixture(scope="session")
 def claude_cli() -> str:
+    # scripts/setup puts .tools beside .venv; a scratch copy of the checkout (the
+    # mutation benchmark's) runs with the checkout's venv, hence the second place.
     candidates = [
         os.environ.get("PATCHKEEPER_CLAUDE_CLI", ""),
         str(REPO / ".tools/node_modules/.bin/claude"),
+        str(Path(sys.prefix).parent / ".tools/node_modules/.bin/claude"),
     ]
     found = next((c for c in candidates if c and Path(c).is_file()), None)
     if found is None:

@@ -55,9 +55,9 @@ def test_claude_code_passes_a_correct_endpoint_and_fails_one_that_refuses_its_sy
     claude_cli: str,
 ) -> None:
     names = ["claude_code"]
-    good = suite(None, names, claude_cli=claude_cli)
+    good = suite(None, names, claude_cli=claude_cli, timeout=30)
     assert not_passed(good) == {}, good
-    bad = suite("reject_system", names, claude_cli=claude_cli)["claude_code"]
+    bad = suite("reject_system", names, claude_cli=claude_cli, timeout=30)["claude_code"]
     assert bad.status is Status.FAILED and "is_error=True" in bad.reason, bad
 
 
