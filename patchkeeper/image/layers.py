@@ -434,9 +434,7 @@ class LayerReader:
         """Follow symlinks and hardlinks; `strict` refuses directories and devices."""
         results: dict[PurePosixPath, ImageFile | None] = {}
         lookups = {p: str(p) for p in paths}
-        for _ in range(MAX_SYMLINK_HOPS):
-            if not lookups:
-                return results
+        for _ in range(MAX_SYMLINK_HOPS + 1):  # the lookup, then one round per link followed
             answers = self._find(set(lookups.values()))
             next_round = {}
             for requested, current in lookups.items():
@@ -456,15 +454,17 @@ class LayerReader:
                 else:
                     raise UnsafeInputError(f"image path {requested} is a device file or FIFO")
             lookups = next_round
-        raise UnsafeInputError(f"image paths {sorted(lookups)}: more than {MAX_SYMLINK_HOPS} hops")
+            if not lookups:
+                return results
+        raise UnsafeInputError(
+            f"image paths {sorted(map(str, lookups))}: more than {MAX_SYMLINK_HOPS} hops"
+        )
 
     def kinds(self, paths: Sequence[PurePosixPath]) -> dict[PurePosixPath, PathKind]:
         """What each path is, as `lstat` says: symlinks in its parents followed, not at it."""
         results: dict[PurePosixPath, PathKind] = {}
         lookups = {p: str(p) for p in paths}
-        for _ in range(MAX_SYMLINK_HOPS):
-            if not lookups:
-                return results
+        for _ in range(MAX_SYMLINK_HOPS + 1):  # the lookup, then one round per link followed
             answers = self._find(set(lookups.values()))
             next_round = {}
             for requested, current in lookups.items():
@@ -476,7 +476,11 @@ class LayerReader:
                 else:
                     results[requested] = "other"
             lookups = next_round
-        raise UnsafeInputError(f"image paths {sorted(lookups)}: more than {MAX_SYMLINK_HOPS} hops")
+            if not lookups:
+                return results
+        raise UnsafeInputError(
+            f"image paths {sorted(map(str, lookups))}: more than {MAX_SYMLINK_HOPS} hops"
+        )
 
     def _settle(self, paths: set[str], git_dirs: set[str]) -> set[str]:
         """Stream what is needed for `paths` and `git_dirs`; the git metadata names seen."""
