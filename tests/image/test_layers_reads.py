@@ -66,6 +66,40 @@ def test_a_later_entry_of_the_same_name_replaces_the_earlier_one(tmp_path: Path)
     }
 
 
+# --- layers in no known order ---------------------------------------------------------
+
+
+def unordered() -> Layer:
+    """`src -> opt` listed before `opt/`: the order check fails only at the second entry
+    (a layer whose first entry already sorts past what is wanted is taken as ordered)."""
+    return layer(
+        [
+            Entry.symlink("src", "opt"),
+            *tree({"opt/m.py": "m\n", "opt/one": "linked\n"}),
+            Entry.dir("t"),
+            Entry.hardlink("t/two", "opt/one"),
+        ]
+    )
+
+
+def test_a_layer_in_no_known_order_is_read_in_full_on_every_pass(tmp_path: Path) -> None:
+    # each path takes a second pass over the layer (the symlink's target, the hard
+    # link's target): that pass must not stop at an entry that merely sorts late
+    image = unordered()
+    reader = reader_for(Blobs(image).blobs(), LayerCache(tmp_path))
+    assert reader.read([P("/src/m.py")])[P("/src/m.py")].content == b"m\n"  # type: ignore[union-attr]
+    assert reader.kinds([P("/src/m.py")]) == {P("/src/m.py"): "file"}
+    linked = reader_for(Blobs(image).blobs(), LayerCache(tmp_path / "2")).read([P("/t/two")])
+    assert linked[P("/t/two")].content == b"linked\n"  # type: ignore[union-attr]
+
+
+def test_a_cached_record_remembers_that_its_layer_follows_no_order(tmp_path: Path) -> None:
+    image = unordered()
+    reader_for(Blobs(image).blobs(), LayerCache(tmp_path)).read([P("/zz")])  # read in full
+    again = reader_for(Blobs(image).blobs(), LayerCache(tmp_path))
+    assert again.read([P("/src/m.py")])[P("/src/m.py")].content == b"m\n"  # type: ignore[union-attr]
+
+
 # --- hard links ----------------------------------------------------------------------
 
 
