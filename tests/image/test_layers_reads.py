@@ -12,7 +12,14 @@ import pytest
 from rich.progress import Progress
 
 from patchkeeper.errors import ImageError
-from patchkeeper.image.layers import LayerBlob, LayerCache, LayerReader, LayerStats, read_config
+from patchkeeper.image.layers import (
+    LayerBlob,
+    LayerCache,
+    LayerReader,
+    LayerStats,
+    Record,
+    read_config,
+)
 from patchkeeper.image.model import ImageRef, ResolvedImage
 from tests.image.test_layers_rules import Blobs, read, reader_for
 from tests.image.test_layers_source_rules import IMAGE_ID, MemorySource, noise
@@ -100,6 +107,25 @@ def test_a_cached_record_remembers_that_its_layer_follows_no_order(tmp_path: Pat
     assert again.read([P("/src/m.py")])[P("/src/m.py")].content == b"m\n"  # type: ignore[union-attr]
 
 
+def test_a_directory_listed_again_keeps_what_was_below_it(tmp_path: Path) -> None:
+    # some tar writers list a directory a second time (its final mtime): not a replacement
+    image = layer([*tree({"d/a.py": "a\n"}), Entry.dir("d")])
+    assert read(tmp_path, image, paths=["/d/a.py"]) == {"/d/a.py": b"a\n"}
+
+
+def test_a_directory_replaced_by_a_file_then_listed_again_is_empty(tmp_path: Path) -> None:
+    image = layer([*tree({"d/a.py": "a\n"}), Entry.file("d", "f\n"), Entry.dir("d")])
+    assert read(tmp_path, image, paths=["/d/a.py"]) == {"/d/a.py": None}
+
+
+def test_records_of_earlier_versions_are_taken_as_ordered() -> None:
+    record = Record(complete=True, unordered=True)
+    raw = json.loads(record.dump())
+    assert raw["unordered"] is True and Record.load(record.dump()).unordered is True
+    del raw["unordered"]
+    assert Record.load(json.dumps(raw).encode()).unordered is False
+
+
 # --- hard links ----------------------------------------------------------------------
 
 
@@ -140,22 +166,25 @@ def test_a_git_dir_read_holds_its_metadata_files_and_nothing_else(tmp_path: Path
     image = layer(
         tree(
             {
-                "a/.git/HEAD": "ref: refs/heads/main\n",
-                "a/.git/index": "binary\n",
-                "a/.git/objects/ab/cdef": "object\n",
-                "a/.git/packed-refs": f"{sha} refs/heads/main\n",
-                "a/.git/refs/heads/main": f"{sha}\n",
-                "b/.git/HEAD": "another checkout\n",  # same length of path: not a's
+                "a/.git/HEAD": "another checkout\n",  # a name as long: not b's
+                "b/.git/HEAD": "ref: refs/heads/main\n",
+                "b/.git/index": "binary\n",
+                "b/.git/objects/ab/cdef": "object\n",
+                "b/.git/packed-refs": f"{sha} refs/heads/main\n",
+                "b/.git/refs/heads/main": f"{sha}\n",
             }
         )
     )
-    reader = reader_for(Blobs(image).blobs(), LayerCache(tmp_path))
-    found = reader.read([], [P("/a/.git")])
-    assert {str(p): f.content for p, f in found.items() if f is not None} == {
-        "/a/.git/HEAD": b"ref: refs/heads/main\n",
-        "/a/.git/packed-refs": f"{sha} refs/heads/main\n".encode(),
-        "/a/.git/refs/heads/main": f"{sha}\n".encode(),
+    blobs = Blobs(image)
+    reader = reader_for(blobs.blobs(), LayerCache(tmp_path))
+    found = reader.read([], [P("/b/.git")])
+    assert {str(p): None if f is None else f.content for p, f in found.items()} == {
+        "/b/.git/HEAD": b"ref: refs/heads/main\n",
+        "/b/.git/packed-refs": f"{sha} refs/heads/main\n".encode(),
+        "/b/.git/refs/heads/main": f"{sha}\n".encode(),
     }
+    assert blobs.opened == [0]  # one pass captures them all
+    assert len(list((tmp_path / "contents").iterdir())) == 3  # objects and index never kept
 
 
 def test_a_gitdir_file_is_read_as_the_git_dir_and_settles_the_checkout(tmp_path: Path) -> None:
