@@ -262,22 +262,31 @@ def test_a_partial_read_is_reused_by_its_own_scope_only(tmp_path: Path) -> None:
     assert (same.opened, other.opened, layout.opened) == ([], [0], [0])
 
 
-def test_images_of_one_source_keep_their_partial_reads_apart() -> None:
+@pytest.mark.parametrize(
+    ("scopes", "opened"),
+    [
+        (("registry/r@sha256:1", "registry/r@sha256:2"), [0, 0]),
+        (("registry/r@sha256:1", "registry/r@sha256:1"), [0]),  # one manifest, two tags
+        ((None, None), [0, 0]),  # layouts: unverified partial reads are never shared
+    ],
+)
+def test_images_of_one_source_share_partial_reads_within_their_scope_only(
+    scopes: tuple[str | None, str | None], opened: list[int]
+) -> None:
     big = layer([*tree({"a": "first\n"}), *tree(noise())])
 
-    class TwoScopes(MemorySource):
+    class TwoImages(MemorySource):
         def resolve(self, ref: ImageRef) -> ResolvedImage:
-            self.resolved += 1
-            return self.register(
-                ref, f"sha256:{ref.tag * 64}", None, {}, self.blobs.blobs(), ref.tag
-            )
+            scope = scopes[int(str(ref.tag)) - 1]
+            image_id = f"sha256:{str(ref.tag) * 64}"
+            return self.register(ref, image_id, None, {}, self.blobs.blobs(), scope)
 
-    source = TwoScopes([big])
+    source = TwoImages([big])
     one, two = source.resolve(ImageRef("r", "1")), source.resolve(ImageRef("r", "2"))
-    source.read(one, [P("/a")])
-    source.read(two, [P("/a")])
-    assert source.blobs.opened == [0, 0]
-    assert (one.provenance, two.provenance) == ("1", "2")
+    assert source.read(one, [P("/a")])[P("/a")] is not None
+    assert source.read(two, [P("/a")])[P("/a")] is not None
+    assert source.blobs.opened == opened
+    assert (one.provenance, two.provenance) == scopes
 
 
 # --- what a layered source reports ----------------------------------------------------
