@@ -93,7 +93,8 @@ class Record:
 
     `names` maps a path to [kind, mode, link]; `hidden` are whiteout targets, `opaque`
     directories whose lower content is hidden, `contents` sha256 of captured files.
-    A partly read record stopped at entry `stop` while keeping `orders`.
+    A partly read record stopped at entry `stop` while keeping `orders`; an `unordered`
+    one was read in full and followed no order, so no later pass may stop early on it.
     """
 
     names: dict[str, list[Any]] = field(default_factory=dict)
@@ -103,6 +104,7 @@ class Record:
     complete: bool = False
     stop: str | None = None
     orders: list[str] = field(default_factory=list)
+    unordered: bool = False
     parents: set[str] = field(default_factory=set)  # while streaming only
 
     def decides(self, item: dict[str, Any]) -> bool:
@@ -136,6 +138,7 @@ class Record:
                 "complete": self.complete,
                 "stop": self.stop,
                 "orders": self.orders,
+                "unordered": self.unordered,
             }
         ).encode()
 
@@ -150,6 +153,7 @@ class Record:
             bool(raw["complete"]),
             raw["stop"],
             list(raw["orders"]),
+            bool(raw.get("unordered", False)),  # absent from records of earlier versions
         )
 
 
@@ -434,9 +438,7 @@ class LayerReader:
         """Follow symlinks and hardlinks; `strict` refuses directories and devices."""
         results: dict[PurePosixPath, ImageFile | None] = {}
         lookups = {p: str(p) for p in paths}
-        for _ in range(MAX_SYMLINK_HOPS):
-            if not lookups:
-                return results
+        for _ in range(MAX_SYMLINK_HOPS + 1):  # the lookup, then one round per link followed
             answers = self._find(set(lookups.values()))
             next_round = {}
             for requested, current in lookups.items():
@@ -456,15 +458,17 @@ class LayerReader:
                 else:
                     raise UnsafeInputError(f"image path {requested} is a device file or FIFO")
             lookups = next_round
-        raise UnsafeInputError(f"image paths {sorted(lookups)}: more than {MAX_SYMLINK_HOPS} hops")
+            if not lookups:
+                return results
+        raise UnsafeInputError(
+            f"image paths {sorted(map(str, lookups))}: more than {MAX_SYMLINK_HOPS} hops"
+        )
 
     def kinds(self, paths: Sequence[PurePosixPath]) -> dict[PurePosixPath, PathKind]:
         """What each path is, as `lstat` says: symlinks in its parents followed, not at it."""
         results: dict[PurePosixPath, PathKind] = {}
         lookups = {p: str(p) for p in paths}
-        for _ in range(MAX_SYMLINK_HOPS):
-            if not lookups:
-                return results
+        for _ in range(MAX_SYMLINK_HOPS + 1):  # the lookup, then one round per link followed
             answers = self._find(set(lookups.values()))
             next_round = {}
             for requested, current in lookups.items():
@@ -476,7 +480,11 @@ class LayerReader:
                 else:
                     results[requested] = "other"
             lookups = next_round
-        raise UnsafeInputError(f"image paths {sorted(lookups)}: more than {MAX_SYMLINK_HOPS} hops")
+            if not lookups:
+                return results
+        raise UnsafeInputError(
+            f"image paths {sorted(map(str, lookups))}: more than {MAX_SYMLINK_HOPS} hops"
+        )
 
     def _settle(self, paths: set[str], git_dirs: set[str]) -> set[str]:
         """Stream what is needed for `paths` and `git_dirs`; the git metadata names seen."""
@@ -527,12 +535,22 @@ class LayerReader:
                 done: Future[Record] = Future()
                 done.set_result(record)
                 return done
-        return pool.submit(self._stream, blob, wanted, limit, cancel)
+        in_full = record is not None and record.unordered
+        return pool.submit(self._stream, blob, wanted, limit, cancel, in_full)
 
     def _stream(
-        self, blob: LayerBlob, wanted: _Wanted, limit: dict[str, Any], cancel: threading.Event
+        self,
+        blob: LayerBlob,
+        wanted: _Wanted,
+        limit: dict[str, Any],
+        cancel: threading.Event,
+        in_full: bool = False,
     ) -> Record:
-        """Stream `blob` until its entries pass everything wanted, or to its verified end."""
+        """Stream `blob` until its entries pass everything wanted, or to its verified end.
+
+        `in_full`: an earlier full read found the layer in no known order, so its first
+        entries passing `limit` prove nothing (the order check only fails further on).
+        """
         stats = self.stats[blob.digest]
         stats.streams += 1
         record, checker = Record(), order.OrderCheck()
@@ -556,12 +574,12 @@ class LayerReader:
                                 blob.digest,
                                 printable(path),
                             )
-                        if checker.beyond(key, limit):
+                        if not in_full and checker.beyond(key, limit):
                             record.stop, record.orders = key, sorted(checker.alive)
                             break
                         self._apply(record, tar, member, key, kind, wanted)
                     else:
-                        record.complete = True
+                        record.complete, record.unordered = True, not checker.alive
                 if record.complete:
                     counting.verify()
         except _Abandoned:
@@ -646,7 +664,7 @@ class LayerReader:
         if answer.link not in record.contents:  # not captured: read this layer up to it
             wanted = _Wanted(frozenset({answer.link}), frozenset())
             self.records[blob.digest] = self._stream(
-                blob, wanted, wanted.bounds(), threading.Event()
+                blob, wanted, wanted.bounds(), threading.Event(), record.unordered
             )
             record = self.records[blob.digest]
         content = self.cache.content(record.contents.get(answer.link, ""))

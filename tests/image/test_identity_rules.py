@@ -4,13 +4,14 @@ Uses the in-memory source of test_identity.py (the ImageSource interface, no dae
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from pathlib import PurePosixPath
 
 import pytest
 
 from patchkeeper.errors import ImageError
-from patchkeeper.image.identity import REVISION_LABEL, identify
+from patchkeeper.image.identity import REVISION_LABEL, identify, read_commit
 from patchkeeper.image.model import ImageFile, ImageRef, ResolvedImage
 from tests.image.test_identity import PATTERN, ROOT, SHA, DictSource, image
 
@@ -122,12 +123,17 @@ def test_without_a_pattern_or_a_matching_tag_the_tag_is_not_checked() -> None:
 
 
 class PerImageSource:
-    """Bytes per (image id, path): reading one image never answers for another."""
+    """Bytes per (image id, path): reading one image never answers for another. Each
+    read is recorded, as (image id, git dirs), since every read of a registry image
+    can mean fetching layers."""
 
     name = "per-image"
 
     def __init__(self, files: dict[tuple[str, str], bytes]) -> None:
-        self.files = files
+        self.files = {
+            (image_id, PurePosixPath(path)): data for (image_id, path), data in files.items()
+        }
+        self.reads: list[tuple[str, tuple[str, ...]]] = []
 
     def tags(self, repository: str) -> list[str]:
         return []
@@ -136,17 +142,122 @@ class PerImageSource:
         raise AssertionError("identify never resolves")
 
     def read(
-        self, image: ResolvedImage, paths: Sequence[PurePosixPath]
+        self,
+        image: ResolvedImage,
+        paths: Sequence[PurePosixPath],
+        git_dirs: Sequence[PurePosixPath] = (),
     ) -> dict[PurePosixPath, ImageFile | None]:
-        found = {}
-        for path in paths:
-            data = self.files.get((image.image_id, str(path)))
-            found[path] = None if data is None else ImageFile(path, data, 0o644, path)
-        return found
+        self.reads.append((image.image_id, tuple(str(g) for g in git_dirs)))
+        held = {
+            path: data
+            for (image_id, path), data in self.files.items()
+            if image_id == image.image_id
+        }
+        wanted = set(paths) | {p for p in held for g in git_dirs if g == p or g in p.parents}
+        return {p: ImageFile(p, held[p], 0o644, p) if p in held else None for p in wanted}
 
 
 def resolved(image_id: str, tag: str | None = None) -> ResolvedImage:
     return ResolvedImage(ImageRef("r", tag), image_id, None)
+
+
+A, B = "sha256:" + "a" * 64, "sha256:" + "b" * 64
+GIT = str(ROOT / ".git")
+
+
+def test_each_image_is_read_for_its_own_commit() -> None:
+    head, packed = str(ROOT / ".git/HEAD"), str(ROOT / ".git/packed-refs")
+    module = "/sgl-workspace/modules/sglang"
+    files = {
+        (A, head): b"ref: refs/heads/main\n",
+        (A, packed): f"{SHA} refs/heads/main\n".encode(),
+        (B, GIT): b"gitdir: ../modules/sglang\n",
+        (B, module + "/HEAD"): f"{OTHER}\n".encode(),
+        (B, packed): f"{SHA} refs/heads/main\n".encode(),
+    }
+    source = PerImageSource(files)
+    assert identify(source, resolved(A), ROOT, None).commit == SHA
+    assert identify(source, resolved(B), ROOT, None).commit == OTHER
+    # one read per git dir: the checkout's, then the one its `gitdir:` file names
+    assert source.reads == [(A, (GIT,)), (B, (GIT,)), (B, (module,))]
+
+
+def test_a_prior_read_of_the_git_dir_is_used_instead_of_reading_again() -> None:
+    files = {
+        (A, str(ROOT / ".git/HEAD")): b"ref: refs/heads/main\n",
+        (A, str(ROOT / ".git/refs/heads/main")): f"{SHA}\n".encode(),
+    }
+    source = PerImageSource(files)
+    prior = source.read(resolved(A), [], [ROOT / ".git"])
+    source.reads.clear()
+    found = identify(source, resolved(A, f"nightly-20260621-{SHA[:8]}"), ROOT, PATTERN, prior)
+    assert (found.commit, found.warnings, source.reads) == (SHA, (), [])
+    assert read_commit(source, resolved(A), ROOT, prior) == SHA and source.reads == []
+
+
+def test_a_prior_read_of_the_checkout_still_reads_the_dir_a_gitdir_file_names() -> None:
+    files = {
+        (A, GIT): b"gitdir: /sgl-workspace/.git/modules/sglang\n",
+        (A, "/sgl-workspace/.git/modules/sglang/HEAD"): f"{SHA}\n".encode(),
+    }
+    source = PerImageSource(files)
+    prior = source.read(resolved(A), [], [ROOT / ".git"])
+    source.reads.clear()
+    assert read_commit(source, resolved(A), ROOT, prior) == SHA
+    assert source.reads == [(A, ("/sgl-workspace/.git/modules/sglang",))]
+
+
+WORKTREE = "/src/sglang/.git/worktrees/nightly"  # `git worktree add` keeps HEAD here
+
+
+@pytest.mark.parametrize("commondir", ["../..", "/src/sglang/.git"])
+@pytest.mark.parametrize("packed", [False, True], ids=["loose", "packed"])
+def test_a_worktree_reads_its_own_head_and_the_refs_of_its_common_dir(
+    commondir: str, packed: bool
+) -> None:
+    files = {
+        (A, GIT): f"gitdir: {WORKTREE}\n".encode(),
+        (A, WORKTREE + "/HEAD"): b"ref: refs/heads/nightly\n",
+        (A, WORKTREE + "/commondir"): f"{commondir}\n".encode(),
+        (A, "/src/sglang/.git/HEAD"): b"ref: refs/heads/main\n",  # the main checkout's
+        (A, "/src/sglang/.git/refs/heads/main"): f"{OTHER}\n".encode(),
+    }
+    if packed:
+        files[(A, "/src/sglang/.git/packed-refs")] = f"{SHA} refs/heads/nightly\n".encode()
+    else:
+        files[(A, "/src/sglang/.git/refs/heads/nightly")] = f"{SHA}\n".encode()
+    source = PerImageSource(files)
+    assert read_commit(source, resolved(A), ROOT) == SHA
+    assert source.reads == [(A, (GIT,)), (A, (WORKTREE,)), (A, ("/src/sglang/.git",))]
+
+
+def test_a_worktree_branch_missing_from_the_common_dir_is_an_error() -> None:
+    files = {
+        (A, GIT): f"gitdir: {WORKTREE}\n".encode(),
+        (A, WORKTREE + "/HEAD"): b"ref: refs/heads/nightly\n",
+        (A, WORKTREE + "/commondir"): b"../..\n",
+        (A, WORKTREE + "/refs/heads/nightly"): f"{SHA}\n".encode(),  # git never looks here
+    }
+    with pytest.raises(ImageError, match=f"cannot resolve HEAD in {re.escape(WORKTREE)} "):
+        read_commit(PerImageSource(files), resolved(A), ROOT)
+
+
+def test_a_symbolic_ref_without_a_space_after_its_colon_is_followed() -> None:
+    # git reads `ref:` and skips whatever whitespace follows, none included
+    assert commit({".git/HEAD": "ref:refs/heads/main\n", ".git/refs/heads/main": SHA}) == SHA
+
+
+def test_a_head_that_is_not_utf8_is_an_image_error_quoting_it() -> None:
+    head = b"\xfe\xff" + SHA.encode()  # stray bytes before the commit
+    source = PerImageSource({(A, str(ROOT / ".git/HEAD")): head})
+    quoted = re.escape(f"(got '\ufffd\ufffd{SHA}')")
+    with pytest.raises(ImageError, match=f"cannot resolve HEAD in {GIT} {quoted}"):
+        identify(source, resolved(A), ROOT, None)
+
+
+def test_an_untagged_image_is_not_checked_against_the_pattern() -> None:
+    source = PerImageSource({(A, str(ROOT / ".git/HEAD")): f"{SHA}\n".encode()})
+    assert identify(source, resolved(A, None), ROOT, PATTERN).warnings == ()
 
 
 def test_the_gitdir_pointer_is_everything_after_its_first_colon() -> None:

@@ -21,6 +21,7 @@ import pytest
 
 from patchkeeper.errors import ImageError, UnsafeInputError
 from patchkeeper.image.layers import LayerBlob, LayerCache, LayerReader, LayerStats, read_config
+from patchkeeper.image.model import ImageFile
 from patchkeeper.image.paths import MAX_FILE_BYTES
 from tests.oci import Entry, Layer, layer, layer_from_tar, opaque, tree, whiteout
 
@@ -211,6 +212,18 @@ def test_symlink_loops_end_after_the_hop_limit(tmp_path: Path) -> None:
     image = layer([Entry.symlink("a", "b"), Entry.symlink("b", "a")])
     with pytest.raises(UnsafeInputError, match=r"more than 40 (symlink )?hops"):
         read(tmp_path, image, paths=["/a"])
+
+
+def test_a_symlink_chain_is_followed_up_to_40_links_as_the_kernel_does(tmp_path: Path) -> None:
+    def chain(links: int) -> Layer:  # /l0 -> /l1 -> ... -> /real, sorted as layers are
+        entries = [Entry.symlink(f"l{i}", f"l{i + 1}") for i in range(links - 1)]
+        entries += [Entry.symlink(f"l{links - 1}", "real"), Entry.file("real", "end\n")]
+        return layer(sorted(entries, key=lambda e: e.name))
+
+    found = reader_for(Blobs(chain(40)).blobs(), LayerCache(tmp_path)).read([P("/l0")])
+    assert found[P("/l0")] == ImageFile(P("/l0"), b"end\n", 0o644, P("/real"))
+    with pytest.raises(UnsafeInputError, match=r"^image paths \['/l0'\]: more than 40 hops$"):
+        read(tmp_path, chain(41), paths=["/l0"])
 
 
 def oversized_header(name: str, size: int) -> bytes:
