@@ -135,14 +135,15 @@ class EngineSource:
         The engine follows such links silently; the layer reader reports them, and a
         file reached through one must read as `via_symlink` whatever the source, so that
         sync refuses to patch through it alike. `links` memoizes the stats (shared parents).
+        Each link is followed by its own target, hop by hop, so the 40-hop limit counts
+        as in the layer reader (the stat header's `linkTarget` is the whole chain's end).
         """
         real, todo, hops = PurePosixPath("/"), list(path.parent.parts[1:]), 0
         while todo:
             candidate = real / todo.pop(0)
             if candidate not in links:
-                found = self._stat(container, candidate)
-                is_link = _kind(found) == "symlink"
-                links[candidate] = str(found["linkTarget"]) if found and is_link else None
+                is_link = _kind(self._stat(container, candidate)) == "symlink"
+                links[candidate] = self._link_target(container, candidate) if is_link else None
             target = links[candidate]
             if target is None:
                 real = candidate
@@ -154,6 +155,10 @@ class EngineSource:
                 )
             real, todo = PurePosixPath("/"), [*follow_link(candidate, target).parts[1:], *todo]
         return real / path.name
+
+    def _link_target(self, container: Any, link: PurePosixPath) -> str:
+        chunks, _ = container.get_archive(str(link))
+        return _link_of(b"".join(chunks), link)
 
     def _git_metadata(
         self, container: Any, git_dir: PurePosixPath, links: dict[PurePosixPath, str | None]
@@ -192,7 +197,7 @@ class EngineSource:
         self, container: Any, path: PurePosixPath, links: dict[PurePosixPath, str | None]
     ) -> ImageFile | None:
         current = self._real_parents(container, path, links)
-        for _ in range(MAX_SYMLINK_HOPS):
+        for _ in range(MAX_SYMLINK_HOPS + 1):  # the lookup, then one round per link followed
             try:
                 chunks, info = container.get_archive(str(current))
             except docker.errors.NotFound:
@@ -204,10 +209,9 @@ class EngineSource:
                     f"image path {path}: symlink hops: {err.explanation}"
                 ) from None
             mode = int(info["mode"])
-            if info.get("linkTarget") and mode & (1 << 27):  # Go's os.ModeSymlink
-                current = self._real_parents(
-                    container, follow_link(current, info["linkTarget"]), links
-                )
+            if mode & (1 << 27):  # Go's os.ModeSymlink: the archive holds the link itself
+                target = _link_of(b"".join(chunks), current)
+                current = self._real_parents(container, follow_link(current, target), links)
                 continue
             if mode & (1 << 31):  # Go's os.ModeDir
                 raise UnsafeInputError(f"image path {path} is a directory in the image")
@@ -232,6 +236,15 @@ def _kind(found: dict[str, Any] | None) -> PathKind:
     if mode & _GO_SPECIAL:
         return "other"
     return "file"
+
+
+def _link_of(archive: bytes, path: PurePosixPath) -> str:
+    """The target of the one symlink member the engine archived for `path`."""
+    with tarfile.open(fileobj=io.BytesIO(archive), mode="r:") as tar:
+        members = tar.getmembers()
+    if len(members) != 1 or not members[0].issym() or members[0].name != path.name:
+        raise UnsafeInputError(f"image path {path}: unexpected archive from the engine")
+    return members[0].linkname
 
 
 def _single_regular_file(archive: bytes, path: PurePosixPath) -> bytes:

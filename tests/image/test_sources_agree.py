@@ -9,6 +9,9 @@ from collections.abc import Iterator
 from pathlib import Path, PurePosixPath
 from typing import Any
 
+import pytest
+
+from patchkeeper.errors import UnsafeInputError
 from patchkeeper.image.engine import EngineSource
 from patchkeeper.image.identity import identify
 from patchkeeper.image.layout import LayoutSource
@@ -177,3 +180,20 @@ def test_every_source_tells_the_same_kind_of_path_and_where_links_lead(docker_cl
     # so sync refuses to patch through it whichever source read the image
     real = PurePosixPath("/app/pkg/mod.py")
     assert reached == [dict.fromkeys(through, real)] * 4, reached
+
+
+def test_every_source_follows_forty_links_and_refuses_the_forty_first(
+    docker_client: Any, tmp_path: Path
+) -> None:
+    """The kernel's MAXSYMLINKS (40), whichever source reads the image."""
+    links = [Entry.symlink(f"app/l{i}", f"l{i + 1}") for i in range(41)]
+    entries = sorted([*links, Entry.file("app/l41", "end\n")], key=lambda e: e.name)
+    image_def = Image([layer([Entry.dir("app"), *entries])])  # in byte order, as writers do
+    forty, too_many = PurePosixPath("/app/l1"), PurePosixPath("/app/l0")
+    with everywhere(docker_client, tmp_path, image_def) as resolved:
+        for source, image in resolved:
+            found = source.read(image, [forty])[forty]
+            assert found is not None and found.content == b"end\n", source.name
+            assert found.resolved == PurePosixPath("/app/l41")
+            with pytest.raises(UnsafeInputError, match="more than 40"):
+                source.read(image, [too_many])
