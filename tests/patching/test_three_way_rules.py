@@ -1,0 +1,59 @@
+"""Three-way porting rules, result by result, against real PRs and git merge-file."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from patchkeeper.demo.history import Edit
+from patchkeeper.patching.hunks import HunkResult, HunkStatus
+from patchkeeper.patching.resolutions import has_markers
+from tests.patching.conftest import PrHistory
+
+MakeUpstream = Callable[[dict[str, bytes]], PrHistory]
+LINES = "".join(f"line {i}\n" for i in range(30))
+GROW = Edit("mod.py", "line 3\n", "line 3\nadded a\nadded b\n")  # +2 lines
+SHRINK = Edit("mod.py", "line 12\nline 13\nline 14\n", "line 13\n")  # -2 lines
+
+
+def three_hunks(make_upstream: MakeUpstream) -> PrHistory:
+    up = make_upstream({"mod.py": LINES.encode()})
+    last = Edit("mod.py", "line 25\n", "line twenty-five\n")
+    up.history.squash_pr(1, "Three hunks", [GROW, SHRINK, last])
+    return up
+
+
+def test_on_the_base_every_hunk_applies_at_its_base_line(make_upstream: MakeUpstream) -> None:
+    up = three_hunks(make_upstream)
+    parsed = up.change(1)
+    hunks = parsed.files[0].hunks
+    result = up.port([1], {"mod.py": LINES.encode()})
+    [outcome] = result.outcomes
+    want = [HunkResult(h, HunkStatus.APPLIED, h.at + 1) for h in hunks]
+    assert list(outcome.files[0].hunks) == want
+    assert [r.line for r in want] == [2, 10, 23]  # three lines of context before each change
+
+
+def test_on_the_result_every_hunk_is_present_where_the_result_has_it(
+    make_upstream: MakeUpstream,
+) -> None:
+    up = three_hunks(make_upstream)
+    theirs = up.file_at("HEAD", "mod.py")
+    hunks = up.change(1).files[0].hunks
+    [outcome] = up.port([1], {"mod.py": theirs}).outcomes
+    assert list(outcome.files[0].hunks) == [
+        HunkResult(hunks[0], HunkStatus.PRESENT, 2),
+        HunkResult(hunks[1], HunkStatus.PRESENT, 12),  # after the first hunk's two lines
+        HunkResult(hunks[2], HunkStatus.PRESENT, 23),  # +2 -2: back in place
+    ]
+    lines = theirs.decode().splitlines()
+    assert lines[11 + 3] == "line 13" and lines[22 + 3] == "line twenty-five"
+
+
+def test_conflict_markers_are_whole_lines() -> None:
+    assert has_markers("a\n<<<<<<< image\nb\n")
+    assert has_markers("a\n=======\nb\n")
+    assert has_markers("a\n||||||| base\n")
+    assert has_markers(">>>>>>> theirs")
+    assert not has_markers("a\n=======b\n")
+    assert not has_markers("a = '<<<<<<<'\n")
+    assert not has_markers("a\n=======")  # no newline: not git's separator line
