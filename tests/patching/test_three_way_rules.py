@@ -57,3 +57,24 @@ def test_conflict_markers_are_whole_lines() -> None:
     assert not has_markers("a\n=======b\n")
     assert not has_markers("a = '<<<<<<<'\n")
     assert not has_markers("a\n=======")  # no newline: not git's separator line
+
+
+def test_a_conflict_at_the_end_of_the_file_says_so(make_upstream: MakeUpstream) -> None:
+    body = "".join(f"v{i} = {i}\n" for i in range(6))
+    up = make_upstream({"tail.py": body.encode()})
+    up.history.squash_pr(1, "Append", [Edit("tail.py", "v5 = 5\n", "v5 = 5\nmore = 1\n")])
+    appended = up.port([1], {"tail.py": (body + "mine = 2\n").encode()}).outcomes[0]
+    [hunk] = appended.files[0].hunks
+    assert (hunk.status, hunk.line, hunk.reason) == (
+        HunkStatus.CONFLICT,
+        7,
+        "the image changed lines 7-7 ('mine = 2') where the PR changes base lines 7-6 "
+        "(end of file)",
+    )
+    cut = body.replace("v4 = 4\nv5 = 5\n", "")
+    truncated = up.port([1], {"tail.py": cut.encode()}).outcomes[0]
+    [hunk] = truncated.files[0].hunks
+    assert hunk.reason == (
+        "the image changed lines 5-4 (end of file) where the PR changes base lines 7-6 "
+        "(end of file)"
+    )
