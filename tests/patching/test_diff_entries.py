@@ -54,7 +54,9 @@ def test_a_real_git_diff_is_parsed_whole(tmp_path: Path) -> None:
         (blob["gone.py"], "0" * 40),
     )
     assert (keep.kind, keep.blobs and keep.blobs[0]) == (FileChange.MODIFIED, blob["keep.py"])
-    assert keep.hunks == (Hunk("@@ -1,2 +1,2 @@", 1, ("a = 1\n", "b = 2\n"), ("a = 1\n", "b = 3\n")),)
+    assert keep.hunks == (
+        Hunk("@@ -1,2 +1,2 @@", 1, ("a = 1\n", "b = 2\n"), ("a = 1\n", "b = 3\n")),
+    )
     assert (new.path, new.old_path, new.kind) == (PurePosixPath("new.py"), None, FileChange.ADDED)
     assert new.hunks == (Hunk("@@ -0,0 +1,1 @@", 0, (), ("hello\n",)),)
 
@@ -113,10 +115,7 @@ def test_refusals_name_the_diff_and_what_is_wrong() -> None:
 
 
 def test_counts_default_to_one_and_the_next_file_header_ends_a_hunk() -> None:
-    text = (
-        "--- a/x\n+++ b/x\n@@ -2 +2 @@\n-a\n+b\n"
-        "--- a/y\n+++ b/y\n@@ -1,2 +1 @@\n-gone\n keep\n"
-    )
+    text = "--- a/x\n+++ b/x\n@@ -2 +2 @@\n-a\n+b\n--- a/y\n+++ b/y\n@@ -1,2 +1 @@\n-gone\n keep\n"
     x, y = parse_diff(text, "d")
     assert x.hunks == (Hunk("@@ -2,1 +2,1 @@", 2, ("a\n",), ("b\n",)),)
     assert y.hunks == (Hunk("@@ -1,2 +1,1 @@", 1, ("gone\n", "keep\n"), ("keep\n",)),)
