@@ -77,6 +77,10 @@ RENAME = (
 def test_a_file_renamed_into_a_new_directory_needs_its_mount_dirs() -> None:
     vanilla = {ROOT / "old/f.py": b"ctx\nv1\n", ROOT / "new/f.py": None}
     assert mount_dirs([change("r", RENAME)], vanilla) == {ROOT / "new"}
+    by_old_name = change("r", RENAME, exclude=("old/",))  # excluded by its path before
+    assert mount_dirs([by_old_name], vanilla) == set()
+    by_new_name = change("r", RENAME, exclude=("new/",))
+    assert mount_dirs([by_new_name], vanilla) == set()
     vanilla[ROOT / "new/f.py"] = b"ctx\nv1\n"
     assert mount_dirs([change("r", RENAME)], vanilla) == set()
 

@@ -7,7 +7,11 @@ import json
 from collections.abc import Callable
 from pathlib import Path
 
+import pytest
+
 from patchkeeper.demo.history import Edit
+from patchkeeper.errors import UnsafeInputError
+from patchkeeper.patching.hunks import HunkStatus
 from patchkeeper.patching.port import FileAction, port
 from patchkeeper.patching.resolutions import INDEX, Resolution, load, record, write_conflicts
 from tests.patching.conftest import ROOT, PrHistory, image, local
@@ -117,3 +121,46 @@ def test_a_local_diffs_conflict_has_no_three_way_text_to_write(
     assert write_conflicts(result.conflicts, directory) == {}
     assert json.loads((directory / INDEX).read_text()) == {"format": 1, "files": []}
     assert sorted(p.name for p in directory.iterdir()) == [INDEX]
+
+
+def conflict_b(make_upstream: MakeUpstream) -> tuple[PrHistory, bytes]:
+    base = f"b = 1\n{PAD}end = 0\n".encode()
+    up = make_upstream({"b.py": base})
+    up.history.squash_pr(1, "End", [Edit("b.py", "end = 0\n", "end = 10\n")])
+    return up, base.replace(b"end = 0", b"end = 2")
+
+
+def test_a_reused_resolution_is_noted_and_its_hunks_placed(
+    make_upstream: MakeUpstream,
+) -> None:
+    up, ours = conflict_b(make_upstream)
+    parsed = up.change(1)
+    resolved = ours.replace(b"end = 2", b"end = 12")
+    recorded = [Resolution(ROOT / "b.py", ours, parsed.change.diff_sha256, resolved)]
+    [as_recorded] = port([parsed.with_resolutions(recorded)], image({"b.py": ours})).outcomes
+    [file] = as_recorded.files
+    [hunk] = file.hunks
+    assert (file.action, file.note) == (FileAction.PATCHED, "resolved by a recorded resolution")
+    assert (hunk.status, hunk.line, hunk.reason) == (
+        HunkStatus.DRIFTED,
+        10,
+        "placed by a recorded resolution",
+    )
+    moved = ours.replace(b"b = 1", b"b = 100")
+    result = port([parsed.with_resolutions(recorded)], image({"b.py": moved}))
+    [file] = result.outcomes[0].files
+    assert file.note == "resolved by a recorded resolution, merged onto a changed image file"
+    assert result.changed_files() == {ROOT / "b.py": resolved.replace(b"b = 1", b"b = 100")}
+
+
+def test_a_resolution_that_is_not_utf8_is_refused_naming_the_file(
+    make_upstream: MakeUpstream,
+) -> None:
+    up, ours = conflict_b(make_upstream)
+    parsed = up.change(1)
+    cases = [(b"\xff\n", b"fine\n"), (b"other\n", b"\xff\n"), (ours, b"\xff\n")]
+    for recorded_ours, resolved in cases:
+        bad = Resolution(ROOT / "b.py", recorded_ours, parsed.change.diff_sha256, resolved)
+        with pytest.raises(UnsafeInputError) as err:
+            port([parsed.with_resolutions([bad])], image({"b.py": ours}))
+        assert str(err.value) == "resolution of /src/b.py: the file is not UTF-8 text"
