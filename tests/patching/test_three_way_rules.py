@@ -4,7 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+import pytest
+
 from patchkeeper.demo.history import Edit
+from patchkeeper.errors import UnsafeInputError
 from patchkeeper.patching.hunks import HunkResult, HunkStatus
 from patchkeeper.patching.resolutions import has_markers
 from tests.patching.conftest import PrHistory
@@ -78,3 +81,13 @@ def test_a_conflict_at_the_end_of_the_file_says_so(make_upstream: MakeUpstream) 
         "the image changed lines 5-4 (end of file) where the PR changes base lines 7-6 "
         "(end of file)"
     )
+
+
+def test_a_file_git_will_not_merge_is_refused_naming_it(make_upstream: MakeUpstream) -> None:
+    """A NUL byte is valid UTF-8, but git merge-file takes the file for binary and fails."""
+    up = make_upstream({"mod.py": LINES.encode()})
+    up.history.squash_pr(1, "One hunk", [SHRINK])
+    ours = LINES.replace("line 1\n", "line \x00\n").encode()
+    with pytest.raises(UnsafeInputError) as err:
+        up.port([1], {"mod.py": ours})
+    assert str(err.value).startswith("image /src/mod.py: git could not merge the file")
