@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 
@@ -10,7 +11,7 @@ from patchkeeper.demo.history import Edit
 from patchkeeper.errors import UnsafeInputError
 from patchkeeper.patching.hunks import HunkResult, HunkStatus
 from patchkeeper.patching.resolutions import has_markers
-from tests.patching.conftest import PrHistory
+from tests.patching.conftest import PrHistory, merge_file
 
 MakeUpstream = Callable[[dict[str, bytes]], PrHistory]
 LINES = "".join(f"line {i}\n" for i in range(30))
@@ -91,3 +92,24 @@ def test_a_file_git_will_not_merge_is_refused_naming_it(make_upstream: MakeUpstr
     with pytest.raises(UnsafeInputError) as err:
         up.port([1], {"mod.py": ours})
     assert str(err.value).startswith("image /src/mod.py: git could not merge the file")
+
+
+def test_the_same_change_within_a_larger_image_edit_is_a_conflict(
+    make_upstream: MakeUpstream, tmp_path: Path
+) -> None:
+    """The image made the PR's change and edited the next line too: git merge-file refuses
+    it, and the reason names the image's whole region against the PR's line."""
+    up = make_upstream({"mod.py": LINES.encode()})
+    up.history.squash_pr(1, "One line", [Edit("mod.py", "line 10\n", "line ten\n")])
+    ours = LINES.replace("line 10\nline 11\n", "line ten\nline eleven\n").encode()
+    result = up.port([1], {"mod.py": ours})
+    [outcome] = result.outcomes
+    [hunk] = up.change(1).files[0].hunks
+    reason = (
+        "the image changed lines 11-12 ('line ten') where the PR changes base lines 11-11 "
+        "('line 10')"
+    )
+    assert outcome.files[0].hunks == (HunkResult(hunk, HunkStatus.CONFLICT, 11, reason),)
+    base, theirs = up.file_at("HEAD~1", "mod.py"), up.file_at("HEAD", "mod.py")
+    assert merge_file(ours, base, theirs, tmp_path)[1] == 1
+    assert result.changed_files() == {}
