@@ -172,3 +172,24 @@ def test_a_newline_in_a_quoted_path_is_refused() -> None:
     assert str(safe_repo_path("a/b/c.py", "d")) == "b/c.py"
     assert str(safe_repo_path("b/a/c.py", "d")) == "a/c.py"
     assert str(safe_repo_path("ab/c.py", "d")) == "ab/c.py"
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "core"),
+    [
+        ("abc", "aBc", (1, 1)),
+        ("cab", "dab", (0, 2)),
+        ("xa", "ya", (0, 1)),
+        ("axyb", "ab", (1, 1)),
+        ("abb", "ab", (2, 0)),  # the shared lines are counted once, from the front
+        ("ab", "abc", (2, 0)),
+        ("pqrs", "pQRs", (1, 1)),
+        ("", "a", (0, 0)),
+    ],
+)
+def test_a_hunks_core_is_what_its_sides_do_not_share(
+    old: str, new: str, core: tuple[int, int]
+) -> None:
+    """(leading, trailing) context lines: the three-way classification looks past them."""
+    hunk = Hunk("@@ -1 +1 @@", 1, tuple(f"{c}\n" for c in old), tuple(f"{c}\n" for c in new))
+    assert hunk.core() == core
