@@ -252,15 +252,14 @@ def _reuse(parsed: ParsedChange, path: PurePosixPath, ours: str) -> tuple[str, s
     """A recorded resolution for this file and diff: as it is when the file is the one it was
     recorded against, else merged three-way onto the changed file when that merges cleanly."""
     candidates = matching(parsed.resolutions, path, parsed.change.diff_sha256)
+    where = f"resolution of {path}"
     for resolution in candidates:
         if resolution.ours == ours.encode():
-            return resolution.resolved.decode("utf-8"), "resolved by a recorded resolution"
+            return _text(resolution.resolved, where), "resolved by a recorded resolution"
     for resolution in candidates:
         labels = (f"image {path}", "the file the resolution was recorded against", "resolution")
-        recorded = _text(resolution.ours, f"resolution of {path}")
-        merged = merge(
-            ours, recorded, _text(resolution.resolved, f"resolution of {path}"), (), labels
-        )
+        recorded = _text(resolution.ours, where)
+        merged = merge(ours, recorded, _text(resolution.resolved, where), (), labels)
         if merged.content is not None:
             return (
                 merged.content,
