@@ -8,6 +8,8 @@ from typing import Any
 from patchkeeper.overlay.lock import Lock
 
 PINNED = "example/sglang@sha256:" + "1" * 64
+FILES = {"/src/b.py": b"b\n", "/src/a.py": b"a\n"}  # two overlaid files, listed unsorted
+TEMPLATE = "{{ messages }}"
 
 
 def sha(data: bytes) -> str:

@@ -19,10 +19,7 @@ from patchkeeper.overlay.compose import (
     project_name,
     service_command,
 )
-from tests.overlay.locks import PINNED, make_lock, sha
-
-FILES = {"/src/b.py": b"b\n", "/src/a.py": b"a\n"}
-TEMPLATE = "{{ messages }}"
+from tests.overlay.locks import FILES, PINNED, TEMPLATE, make_lock, sha
 
 
 def service(**fields: object) -> Service:

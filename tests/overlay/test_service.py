@@ -21,10 +21,8 @@ from patchkeeper.overlay.service import (
     user_command,
 )
 from patchkeeper.overlay.write import STORE, OverlayContent, write_overlay
-from tests.overlay.locks import PINNED, make_lock
+from tests.overlay.locks import FILES, PINNED, TEMPLATE, make_lock
 
-FILES = {"/src/b.py": b"b\n", "/src/a.py": b"a\n"}
-TEMPLATE = "{{ messages }}"
 TEMPLATE_PATH = "/patchkeeper/chat_template.jinja"
 BASE = "name: nightly-demo\nservices: {sglang: {image: example/sglang:nightly}}\n"
 USER = """\
