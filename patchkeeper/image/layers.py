@@ -544,7 +544,7 @@ class LayerReader:
         wanted: _Wanted,
         limit: dict[str, Any],
         cancel: threading.Event,
-        in_full: bool = False,
+        in_full: bool,
     ) -> Record:
         """Stream `blob` until its entries pass everything wanted, or to its verified end.
 
