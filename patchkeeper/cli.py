@@ -378,9 +378,7 @@ def smoke(
 
 @app.command()
 def verify(
-    overlay: Annotated[
-        Path, typer.Option("--overlay", metavar="DIR", help="an overlay directory")
-    ],
+    overlay: Annotated[Path, typer.Option("--overlay", metavar="DIR", help="an overlay directory")],
     tier: Annotated[
         Tier, typer.Option("--tier", help="adapter (no GPU, no model) or boot (the real server)")
     ] = Tier.ADAPTER,

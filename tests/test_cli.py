@@ -93,11 +93,15 @@ def test_usage_errors_are_json_under_json() -> None:
     done = invoke("sync", "--json", "--no-such-option")
     doc = json.loads(done.stdout)
     assert done.exit_code == 2
-    assert doc == {
-        "schema": "patchkeeper.error/1",
-        "error": doc["error"],
-        "exit_code": 2,
-    } and "--no-such-option" in doc["error"]
+    assert (
+        doc
+        == {
+            "schema": "patchkeeper.error/1",
+            "error": doc["error"],
+            "exit_code": 2,
+        }
+        and "--no-such-option" in doc["error"]
+    )
 
 
 def test_expected_errors_keep_their_code_and_message(tmp_path: Path) -> None:

@@ -202,7 +202,16 @@ def _tmpfs(where: Path, options: str) -> Iterator[Path]:
 
 
 def _sync(recipe: Path, out: Path) -> tuple[int, dict[str, Any]]:
-    args = ["sync", "--recipe", str(recipe), "--out", str(out), "--json", "--image-source", "engine"]
+    args = [
+        "sync",
+        "--recipe",
+        str(recipe),
+        "--out",
+        str(out),
+        "--json",
+        "--image-source",
+        "engine",
+    ]
     done = runner.invoke(app, args)
     return done.exit_code, json.loads(done.stdout)
 

@@ -169,7 +169,9 @@ def test_the_action_declares_what_nightly_writes_and_takes_its_inputs() -> None:
     assert all("steps.nightly.outputs." in o["value"] for o in action["outputs"].values())
     assert {"runtime", "sglang-version", "image-source", "version"} <= set(action["inputs"])
     read = _nightly_envvars()
-    assert {"PATCHKEEPER_RUNTIME", "PATCHKEEPER_SGLANG_VERSION", "PATCHKEEPER_IMAGE_SOURCE"} <= set(read)
+    assert {"PATCHKEEPER_RUNTIME", "PATCHKEEPER_SGLANG_VERSION", "PATCHKEEPER_IMAGE_SOURCE"} <= set(
+        read
+    )
     assert read["GITHUB_OUTPUT"] == "outputs"
     cached = next(s for s in _steps(action) if s.get("uses", "").startswith("actions/cache@"))
     assert "patchkeeper-cache/mirrors" in cached["with"]["path"]

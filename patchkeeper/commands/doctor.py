@@ -150,9 +150,7 @@ def check_registry(recipe: Recipe) -> Check:
     registry, name = split_repository(recipe.image)
     client = RegistryClient(registry, attempts=2)
     try:
-        response = client.request(
-            "GET", f"/v2/{name}/tags/list?n=1", f"repository:{name}:pull"
-        )
+        response = client.request("GET", f"/v2/{name}/tags/list?n=1", f"repository:{name}:pull")
         response.close()
     except PatchkeeperError as err:
         return Check(

@@ -55,7 +55,10 @@ def test_doctor_on_a_ready_machine_and_recipe(
     recipe = _recipe(tmp_path, demo, f"{REGISTRY}/{repository}", free, model)
     _, checks = doctor("--recipe", str(recipe))
     assert checks["docker daemon"]["status"] == "ok"
-    assert checks["registry"]["status"] == "ok" and "reachable, anonymous" in checks["registry"]["detail"]
+    assert (
+        checks["registry"]["status"] == "ok"
+        and "reachable, anonymous" in checks["registry"]["detail"]
+    )
     assert checks["upstream p"]["status"] == "ok"
     assert checks["model host_path"]["status"] == "ok"
     assert checks["service port"]["status"] == "ok"

@@ -163,8 +163,17 @@ def test_a_failing_recipe_does_not_stop_the_others_and_outputs_are_written(
     done = runner.invoke(
         app,
         [
-            "nightly", "--recipe", "broken.yaml", "--recipe", "demo.yaml",
-            "--verify", "none", "--outputs", str(outputs), "--image-source", "engine",
+            "nightly",
+            "--recipe",
+            "broken.yaml",
+            "--recipe",
+            "demo.yaml",
+            "--verify",
+            "none",
+            "--outputs",
+            str(outputs),
+            "--image-source",
+            "engine",
         ],
     )
     assert done.exit_code == 2, done.output  # the worst of the night: bad input

@@ -45,7 +45,12 @@ def test_demo_sync_ports_only_what_the_nightly_lacks(demo: Demo, tmp_path: Path)
     assert patches[24294]["state"] == "upstream" and patches[24294]["via"] == "ancestry"
     assert patches[24294]["files"] == []
     fix = patches[26773]
-    assert fix["state"] == "applied" and fix["hunks"] == {"applied": 2, "drift": 0, "present": 0, "conflict": 0}
+    assert fix["state"] == "applied" and fix["hunks"] == {
+        "applied": 2,
+        "drift": 0,
+        "present": 0,
+        "conflict": 0,
+    }
     assert {f["path"] for f in fix["files"]} == {
         str(SOURCE_ROOT / PROTOCOL),
         str(SOURCE_ROOT / SERVING),

@@ -34,7 +34,9 @@ def test_validate_accepts_the_shipped_recipes() -> None:
 
 def test_a_misspelt_witness_fails_validate_and_sync(demo: Demo, tmp_path: Path) -> None:
     recipe, patchset = _copy_demo(demo, tmp_path)
-    patchset.write_text(patchset.read_text().replace("witness: tool_stream_blocks", "witness: tool_stream"))
+    patchset.write_text(
+        patchset.read_text().replace("witness: tool_stream_blocks", "witness: tool_stream")
+    )
     done = runner.invoke(app, ["validate", str(recipe), "--json"])
     [problem] = json.loads(done.stdout)["problems"]
     assert done.exit_code == 2 and problem["level"] == "error"

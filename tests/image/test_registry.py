@@ -126,7 +126,9 @@ def test_extraction_stops_early_and_a_warm_cache_fetches_nothing(
         assert cached.read(cached.resolve(ref), wanted, [P(ROOT) / ".git"]) == found
     logged = [r.getMessage() for r in caplog.records]
     assert f"file cache: 3 of 3 file(s) and 1 of 1 git dir(s) of {ref} were cached" in logged
-    assert any(re.fullmatch(rf"GET {REGISTRY}/v2/{repository}/manifests/\S+ -> 200", m) for m in logged)
+    assert any(
+        re.fullmatch(rf"GET {REGISTRY}/v2/{repository}/manifests/\S+ -> 200", m) for m in logged
+    )
 
 
 def test_hostile_layers_are_refused_or_contained() -> None:

@@ -141,7 +141,9 @@ def test_hardlinks_recreated_checkouts_and_relative_gitdirs_read_alike(
     assert all(row[1:] == (image_def.config_digest, NEW_SHA, contents) for row in rows), rows
 
 
-def test_every_source_tells_the_same_kind_of_path_and_where_links_lead(docker_client: Any, tmp_path: Path) -> None:
+def test_every_source_tells_the_same_kind_of_path_and_where_links_lead(
+    docker_client: Any, tmp_path: Path
+) -> None:
     """`kinds` (asked when a patch adds a file): the engine answers from its archive stat
     header, the others from layer records; all four must agree, shape by shape."""
     lower = layer(
