@@ -22,16 +22,18 @@ from __future__ import annotations
 
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from patchkeeper import __version__
 from patchkeeper.boundary import GuardedGroup
-from patchkeeper.commands._common import SourceKind, SourceOptions
-from patchkeeper.ui import configure_logging, err_console
-from patchkeeper.verify.smoke import ALL as SMOKE_CHECKS
-from patchkeeper.verify.tiers import Runtime
+from patchkeeper.image.model import SourceKind
+from patchkeeper.verify.catalog import CHECK_NAMES as SMOKE_CHECKS
+from patchkeeper.verify.catalog import Runtime
+
+if TYPE_CHECKING:
+    from patchkeeper.commands._common import SourceOptions
 
 
 def conventional_metavars(command: Any) -> None:
@@ -97,6 +99,8 @@ def _main(
     ] = False,
 ) -> None:
     """Keep local patches on top of nightly LLM-server container images."""
+    from patchkeeper.ui import configure_logging, err_console
+
     configure_logging(-1 if quiet else verbose)
     err_console.quiet = quiet  # progress and notes; errors are printed regardless
 
@@ -145,6 +149,8 @@ SglangVersionOpt = Annotated[
 
 
 def _source(kind: SourceKind | str, layout: Path | None, platform: str) -> SourceOptions:
+    from patchkeeper.commands._common import SourceOptions
+
     return SourceOptions(SourceKind(kind), layout, platform)
 
 

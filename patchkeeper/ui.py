@@ -16,9 +16,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from git.remote import RemoteProgress
 from rich.console import Console, ConsoleDimensions
-from rich.progress import BarColumn, Progress, SpinnerColumn, TaskID, TextColumn
+from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn
 
 from patchkeeper.errors import redact
 
@@ -85,26 +84,6 @@ def rule(console: Console, title: str) -> None:
         console.rule(title)
     else:
         console.print(f"--- {title} ---", markup=False, highlight=False)
-
-
-class GitFetchProgress(RemoteProgress):
-    """Feeds git's fetch progress into a Rich progress bar."""
-
-    def __init__(self, progress: Progress, label: str) -> None:
-        super().__init__()
-        self._progress = progress
-        self._task: TaskID = progress.add_task(redact(label), total=None)
-
-    def update(
-        self,
-        op_code: int,
-        cur_count: str | float,
-        max_count: str | float | None = None,
-        message: str = "",
-    ) -> None:
-        self._progress.update(
-            self._task, completed=float(cur_count), total=float(max_count) if max_count else None
-        )
 
 
 @contextmanager

@@ -247,3 +247,32 @@ def test_a_14_tag_timeline_keeps_its_patch_and_state_columns_on_a_terminal() -> 
     console.print(_table(Timeline(tags, (None,) * 14, (row,))))
     text = buffer.getvalue()
     assert "#24294" in text and "merged" in text and "…" not in text
+
+
+def test_the_cli_names_exactly_the_checks_smoke_runs() -> None:
+    from patchkeeper.verify.catalog import CHECK_NAMES
+
+    assert list(CHECK_NAMES) == ALL
+
+
+HEAVY = ("docker", "git", "github", "httpx", "patchkeeper.commands", "patchkeeper.verify.smoke")
+
+
+@pytest.mark.parametrize(
+    "argv", [["--version"], ["--help"], ["sync", "--help"]], ids=["version", "help", "sync-help"]
+)
+def test_starting_the_cli_imports_nothing_heavy(argv: list[str]) -> None:
+    """--version, --help and completion start a fresh process each time: no engine,
+    git, GitHub or HTTP client is imported before a command body runs."""
+    import subprocess
+    import sys
+
+    probe = (
+        "import sys\nfrom patchkeeper.cli import app\n"
+        f"try:\n    app({argv!r})\nexcept SystemExit:\n    pass\n"
+        "print(' '.join(sorted(m for m in sys.modules)))"
+    )
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    loaded = set(done.stdout.split())
+    assert "patchkeeper.cli" in loaded
+    assert sorted(m for m in loaded if m.split(".")[0] in HEAVY or m.startswith(HEAVY[4:])) == []

@@ -7,7 +7,6 @@ import logging
 import os
 import tempfile
 from dataclasses import dataclass
-from enum import StrEnum
 from pathlib import Path
 
 from patchkeeper.config.load import load_patchsets, load_recipe
@@ -22,15 +21,16 @@ from patchkeeper.errors import (
 from patchkeeper.image.cache import CachedSource
 from patchkeeper.image.engine import EngineSource
 from patchkeeper.image.layout import LayoutSource
-from patchkeeper.image.model import ImageRef, ImageSource
+from patchkeeper.image.model import ImageRef, ImageSource, SourceKind
 from patchkeeper.image.registry import RegistrySource, split_repository
 from patchkeeper.image.tags import newer_than
 from patchkeeper.pipeline import Plan, choose_image, plan
-from patchkeeper.ui import GitFetchProgress, progress_bars
+from patchkeeper.ui import progress_bars
 from patchkeeper.upstream.git_resolver import GitResolver
 from patchkeeper.upstream.github import with_github
 from patchkeeper.upstream.mirror import GitMirror
 from patchkeeper.upstream.model import UpstreamResolver
+from patchkeeper.upstream.progress import GitFetchProgress
 
 log = logging.getLogger(__name__)
 
@@ -54,13 +54,6 @@ def writable_dir(path: Path, what: str) -> None:
         if err.errno == errno.ENOSPC:
             reason = "no space left on the device"
         raise OutputError(f"{what} {path}: not writable: {reason}") from None
-
-
-class SourceKind(StrEnum):
-    AUTO = "auto"
-    ENGINE = "engine"
-    REGISTRY = "registry"
-    LAYOUT = "layout"
 
 
 @dataclass(frozen=True)

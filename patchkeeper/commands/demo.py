@@ -8,9 +8,10 @@ import sys
 from pathlib import Path
 
 from patchkeeper.commands import sync
-from patchkeeper.commands._common import SourceKind, SourceOptions
+from patchkeeper.commands._common import SourceOptions
 from patchkeeper.demo.setup import lay_out
 from patchkeeper.image.engine import EngineSource
+from patchkeeper.image.model import SourceKind
 from patchkeeper.ui import err_console
 
 

@@ -21,7 +21,7 @@ from patchkeeper.errors import EXIT_BAD_INPUT, EXIT_OK, PatchkeeperError
 from patchkeeper.patching.diff import parse_diff
 from patchkeeper.ui import out_console, print_document
 from patchkeeper.upstream.mirror import PULL_REF, GitMirror
-from patchkeeper.verify.smoke import ALL as SMOKE_CHECKS
+from patchkeeper.verify.catalog import CHECK_NAMES as SMOKE_CHECKS
 
 
 @dataclass(frozen=True)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from enum import StrEnum
 from pathlib import PurePosixPath
 from typing import Any, Literal, Protocol
 
@@ -127,3 +128,12 @@ class ImageSource(Protocol):
     def accounting(self) -> dict[str, Any]:
         """What reading cost: source name, bytes fetched (per layer where there are layers)."""
         ...
+
+
+class SourceKind(StrEnum):
+    """Where images are read from (`--image-source`): `auto` prefers the local engine."""
+
+    AUTO = "auto"
+    ENGINE = "engine"
+    REGISTRY = "registry"
+    LAYOUT = "layout"

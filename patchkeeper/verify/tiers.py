@@ -15,7 +15,6 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
-from enum import StrEnum
 from pathlib import Path, PurePosixPath
 from typing import Any, TypeVar
 
@@ -38,6 +37,7 @@ from patchkeeper.overlay.write import BASE_COMPOSE
 from patchkeeper.paths import env_dir
 from patchkeeper.ui import err_console
 from patchkeeper.verify import image_runtime
+from patchkeeper.verify.catalog import Runtime as Runtime  # re-exported for commands
 from patchkeeper.verify.cpu.env import SGLANG_VERSION as BOOT_SGLANG
 from patchkeeper.verify.cpu.env import build_tiny_model, ensure_boot_env
 from patchkeeper.verify.image_runtime import Running, adapter_container, compose_service
@@ -83,12 +83,6 @@ def with_witnesses(names: list[str], lock: Lock) -> list[str]:
     """`names`, plus the checks outside them that the lock's patches name as witnesses."""
     wanted = {p.witness for p in lock.patches}
     return [*names, *(c for c in ON_WITNESS if c in wanted and c not in names)]
-
-
-class Runtime(StrEnum):
-    AUTO = "auto"
-    IMAGE = "image"
-    HOST = "host"
 
 
 @dataclass(frozen=True)

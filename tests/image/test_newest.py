@@ -10,8 +10,9 @@ from typing import Any
 
 import docker.errors
 
-from patchkeeper.commands._common import SourceKind, SourceOptions, newer_nightly, pick_source
+from patchkeeper.commands._common import SourceOptions, newer_nightly, pick_source
 from patchkeeper.config.load import load_recipe
+from patchkeeper.image.model import SourceKind
 from tests.oci import Image, engine_pull, layer, push, tree
 
 REGISTRY = os.environ.get("PATCHKEEPER_TEST_REGISTRY", "127.0.0.1:5000")
