@@ -146,6 +146,15 @@ SglangVersionOpt = Annotated[
         help="host adapter tier: run this release instead of the image's own tree",
     ),
 ]
+JunitOpt = Annotated[
+    Path | None, typer.Option("--junit", metavar="FILE", help="write JUnit XML here")
+]
+ClaudeCliOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--claude-cli", metavar="PATH", help="run the claude_code check with this Claude Code CLI"
+    ),
+]
 
 
 def _source(kind: SourceKind | str, layout: Path | None, platform: str) -> SourceOptions:
@@ -339,9 +348,7 @@ def smoke(
         str, typer.Option("--base-url", metavar="URL", help="e.g. http://127.0.0.1:8072")
     ],
     as_json: JsonOpt = False,
-    junit: Annotated[
-        Path | None, typer.Option("--junit", metavar="FILE", help="write JUnit XML here")
-    ] = None,
+    junit: JunitOpt = None,
     check: Annotated[
         list[str] | None,
         typer.Option(
@@ -363,10 +370,7 @@ def smoke(
         float,
         typer.Option("--min-accept-length", metavar="X", help="speculative: least accept length"),
     ] = 1.0,
-    claude_cli: Annotated[
-        str | None,
-        typer.Option("--claude-cli", metavar="PATH", help="path of the Claude Code CLI to run"),
-    ] = None,
+    claude_cli: ClaudeCliOpt = None,
 ) -> int:
     """Run the protocol smoke suite against an Anthropic-compatible endpoint."""
     from patchkeeper.commands import smoke as command
@@ -396,10 +400,7 @@ def verify(
             "--chat-template", metavar="FILE", help="default: the overlay's, else Qwen-like"
         ),
     ] = None,
-    claude_cli: Annotated[
-        str | None,
-        typer.Option("--claude-cli", metavar="PATH", help="run the Claude Code CLI check with it"),
-    ] = None,
+    claude_cli: ClaudeCliOpt = None,
     deadline: Annotated[
         float,
         typer.Option(
@@ -407,9 +408,7 @@ def verify(
         ),
     ] = 1800.0,
     as_json: JsonOpt = False,
-    junit: Annotated[
-        Path | None, typer.Option("--junit", metavar="FILE", help="write JUnit XML here")
-    ] = None,
+    junit: JunitOpt = None,
     allow_unproven: Annotated[
         bool, typer.Option("--allow-unproven", help="exit 0 even if a witness proves nothing")
     ] = False,
