@@ -284,12 +284,13 @@ def prune(
         ),
     ] = None,
     image_source: SourceOpt = SourceKind.AUTO,
+    as_json: JsonOpt = False,
 ) -> int:
     """Retire patches every tracked nightly contains, or whose witness passes on vanilla."""
     from patchkeeper.commands import prune as command
 
     options = _source(image_source, None, "linux/amd64")
-    return command.run(recipe, tags, tags_from, options, write, witness_report)
+    return command.run(recipe, tags, tags_from, options, write, witness_report, as_json)
 
 
 @app.command()
@@ -643,11 +644,13 @@ def gc(
         int, typer.Option("--keep", metavar="N", help="keep each recipe's last N syncs")
     ] = 3,
     delete: Annotated[bool, typer.Option("--delete", help="remove (default: dry run)")] = False,
+    as_json: JsonOpt = False,
 ) -> int:
-    """Remove store directories no link, recent sync or container refers to."""
+    """Remove store directories (and their tag links) that no `current` or `previous`
+    link, recent sync or container needs."""
     from patchkeeper.commands import gc as command
 
-    return command.run(out, keep, delete)
+    return command.run(out, keep, delete, as_json)
 
 
 @app.command()
