@@ -9,7 +9,7 @@ import json
 import os
 import subprocess
 import time
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import Any
 
 import docker.errors
@@ -19,31 +19,18 @@ from typer.testing import CliRunner
 from patchkeeper.cli import app
 from patchkeeper.demo.setup import Demo
 from patchkeeper.overlay import compose_cli
-from patchkeeper.overlay.write import STORE, OverlayContent, point, write_overlay
+from patchkeeper.overlay.write import STORE, point, write_overlay
 from tests.names import unique
-from tests.overlay.locks import FILES, make_lock
+from tests.overlay.locks import FILES, make_lock, overlay_content
 
 runner = CliRunner()
 PROJECT_LABEL = "com.docker.compose.project"
 
 
-def content(image: str = "example/sglang:nightly") -> OverlayContent:
-    """One overlaid file, and compose files a user could run by hand (`docker compose
-    -f latest/compose.yaml -f latest/compose.override.yaml up`)."""
-    path = PurePosixPath(next(iter(FILES)))
-    base = f"services:\n  sglang:\n    image: {image}\n    command: [/bin/sleep, '3600']\n"
-
-    def override(root: str) -> str:
-        source = f"{root}rootfs{path}"
-        return f"services:\n  sglang:\n    volumes: ['{source}:{path}:ro']\n"
-
-    return OverlayContent({path: (FILES[str(path)], 0o644)}, {}, None, base, override)
-
-
 def sync(out: Path, tag: str, recipe: str = "demo", image: str = "example/sglang:nightly") -> Path:
     """What `sync` leaves: a store directory, a tag link and `latest` pointing at it."""
     lock = make_lock("", FILES, recipe=recipe, image=_image(tag))
-    directory, _, _ = write_overlay(out, recipe, tag, lock, content(image))
+    directory, _, _ = write_overlay(out, recipe, tag, lock, overlay_content(image, pin=False))
     time.sleep(0.05)  # file times tick coarsely: one sync per tick, as nights are
     return directory
 
