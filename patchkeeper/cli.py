@@ -500,6 +500,12 @@ def nightly(
             help="exit 0 even if a witness proves nothing",
         ),
     ] = False,
+    dry_run: Annotated[
+        bool,
+        typer.Option(
+            "--dry-run", help="check and plan, say what would be done; write and publish nothing"
+        ),
+    ] = False,
 ) -> int:
     """Sync and prove every recipe, then commit, open or update a PR, and report."""
     from patchkeeper.commands import nightly as command
@@ -510,7 +516,8 @@ def nightly(
         proving = command.Proving(runtime, Settings(sglang_version), allow_unproven)
     publish = command.Publish(branch, base, "origin", repository, push)
     options = _source(image_source, None, "linux/amd64")
-    return command.run([Path(r) for r in recipe], out, options, proving, publish, outputs)
+    recipes = [Path(r) for r in recipe]
+    return command.run(recipes, out, options, proving, publish, outputs, dry_run)
 
 
 OverlayOpt = Annotated[
