@@ -13,6 +13,8 @@ from typing import Any
 
 import docker.errors
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from typer.testing import CliRunner
 
 from patchkeeper.cli import app
@@ -289,3 +291,20 @@ def test_a_guard_killed_mid_read_leaks_its_scratch_container_only_until_the_next
     assert drifted(source, image, lock) == []  # the next guard, the same image
     with pytest.raises(docker.errors.NotFound):
         docker_client.containers.get(leaked)
+
+
+@settings(max_examples=100, deadline=None)
+@given(data=st.data())
+def test_any_byte_changed_in_any_file_but_the_lock_is_refused(data: st.DataObject) -> None:
+    """The lock's descriptions (titles, warnings) are outside the fingerprint by design;
+    every byte of what is mounted or run is inside it."""
+    with tempfile.TemporaryDirectory() as scratch:
+        overlay = synced(Path(scratch))
+        files = sorted(p for p in overlay.rglob("*") if p.is_file() and p.name != LOCK_NAME)
+        path = data.draw(st.sampled_from(files), label="file")
+        text = path.read_bytes()
+        at = data.draw(st.integers(0, len(text) - 1), label="at")
+        byte = data.draw(st.integers(0, 255).filter(lambda b: b != text[at]), label="byte")
+        path.chmod(0o644)
+        path.write_bytes(text[:at] + bytes([byte]) + text[at + 1 :])
+        assert edited(overlay, read_lock(overlay)), f"{path.name}[{at}] = {byte} went unseen"
