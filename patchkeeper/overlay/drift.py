@@ -112,25 +112,38 @@ def _short(digest: str) -> str:
     return f"sha256 {digest[:12]}…"
 
 
-def edited(overlay: Path, lock: Lock) -> list[str]:
-    """How the store directory `overlay` differs from what sync wrote and fingerprinted
-    (empty: it is the same); the fingerprint is recomputed from its files."""
+def _store_entries(overlay: Path, lock: Lock) -> tuple[dict[str, tuple[bytes, int]], list[str]]:
+    """The store directory's files as `fingerprint_of` takes them (modes as sync gave
+    them, from the lock: a checkout keeps only the executable bit), and what is not a
+    regular file or directory there."""
     modes = {f"{ROOTFS}/{f.path.lstrip('/')}": (f.mode & 0o555) | FILE_MODE for f in lock.files}
-    patched = {f"{ROOTFS}/{f.path.lstrip('/')}": f.patched_sha256 for f in lock.files}
     root = store_root(overlay.name).encode()
     entries: dict[str, tuple[bytes, int]] = {}
-    found: list[str] = []
+    odd: list[str] = []
     for top, dirs, files in os.walk(overlay):
         for name in sorted([*dirs, *files]):
             path = Path(top) / name
             rel = path.relative_to(overlay).as_posix()
             if path.is_symlink() or not (path.is_dir() or path.is_file()):
-                found.append(f"{rel}: not a regular file or directory")
+                odd.append(f"{rel}: not a regular file or directory")
             elif path.is_file() and rel != LOCK_NAME:
                 data = path.read_bytes()
                 if rel == OVERRIDE_COMPOSE:  # written with the store root, fingerprinted with ./
                     data = data.replace(root, b"./")
                 entries[rel] = (data, modes.get(rel, FILE_MODE))
+    return entries, odd
+
+
+def store_fingerprint(overlay: Path, lock: Lock) -> str:
+    """The fingerprint of `lock` with the files the store directory `overlay` holds now."""
+    return fingerprint_of(lock, _store_entries(overlay, lock)[0])
+
+
+def edited(overlay: Path, lock: Lock) -> list[str]:
+    """How the store directory `overlay` differs from what sync wrote and fingerprinted
+    (empty: it is the same); the fingerprint is recomputed from its files."""
+    entries, found = _store_entries(overlay, lock)
+    patched = {f"{ROOTFS}/{f.path.lstrip('/')}": f.patched_sha256 for f in lock.files}
     for rel in sorted(patched.keys() | {p for p in entries if p.startswith(f"{ROOTFS}/")}):
         if rel not in entries:
             found.append(f"{rel}: missing (the lock lists it)")
