@@ -58,13 +58,15 @@ def _mounted(client: Any, store: Path) -> dict[Path, list[str]]:
     """Containers mounting from the store, by directory; each bind source resolved, as
     Compose records the path it was given (through a symlinked `<out>`, say)."""
     names: dict[Path, list[str]] = {}
-    for container in client.containers.list(all=True):
-        for mount in container.attrs.get("Mounts") or []:
+    # One listing (a container removed meanwhile cannot fail a per-container inspect).
+    for container in client.api.containers(all=True):
+        name = str((container.get("Names") or [container.get("Id", "?")])[0]).lstrip("/")
+        for mount in container.get("Mounts") or []:
             source = Path(str(mount.get("Source") or "/")).resolve()
             if not source.is_relative_to(store) or source == store:
                 continue
             directory = store / source.relative_to(store).parts[0]
-            by = f"container {container.name} ({container.status})"
+            by = f"container {name} ({container.get('State')})"
             if by not in names.setdefault(directory, []):
                 names[directory].append(by)
     return names

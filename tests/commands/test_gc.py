@@ -8,15 +8,19 @@ import contextlib
 import json
 import os
 import subprocess
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
 import docker.errors
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from typer.testing import CliRunner
 
 from patchkeeper.cli import app
+from patchkeeper.commands.gc import verdicts
 from patchkeeper.demo.setup import Demo
 from patchkeeper.overlay import compose_cli
 from patchkeeper.overlay.write import STORE, point, write_overlay
@@ -161,3 +165,43 @@ def test_without_the_engine_nothing_is_removed(tmp_path: Path) -> None:
     done = runner.invoke(app, ["gc", "--out", str(out), "--keep", "0", "--delete"])
     assert done.exit_code == 3, done.output
     assert old.is_dir() and (out / "demo" / "a").is_symlink()
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    events=st.lists(
+        st.tuples(st.sampled_from(["demo", "other"]), st.sampled_from("abcde")), max_size=12
+    ),
+    keep=st.integers(0, 3),
+)
+def test_the_last_n_syncs_are_the_n_most_recently_synced_per_recipe(
+    docker_client: Any, events: list[tuple[str, str]], keep: int
+) -> None:
+    """Nights at times 1, 2, ...; a tag synced again is that night's sync again."""
+    with tempfile.TemporaryDirectory() as scratch:
+        out = Path(scratch) / "overlays"
+        last: dict[Path, tuple[str, int]] = {}
+        for night, (recipe, tag) in enumerate(events, start=1):
+            lock = make_lock("", FILES, recipe=recipe, image=_image(tag))
+            directory, created, _ = write_overlay(
+                out, recipe, tag, lock, overlay_content("example/sglang:nightly", pin=False)
+            )
+            at = 1_000_000 + night * 60
+            if created:
+                os.utime(directory, (at, at))
+            for link in (out / recipe / tag, out / recipe / "latest"):
+                os.utime(link, (at, at), follow_symlinks=False)
+            last[directory] = (recipe, night)
+        newest = {
+            d
+            for recipe in ("demo", "other")
+            for d in sorted(
+                (d for d, (r, _) in last.items() if r == recipe),
+                key=lambda d: last[d][1],
+                reverse=True,
+            )[:keep]
+        }
+        if not events:
+            return
+        found = verdicts(out, keep, docker_client)
+        assert {v.directory for v in found if v.kept_by} == newest
