@@ -100,13 +100,15 @@ class EngineSource:
     def _remove_orphans(self) -> None:
         """Never-started containers a reader on this host made and could not remove."""
         here = socket.gethostname()
-        for container in self.client.containers.list(
+        # One listing, no per-container inspect: others' scratch containers come and go.
+        for container in self.client.api.containers(
             all=True, filters={"label": SCRATCH_LABEL, "status": "created"}
         ):
-            host, _, pid = str(container.labels.get(SCRATCH_LABEL, "")).rpartition(":")
+            labels = container.get("Labels") or {}
+            host, _, pid = str(labels.get(SCRATCH_LABEL, "")).rpartition(":")
             if host == here and pid.isdigit() and not _alive(int(pid)):
-                with suppress(docker.errors.NotFound, docker.errors.APIError):
-                    container.remove(force=True)
+                with suppress(docker.errors.APIError):  # NotFound included: gone already
+                    self.client.api.remove_container(container["Id"], force=True)
 
     def read(
         self,
