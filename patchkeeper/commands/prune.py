@@ -16,7 +16,7 @@ from patchkeeper.config.edit import retire
 from patchkeeper.config.models import Patchset
 from patchkeeper.errors import EXIT_OK, ConfigError
 from patchkeeper.timeline import Timeline
-from patchkeeper.ui import out_console
+from patchkeeper.ui import out_console, print_document
 
 
 def _by_ancestry(timeline: Timeline, keys: set[str]) -> dict[str, str]:
@@ -65,11 +65,13 @@ def run(
     source: SourceOptions,
     write: bool,
     witness_report: Path | None = None,
+    as_json: bool = False,
 ) -> int:
     window = compute(recipe, count, tags_from, False, source)
     timeline = window.timeline
     found = len(timeline.tags)
     by_ancestry = found >= count
+    warnings = []
     if not by_ancestry:
         shortfall = (
             f"asked to retire on {count} nightlies, found {found} in {window.where}: "
@@ -77,8 +79,11 @@ def run(
         )
         if witness_report is None:
             raise ConfigError(f"{shortfall} (list more tags with --tags-from, or lower --tags)")
-        out_console.print(f"[yellow]warning[/] {shortfall}")
-    any_retired = False
+        warnings.append(shortfall)
+        if not as_json:
+            out_console.print(f"[yellow]warning[/] {shortfall}")
+    retired: list[dict[str, str]] = []
+    updated: list[str] = []
     for patchset in window.patchsets:
         keys = {p.key for p in patchset.patches}
         reasons = by_witness(witness_report, patchset) if witness_report else {}
@@ -88,12 +93,18 @@ def run(
         order = [p.key for p in patchset.patches]
         retirements = sorted(reasons.items(), key=lambda item: order.index(item[0]))
         for key, reason in retirements:
-            out_console.print(f"retire {key} ({patchset.name}): {reason}")
+            retired.append({"patchset": patchset.name, "patch": key, "reason": reason})
+            if not as_json:
+                out_console.print(f"retire {key} ({patchset.name}): {reason}")
         if retirements and write:
             retire(patchset.path, retirements)
-            out_console.print(f"updated {patchset.path}")
-        any_retired |= bool(retirements)
-    if not any_retired:
+            updated.append(str(patchset.path))
+            if not as_json:
+                out_console.print(f"updated {patchset.path}")
+    if as_json:
+        body = {"tags": found, "retire": retired, "written": updated, "warnings": warnings}
+        print_document("prune", body)
+    elif not retired:
         out_console.print("every patch is still needed by some tracked nightly")
     elif not write:
         out_console.print("dry run: pass --write to edit the patchsets")

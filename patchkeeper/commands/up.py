@@ -263,6 +263,7 @@ def run(
         if options.dry_run:
             _say(f"dry run: would recreate {target.service} from {target.overlay}")
             return EXIT_OK
+        drift.guard_service(compose, target)
         client = EngineSource().client
         drift.guard(client, _image(client, target.lock), target.lock)
         _refuse_foreign_owner(client, target)

@@ -3,15 +3,21 @@
 Files are copied out of a created-but-never-started container, one archive
 request per path (and one for a git dir's `refs/`), so only the requested bytes
 cross the socket. The engine verified the layers when it pulled them.
+
+Each such container is labelled with the host and process that made it; one whose
+process is gone (killed before it could remove it) is removed by the next reader on
+the same host, so a killed `sync` or `up` leaks nothing for long.
 """
 
 from __future__ import annotations
 
 import io
+import os
+import socket
 import stat
 import tarfile
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import PurePosixPath
 from typing import Any
 
@@ -23,6 +29,8 @@ from patchkeeper.errors import ImageError, UnreachableError, UnsafeInputError
 from patchkeeper.image.layers import GIT_FILES
 from patchkeeper.image.model import ImageFile, ImageRef, PathKind, ResolvedImage, printable
 from patchkeeper.image.paths import MAX_FILE_BYTES, MAX_SYMLINK_HOPS, follow_link
+
+SCRATCH_LABEL = "org.patchkeeper.scratch"  # `host:pid` of the reader that made it
 
 # Go's os.ModeDevice, ModeNamedPipe, ModeSocket, ModeCharDevice, ModeIrregular
 _GO_SPECIAL = (1 << 26) | (1 << 25) | (1 << 24) | (1 << 21) | (1 << 19)
@@ -77,13 +85,30 @@ class EngineSource:
 
     @contextmanager
     def _stopped_container(self, image: ResolvedImage) -> Iterator[Any]:
+        self._remove_orphans()
         container = self.client.containers.create(
-            image.image_id, command=["patchkeeper-never-runs"], network_disabled=True
+            image.image_id,
+            command=["patchkeeper-never-runs"],
+            network_disabled=True,
+            labels={SCRATCH_LABEL: f"{socket.gethostname()}:{os.getpid()}"},
         )
         try:
             yield container
         finally:
             container.remove(force=True)
+
+    def _remove_orphans(self) -> None:
+        """Never-started containers a reader on this host made and could not remove."""
+        here = socket.gethostname()
+        # One listing, no per-container inspect: others' scratch containers come and go.
+        for container in self.client.api.containers(
+            all=True, filters={"label": SCRATCH_LABEL, "status": "created"}
+        ):
+            labels = container.get("Labels") or {}
+            host, _, pid = str(labels.get(SCRATCH_LABEL, "")).rpartition(":")
+            if host == here and pid.isdigit() and not _alive(int(pid)):
+                with suppress(docker.errors.APIError):  # NotFound included: gone already
+                    self.client.api.remove_container(container["Id"], force=True)
 
     def read(
         self,
@@ -222,6 +247,17 @@ class EngineSource:
             content = _single_regular_file(b"".join(chunks), current)
             return ImageFile(path, content, stat.S_IMODE(mode) or 0o644, current)
         raise UnsafeInputError(f"image path {path}: more than {MAX_SYMLINK_HOPS} symlink hops")
+
+
+def _alive(pid: int) -> bool:
+    """Whether process `pid` runs on this host (another user's included)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass
+    return True
 
 
 def _kind(found: dict[str, Any] | None) -> PathKind:

@@ -70,23 +70,9 @@ class Compose:
         `directory` is what relative paths resolve against (default: the first file's).
         """
         base = directory or files[0].parent
-        if self.major >= 2:
+        with _readable(self.major, files) as given:
             args = [*self.argv, "-p", name, "--project-directory", str(base)]
-            yield [*args, *(a for f in files for a in ("-f", str(f)))]
-            return
-        with tempfile.TemporaryDirectory(prefix="patchkeeper-compose-v1-") as scratch:
-            copies = []
-            yaml = YAML(typ="rt")
-            yaml.preserve_quotes = True  # v1 reads YAML 1.1: a bare `no` would be false
-            for i, file in enumerate(files):
-                document = yaml.load(file.read_text(encoding="utf-8")) or {}
-                document.pop("name", None)
-                copy = Path(scratch) / f"{i}-{file.name}"
-                with copy.open("w", encoding="utf-8") as handle:
-                    yaml.dump(document, handle)
-                copies.append(copy)
-            args = [*self.argv, "-p", name, "--project-directory", str(base)]
-            yield [*args, *(a for f in copies for a in ("-f", str(f)))]
+            yield [*args, *(a for f in given for a in ("-f", str(f)))]
 
     def config(self, files: Sequence[Path], directory: Path | None = None) -> dict[str, Any]:
         """The model Compose itself makes of `files`, as `docker compose config` prints it.
@@ -99,11 +85,12 @@ class Compose:
         """
         base = directory or files[0].parent
         argv = [*self.argv, "--project-directory", str(base)]
-        argv += [a for f in files for a in ("-f", str(f))]
-        argv += ["config", "--format", "json"] if self.major >= 2 else ["config"]
         try:
-            done = subprocess.run(argv, capture_output=True, text=True, check=False, timeout=60)
-        except (OSError, subprocess.TimeoutExpired) as err:
+            with _readable(self.major, files) as given:
+                argv += [a for f in given for a in ("-f", str(f))]
+                argv += ["config", "--format", "json"] if self.major >= 2 else ["config"]
+                done = subprocess.run(argv, capture_output=True, text=True, check=False, timeout=60)
+        except (OSError, subprocess.TimeoutExpired, YAMLError) as err:
             raise ConfigError(f"{files[0]}: compose config did not run: {err}") from None
         if done.returncode != 0:
             words = (done.stderr or done.stdout).strip()[-1000:]
@@ -115,6 +102,27 @@ class Compose:
         if not isinstance(model, dict):
             raise ConfigError(f"{files[0]}: compose config printed no model")
         return model
+
+
+@contextmanager
+def _readable(major: int, files: Sequence[Path]) -> Iterator[Sequence[Path]]:
+    """`files` as this Compose can read them: for v1, copies without the top-level
+    `name:` it does not know (the project is named by `-p` instead)."""
+    if major >= 2:
+        yield files
+        return
+    with tempfile.TemporaryDirectory(prefix="patchkeeper-compose-v1-") as scratch:
+        copies = []
+        yaml = YAML(typ="rt")
+        yaml.preserve_quotes = True  # v1 reads YAML 1.1: a bare `no` would be false
+        for i, file in enumerate(files):
+            document = yaml.load(file.read_text(encoding="utf-8")) or {}
+            document.pop("name", None)
+            copy = Path(scratch) / f"{i}-{file.name}"
+            with copy.open("w", encoding="utf-8") as handle:
+                yaml.dump(document, handle)
+            copies.append(copy)
+        yield copies
 
 
 def _v2_binary() -> Path | None:

@@ -7,19 +7,30 @@ changed in the file. So before anything starts the service, every overlaid file'
 vanilla bytes are read from the image itself, through the engine (a created,
 never-started container of it), and compared with the lock's `vanilla_sha256`.
 The comparison takes any image source; only `guard` and `guard_local` need the engine.
+
+The overlay itself is checked too (`guard_service`): its store directory must still
+be what sync fingerprinted (a file edited, added or removed after sync, or a lock
+edited, is refused), and Compose, asked for its own model of the service, must run
+the lock's pinned image with every overlaid file mounted from that directory (Compose
+runs the override's `image:`, not the lock's).
 """
 
 from __future__ import annotations
 
 import hashlib
+import os
 from dataclasses import dataclass
-from pathlib import PurePosixPath
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 from patchkeeper.errors import DriftError, UnreachableError
 from patchkeeper.image.engine import EngineSource
 from patchkeeper.image.model import ImageRef, ImageSource, ResolvedImage
-from patchkeeper.overlay.lock import Lock
+from patchkeeper.overlay.compose import ROOTFS, overlay_mounts
+from patchkeeper.overlay.compose_cli import Compose
+from patchkeeper.overlay.lock import LOCK_NAME, Lock
+from patchkeeper.overlay.service import Composed
+from patchkeeper.overlay.write import FILE_MODE, OVERRIDE_COMPOSE, fingerprint_of, store_root
 from patchkeeper.verify.image_runtime import local_image, pull_image
 
 LINK = "a link to "  # how a path that is a symlink in the image shows (a lock never holds it)
@@ -95,3 +106,98 @@ def guard_local(lock: Lock, pull: bool) -> str | None:
     if image is not None:
         guard(client, image, lock)
     return image
+
+
+def _short(digest: str) -> str:
+    return f"sha256 {digest[:12]}…"
+
+
+def _store_entries(overlay: Path, lock: Lock) -> tuple[dict[str, tuple[bytes, int]], list[str]]:
+    """The store directory's files as `fingerprint_of` takes them (modes as sync gave
+    them, from the lock: a checkout keeps only the executable bit), and what is not a
+    regular file or directory there."""
+    modes = {f"{ROOTFS}/{f.path.lstrip('/')}": (f.mode & 0o555) | FILE_MODE for f in lock.files}
+    root = store_root(overlay.name).encode()
+    entries: dict[str, tuple[bytes, int]] = {}
+    odd: list[str] = []
+    for top, dirs, files in os.walk(overlay):
+        for name in sorted([*dirs, *files]):
+            path = Path(top) / name
+            rel = path.relative_to(overlay).as_posix()
+            if path.is_symlink() or not (path.is_dir() or path.is_file()):
+                odd.append(f"{rel}: not a regular file or directory")
+            elif path.is_file() and rel != LOCK_NAME:
+                data = path.read_bytes()
+                if rel == OVERRIDE_COMPOSE:  # written with the store root, fingerprinted with ./
+                    data = data.replace(root, b"./")
+                entries[rel] = (data, modes.get(rel, FILE_MODE))
+    return entries, odd
+
+
+def store_fingerprint(overlay: Path, lock: Lock) -> str:
+    """The fingerprint of `lock` with the files the store directory `overlay` holds now."""
+    return fingerprint_of(lock, _store_entries(overlay, lock)[0])
+
+
+def edited(overlay: Path, lock: Lock) -> list[str]:
+    """How the store directory `overlay` differs from what sync wrote and fingerprinted
+    (empty: it is the same); the fingerprint is recomputed from its files."""
+    entries, found = _store_entries(overlay, lock)
+    patched = {f"{ROOTFS}/{f.path.lstrip('/')}": f.patched_sha256 for f in lock.files}
+    for rel in sorted(patched.keys() | {p for p in entries if p.startswith(f"{ROOTFS}/")}):
+        if rel not in entries:
+            found.append(f"{rel}: missing (the lock lists it)")
+        elif rel not in patched:
+            found.append(f"{rel}: not in the lock's files")
+        elif (seen := hashlib.sha256(entries[rel][0]).hexdigest()) != patched[rel]:
+            found.append(f"{rel}: {_short(seen)}, the lock's is {_short(patched[rel])}")
+    if not found and fingerprint_of(lock, entries) != lock.fingerprint:
+        found.append(f"its compose files, chat template or {LOCK_NAME} (fingerprint differs)")
+    return found
+
+
+def miscomposed(model: dict[str, Any], service: str, lock: Lock, overlay: Path) -> list[str]:
+    """How Compose's model of `service` differs from the overlay: another image, or an
+    overlaid file not mounted from `overlay` (empty: it runs what the lock says)."""
+    spec = (model.get("services") or {}).get(service)
+    if not isinstance(spec, dict):
+        return [f"compose has no service {service!r}"]
+    found = []
+    if spec.get("image") != lock.image.pinned:
+        found.append(f"image: compose runs {spec.get('image')}, the lock's is {lock.image.pinned}")
+    sources: dict[str, str] = {}
+    for volume in spec.get("volumes") or []:
+        if isinstance(volume, dict):
+            sources[str(volume.get("target"))] = str(volume.get("source"))
+        elif isinstance(volume, str) and volume.count(":") >= 1:  # v1 prints short syntax
+            host, target = volume.split(":")[:2]
+            sources[target] = host
+    for mount in overlay_mounts(lock, overlay):
+        source = sources.get(mount.target)
+        if source is None or Path(source).resolve() != mount.source.resolve():
+            found.append(
+                f"{mount.target}: compose mounts {source or 'nothing'}, not {mount.source}"
+            )
+    return found
+
+
+def guard_service(compose: Compose, target: Composed) -> None:
+    """Raise DriftError (exit 2) unless the store directory is what sync wrote and
+    Compose runs the lock's image with the overlay's files."""
+    problems = edited(target.overlay, target.lock)
+    if problems:
+        listed = "\n  ".join(problems)
+        raise DriftError(
+            f"{target.overlay}: changed since sync wrote it; refusing to mount it:\n  {listed}\n"
+            "re-run `patchkeeper sync` (it writes a new overlay; a store directory is never "
+            "rewritten)"
+        )
+    model = compose.config(target.files, target.files[0].parent)
+    problems = miscomposed(model, target.service, target.lock, target.overlay)
+    if problems:
+        listed = "\n  ".join(problems)
+        names = ", ".join(str(f) for f in target.files)
+        raise DriftError(
+            f"compose ({names}) would not run overlay {target.overlay.name} as its lock says; "
+            f"refusing to start it:\n  {listed}"
+        )

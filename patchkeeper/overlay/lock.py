@@ -1,11 +1,16 @@
-"""`patchkeeper.lock.json`: what an overlay holds, and why, for one exact image."""
+"""`patchkeeper.lock.json`: what an overlay holds, and why, for one exact image.
+
+A lock names its `format`; one this patchkeeper does not know is refused, never read
+as if it were its own (a newer writer's fields could mean something else).
+"""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
 
 from patchkeeper.errors import ConfigError
 
@@ -101,6 +106,16 @@ class Lock(_Model):
     chat_template: LockedTemplate | None
     warnings: list[str]
 
+    @field_validator("format")
+    @classmethod
+    def _known_format(cls, value: int) -> int:
+        if value != FORMAT:
+            raise ValueError(
+                f"format {value} is not one this patchkeeper reads (it reads format {FORMAT}): "
+                "re-run `patchkeeper sync`, or use the patchkeeper that wrote it"
+            )
+        return value
+
     def dump(self) -> str:
         return json.dumps(self.model_dump(mode="json"), indent=2, sort_keys=False) + "\n"
 
@@ -112,4 +127,11 @@ def read_lock(overlay: Path) -> Lock:
     except FileNotFoundError:
         raise ConfigError(f"{overlay}: not an overlay (no {LOCK_NAME})") from None
     except ValidationError as err:
-        raise ConfigError(f"{path}: invalid lock: {err}") from None
+        reasons = "; ".join(_reason(e) for e in err.errors(include_url=False))
+        raise ConfigError(f"{path}: invalid lock: {reasons}") from None
+
+
+def _reason(error: Any) -> str:
+    where = ".".join(str(part) for part in error["loc"]) or "the document"
+    message = str(error["msg"]).removeprefix("Value error, ")
+    return f"{where}: {message}"

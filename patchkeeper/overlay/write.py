@@ -77,6 +77,11 @@ def fingerprint(lock: Lock, content: OverlayContent) -> str:
     directory: the service's compose files and template included, so a changed `args`
     or port is a new overlay, and the same bytes read another way are the same one.
     """
+    return fingerprint_of(lock, content.entries("./"))
+
+
+def fingerprint_of(lock: Lock, entries: Mapping[str, tuple[bytes, int]]) -> str:
+    """`fingerprint` from the overlay's files by path, rendered with the `./` root."""
     described = lock.model_dump(
         mode="json",
         exclude={
@@ -89,7 +94,7 @@ def fingerprint(lock: Lock, content: OverlayContent) -> str:
     )
     files = {
         path: [hashlib.sha256(data).hexdigest(), mode]
-        for path, (data, mode) in sorted(content.entries("./").items())
+        for path, (data, mode) in sorted(entries.items())
     }
     body = json.dumps({"lock": described, "files": files}, sort_keys=True)
     return hashlib.sha256(body.encode()).hexdigest()

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import socket
+import subprocess
+import sys
 import uuid
 from pathlib import Path
 from typing import Any
@@ -14,6 +17,7 @@ from typer.testing import CliRunner
 
 from patchkeeper.cli import app
 from patchkeeper.demo.setup import Demo
+from patchkeeper.overlay import compose_cli
 from tests.github_double import GitHubDouble
 from tests.oci import Image, layer, push, tree
 
@@ -98,3 +102,66 @@ def test_doctor_reports_a_missing_upstream_branch(demo: Demo, tmp_path: Path) ->
     assert checks["upstream p"]["status"] == "fail"
     assert "no branch 'no-such-branch'" in checks["upstream p"]["detail"]
     assert "upstream.branch" in checks["upstream p"]["fix"]
+
+
+ADOPTED = """\
+services:
+  sglang:
+    image: lmsysorg/sglang:latest
+    runtime: nvidia
+    ports: ["${HOST_PORT}:8072"]
+    command: [python3, -m, sglang.launch_server, --port, "8072"]
+    volumes:
+      - ./sglang-patched-protocol.py:/sgl-workspace/sglang/python/sglang/srt/protocol.py:ro
+      - ./gone.jinja:/templates/no-thinking.jinja:ro
+"""
+
+
+def test_doctor_reads_the_adopted_compose_file_as_compose_models_it(
+    demo: Demo, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("GITHUB_API_URL", "http://127.0.0.1:9")
+    with socket.socket() as taken:
+        taken.bind(("0.0.0.0", 0))
+        taken.listen()
+        port = taken.getsockname()[1]  # the published port, taken: 30000 is not looked at
+        recipe = _recipe(tmp_path, demo, f"{REGISTRY}/pk-test/x", 30000, tmp_path)
+        (tmp_path / "compose.yaml").write_text(ADOPTED)
+        (tmp_path / ".env").write_text(f"HOST_PORT={port}\n")  # Compose's own interpolation
+        (tmp_path / "sglang-patched-protocol.py").write_text("# by hand\n")
+        recipe.write_text(
+            recipe.read_text().replace("service: {", "service: {compose_file: compose.yaml, ")
+        )
+        code, checks = doctor("--recipe", str(recipe))
+    assert code == 1
+    where = f"{tmp_path / 'compose.yaml'} service sglang"
+    runtime = checks["service runtime"]
+    assert runtime["status"] == "fail"  # needed, so not a warning
+    assert runtime["detail"].startswith(f"{where} needs nvidia; the engine has runtimes: ")
+    assert "nvidia-ctk runtime configure" in runtime["fix"]
+    assert checks["service port"]["status"] == "warn"
+    assert checks["service port"]["detail"].startswith(f"port {port} ({where}) is taken")
+    mounts = checks["service mounts"]
+    assert mounts["status"] == "fail"
+    assert f"what is not here: {tmp_path / 'gone.jinja'} (" in mounts["detail"]
+    assert "sglang-patched-protocol" not in mounts["detail"]
+
+
+def test_doctor_finds_compose_as_up_does_when_run_from_the_venv(tmp_path: Path) -> None:
+    """`.venv/bin/patchkeeper`, not activated: no `docker compose` plugin on PATH, only
+    v1 `docker-compose`; the venv's bundled v2 binary is what `up` runs, so it counts."""
+    patchkeeper = Path(sys.executable).with_name("patchkeeper")
+    bare = tmp_path / "bin"
+    bare.mkdir()
+    for tool in ("git", "docker-compose"):  # v1 on PATH, and no `docker` at all
+        found = shutil.which(tool)
+        assert found is not None
+        (bare / tool).symlink_to(found)
+    env = {**os.environ, "PATH": str(bare), "GITHUB_API_URL": "http://127.0.0.1:9"}
+    env.pop(compose_cli.ENV, None)
+    done = subprocess.run(
+        [str(patchkeeper), "doctor", "--json"], capture_output=True, text=True, env=env, check=False
+    )
+    check = {c["name"]: c for c in json.loads(done.stdout)["checks"]}["compose v2"]
+    assert check["status"] == "ok", check
+    assert check["detail"].endswith("/compose/docker-compose (v2)")

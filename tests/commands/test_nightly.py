@@ -216,3 +216,43 @@ def test_a_witness_that_proves_nothing_fails_the_night_as_it_fails_verify() -> N
     assert allowed.ok and "| verified (1 not run) |" in allowed.headline()
     retirable = _night(Status.PASSED, Status.PASSED)  # already upstream: not unproven
     assert retirable.ok and retirable.unproven == []
+
+
+def test_publishing_without_a_token_fails_before_any_work(
+    config_repo: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("GITHUB_TOKEN", raising=False)
+    monkeypatch.delenv("GH_TOKEN", raising=False)
+    result = nightly()
+    assert result.exit_code == 2, result.output
+    assert result.output.startswith(
+        f"error: nightly: publishing to {CONFIG_REPO} (--repository or GITHUB_REPOSITORY) "
+        "needs GITHUB_TOKEN (or GH_TOKEN)"
+    )
+    assert "nightly: demo.yaml" not in result.output  # no recipe was synced or proven
+    assert not (config_repo / "overlays").exists()
+    assert git(config_repo, "branch", "--list", BRANCH) == ""
+
+
+def test_a_dry_run_says_what_the_night_would_do_and_does_none_of_it(
+    config_repo: Path, github_double: GitHubDouble, demo: Demo
+) -> None:
+    github_double.add_repo(CONFIG_REPO)
+    result = nightly("--dry-run")
+    assert result.exit_code == 0, result.output
+    assert "### `demo.yaml`" in result.stdout and "| #26773 |" in result.stdout
+    lines = [line for line in result.output.splitlines() if line.startswith("dry run: ")]
+    assert lines == [
+        f"dry run: would write demo.yaml's overlay for {demo.image} under overlays and prove "
+        "it with the adapter tier",
+        f"dry run: would commit overlays to branch {BRANCH} and push it to origin",
+        f"dry run: would open or update a pull request on {CONFIG_REPO} into the checked-out "
+        "branch",
+        "dry run: nothing was written, committed or published",
+    ]
+    assert not (config_repo / "overlays").exists()
+    assert git(config_repo, "branch", "--list", BRANCH) == ""
+    assert git(config_repo, "ls-remote", "origin", f"refs/heads/{BRANCH}") == ""
+    assert git(config_repo, "status", "--porcelain") == ""
+    assert not github_double.pulls and not github_double.issues
+    assert not [r for r in github_double.requests if r.method != "GET"]

@@ -34,19 +34,19 @@ def test_a_witness_passing_on_the_vanilla_nightly_retires_its_patch(
     report.write_text(verified.stdout)
     no_tags = tmp_path / "tags.txt"
     no_tags.write_text("")  # no nightly tracked: only the witness evidence counts
-    pruned = runner.invoke(
-        app,
-        [
-            "prune",
-            "--recipe",
-            str(work / "demo.yaml"),
-            "--tags-from",
-            str(no_tags),
-            "--witness-report",
-            str(report),
-            "--write",
-        ],
-    )
+    prune = ["prune", "--recipe", str(work / "demo.yaml"), "--tags-from", str(no_tags)]
+    prune += ["--witness-report", str(report)]
+    dry = runner.invoke(app, [*prune, "--json"])
+    assert dry.exit_code == 0, dry.output
+    doc = json.loads(dry.stdout)  # one document: the warning is in it, not before it
+    assert doc["schema"] == "patchkeeper.prune/1"
+    assert [(r["patchset"], r["reason"]) for r in doc["retire"]] == [
+        ("sglang-demo", f"witness tool_stream_blocks already passes on vanilla {demo.image}")
+    ]
+    assert doc["written"] == [] and doc["tags"] == 0
+    assert "retiring nothing by ancestry" in doc["warnings"][0]
+    assert not load_patchset(work / "sglang-demo.yaml").retired  # a dry run writes nothing
+    pruned = runner.invoke(app, [*prune, "--write"])
     assert pruned.exit_code == 0, pruned.output
     patchset = load_patchset(work / "sglang-demo.yaml")
     assert [p.pr for p in patchset.patches] == [26773, 28906, 25876]

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import hashlib
+from pathlib import PurePosixPath
 from typing import Any
 
 from patchkeeper.overlay.lock import Lock
+from patchkeeper.overlay.write import OverlayContent
 
 PINNED = "example/sglang@sha256:" + "1" * 64
 FILES = {"/src/b.py": b"b\n", "/src/a.py": b"a\n"}  # two overlaid files, listed unsorted
@@ -51,3 +53,20 @@ def make_lock(
     }
     body.update(changes)
     return Lock.model_validate(body)
+
+
+def overlay_content(image: str, pin: bool) -> OverlayContent:
+    """The overlaid `FILES` and compose files a user could run by hand (`docker compose
+    -f latest/compose.yaml -f latest/compose.override.yaml up`); `pin`: the override
+    pins `PINNED` as sync's does, else the base's `image` runs."""
+    base = (
+        f"name: demo\nservices:\n  sglang:\n    image: {image}\n    command: [/bin/sleep, '3600']\n"
+    )
+
+    def override(root: str) -> str:
+        volumes = ", ".join(f"'{root}rootfs{path}:{path}:ro'" for path in sorted(FILES))
+        pinned = f"    image: {PINNED}\n" if pin else ""
+        return f"services:\n  sglang:\n{pinned}    volumes: [{volumes}]\n"
+
+    files = {PurePosixPath(path): (data, 0o644) for path, data in FILES.items()}
+    return OverlayContent(files, {}, None, base, override)
