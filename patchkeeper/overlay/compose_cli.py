@@ -102,7 +102,14 @@ class Compose:
         argv += [a for f in files for a in ("-f", str(f))]
         argv += ["config", "--format", "json"] if self.major >= 2 else ["config"]
         try:
-            done = subprocess.run(argv, capture_output=True, text=True, check=False, timeout=60)
+            done = subprocess.run(
+                argv,
+                capture_output=True,
+                text=True,
+                check=False,
+                timeout=60,
+                stdin=subprocess.DEVNULL,
+            )
         except (OSError, subprocess.TimeoutExpired) as err:
             raise ConfigError(f"{files[0]}: compose config did not run: {err}") from None
         if done.returncode != 0:
