@@ -98,22 +98,21 @@ def _command(file: Path, spec: dict[str, Any], service: str) -> list[str]:
 
 def _port(spec: dict[str, Any], command: list[str]) -> int | None:
     """The port a client on the host reaches: published from `ports:`, else `--port`."""
-    given = flag(command, "--port")
-    inside = int(given) if given and given.isdigit() else None
-    published: list[tuple[int | None, int]] = []
+    inside = flag(command, "--port")
+    published: list[tuple[str, int]] = []
     if spec.get("network_mode") != "host":
         for entry in spec.get("ports") or []:
             if isinstance(entry, dict):
-                target, host = entry.get("target"), str(entry.get("published") or "")
+                target, host = str(entry.get("target")), str(entry.get("published") or "")
             else:  # v1: "HOST:CONTAINER[/proto]" or "IP:HOST:CONTAINER"
                 parts = str(entry).split("/")[0].split(":")
                 target, host = parts[-1], (parts[-2] if len(parts) > 1 else "")
             if host.isdigit():
-                published.append((int(target) if str(target).isdigit() else None, int(host)))
-    for target, host in published:
-        if target == inside:
-            return host
-    return published[0][1] if published else inside
+                published.append((target, int(host)))
+    matching = [port for target, port in published if target == inside]
+    if matching or published:
+        return (matching or [port for _, port in published])[0]
+    return int(inside) if inside and inside.isdigit() else None
 
 
 def _template(spec: dict[str, Any], command: list[str], report: Report) -> Path | None:

@@ -8,7 +8,9 @@ script is never taken for v1), then `docker-compose` (v1, end of life).
 v1 does not know the top-level `name:` the overlay's compose files carry (v2 reads
 it, so a project started by hand is the project `up` manages); for v1 every file is
 handed over as a copy without it, the project named by `-p` and the directory the
-relative paths resolve against by `--project-directory`.
+relative paths resolve against by `--project-directory`. v1 does not know the
+`!override`/`!reset` tags either (v2.24+); the copies apply them (see
+`_apply_merge_tags`), so an override can drop a mount under both.
 """
 
 from __future__ import annotations
@@ -78,8 +80,9 @@ class Compose:
             copies = []
             yaml = YAML(typ="rt")
             yaml.preserve_quotes = True  # v1 reads YAML 1.1: a bare `no` would be false
-            for i, file in enumerate(files):
-                document = yaml.load(file.read_text(encoding="utf-8")) or {}
+            documents = [yaml.load(file.read_text(encoding="utf-8")) or {} for file in files]
+            _apply_merge_tags(documents)
+            for i, (file, document) in enumerate(zip(files, documents, strict=True)):
                 document.pop("name", None)
                 copy = Path(scratch) / f"{i}-{file.name}"
                 with copy.open("w", encoding="utf-8") as handle:
@@ -122,6 +125,29 @@ class Compose:
         if not isinstance(model, dict):
             raise ConfigError(f"{files[0]}: compose config printed no model")
         return model
+
+
+def _apply_merge_tags(documents: list[Any]) -> None:
+    """Compose v2's `!override` and `!reset` for v1, which knows neither: a service key
+    so tagged drops the same key of that service in every earlier file (`!reset`: and
+    its own), so the later value replaces instead of merging."""
+    for i, document in enumerate(documents):
+        services = document.get("services") if isinstance(document, dict) else None
+        for name, service in (services or {}).items():
+            if not isinstance(service, dict):
+                continue
+            for key, value in list(service.items()):
+                tag = getattr(getattr(value, "tag", None), "value", None)
+                if tag not in ("!override", "!reset"):
+                    continue
+                for earlier in documents[:i]:
+                    theirs = (earlier.get("services") or {}).get(name)
+                    if isinstance(theirs, dict):
+                        theirs.pop(key, None)
+                if tag == "!reset":
+                    del service[key]
+                else:
+                    service[key] = list(value) if isinstance(value, list) else dict(value)
 
 
 def _v2_binary() -> Path | None:
