@@ -64,8 +64,9 @@ class Report:
         err_console.print(f"warning: {text}", soft_wrap=True, markup=False, highlight=False)
 
 
-def binds(spec: dict[str, Any]) -> list[tuple[Path, PurePosixPath]]:
-    """(host source, target) of each bind mount in Compose's model of a service."""
+def binds(spec: dict[str, Any], base: Path) -> list[tuple[Path, PurePosixPath]]:
+    """(host source, target) of each bind mount in Compose's model of a service; a
+    relative source (v1 leaves long-syntax ones so) is taken from `base`, as v2 does."""
     found = []
     for volume in spec.get("volumes") or []:
         if isinstance(volume, str):  # v1 prints short syntax, sources absolute
@@ -77,14 +78,14 @@ def binds(spec: dict[str, Any]) -> list[tuple[Path, PurePosixPath]]:
             source, target = str(volume.get("source", "")), str(volume.get("target", ""))
         else:
             continue
-        found.append((Path(source), PurePosixPath(target)))
+        found.append((base / Path(source).expanduser(), PurePosixPath(target)))
     return found
 
 
-def candidates(spec: dict[str, Any], root: PurePosixPath) -> list[Candidate]:
+def candidates(spec: dict[str, Any], base: Path, root: PurePosixPath) -> list[Candidate]:
     return [
         Candidate(host, target, target.relative_to(root))
-        for host, target in binds(spec)
+        for host, target in binds(spec, base)
         if target.is_relative_to(root) and host.is_file()
     ]
 
@@ -115,13 +116,13 @@ def _port(spec: dict[str, Any], command: list[str]) -> int | None:
     return int(inside) if inside and inside.isdigit() else None
 
 
-def _template(spec: dict[str, Any], command: list[str], report: Report) -> Path | None:
+def _template(spec: dict[str, Any], base: Path, command: list[str], report: Report) -> Path | None:
     """The host file behind `--chat-template`: mounted at its path, or in a mounted dir."""
     given = flag(command, "--chat-template")
     if given is None:
         return None
     path = PurePosixPath(given)
-    for host, target in binds(spec):
+    for host, target in binds(spec, base):
         if path == target and host.is_file():
             return host
         if path.is_relative_to(target) and (host / path.relative_to(target)).is_file():
@@ -177,12 +178,18 @@ def make_diff(vanilla: str | None, patched: str, relative: PurePosixPath) -> str
     context = 3
     while True:
         text = _unified(old, new, before, f"b/{relative}", context)
-        if not text or vanilla is None or context > len(old):
+        if not text or vanilla is None:
             return text
         (file,) = parse_diff(text, str(relative))
         result, outcomes = apply_exact(old, file.hunks)
         if result == new and all(o.status is HunkStatus.APPLIED for o in outcomes):
             return text
+        if context > len(old):
+            reasons = "; ".join(o.reason for o in outcomes if o.reason)
+            raise ConfigError(
+                f"{relative}: the hand patch does not port back onto the image's own file even "
+                f"with the whole file as context ({reasons}); write its diff by hand"
+            )
         context *= 2
 
 
@@ -267,10 +274,10 @@ def run(
     model_path = flag(command, "--model-path")
     if model_path is None:
         raise ConfigError(f"{file}: services.{service}.command: no --model-path")
-    found = candidates(spec, source_root)
+    found = candidates(spec, file.parent.resolve(), source_root)
     pr_of = _pr_targets(prs, found, source_root)
     port = _port(spec, command)
-    template = _template(spec, command, report)
+    template = _template(spec, file.parent.resolve(), command, report)
     recipe_path, patchset_path = directory / f"{name}.yaml", directory / f"{name}-patches.yaml"
     names = diff_names(found, name)
     outputs = [recipe_path, patchset_path, *(directory / n for n in names.values())]
