@@ -72,9 +72,16 @@ class Compose:
         `directory` is what relative paths resolve against (default: the first file's).
         """
         base = directory or files[0].parent
-        if self.major >= 2:
+        with self._readable(files) as readable:
             args = [*self.argv, "-p", name, "--project-directory", str(base)]
-            yield [*args, *(a for f in files for a in ("-f", str(f)))]
+            yield [*args, *(a for f in readable for a in ("-f", str(f)))]
+
+    @contextmanager
+    def _readable(self, files: Sequence[Path]) -> Iterator[Sequence[Path]]:
+        """`files` as this Compose reads them: as they are for v2; for v1, copies without
+        `name:` and with the `!override`/`!reset` tags applied."""
+        if self.major >= 2:
+            yield files
             return
         with tempfile.TemporaryDirectory(prefix="patchkeeper-compose-v1-") as scratch:
             copies = []
@@ -88,8 +95,7 @@ class Compose:
                 with copy.open("w", encoding="utf-8") as handle:
                     yaml.dump(document, handle)
                 copies.append(copy)
-            args = [*self.argv, "-p", name, "--project-directory", str(base)]
-            yield [*args, *(a for f in copies for a in ("-f", str(f)))]
+            yield copies
 
     def config(self, files: Sequence[Path], directory: Path | None = None) -> dict[str, Any]:
         """The model Compose itself makes of `files`, as `docker compose config` prints it.
@@ -101,30 +107,36 @@ class Compose:
         ConfigError carrying Compose's own words (they name the field or variable).
         """
         base = directory or files[0].parent
-        argv = [*self.argv, "--project-directory", str(base)]
-        argv += [a for f in files for a in ("-f", str(f))]
-        argv += ["config", "--format", "json"] if self.major >= 2 else ["config"]
-        try:
-            done = subprocess.run(
-                argv,
-                capture_output=True,
-                text=True,
-                check=False,
-                timeout=60,
-                stdin=subprocess.DEVNULL,
-            )
-        except (OSError, subprocess.TimeoutExpired) as err:
-            raise ConfigError(f"{files[0]}: compose config did not run: {err}") from None
-        if done.returncode != 0:
-            words = (done.stderr or done.stdout).strip()[-1000:]
-            raise ConfigError(f"{files[0]}: compose cannot read it: {words}")
-        try:
-            model = YAML(typ="safe").load(done.stdout)  # JSON is YAML; v1 prints YAML
-        except YAMLError as err:
-            raise ConfigError(f"{files[0]}: compose config printed no model: {err}") from None
-        if not isinstance(model, dict):
-            raise ConfigError(f"{files[0]}: compose config printed no model")
-        return model
+        with self._readable(files) as readable:
+            argv = [*self.argv, "--project-directory", str(base)]
+            argv += [a for f in readable for a in ("-f", str(f))]
+            argv += ["config", "--format", "json"] if self.major >= 2 else ["config"]
+            return _model(argv, files[0])
+
+
+def _model(argv: list[str], first: Path) -> dict[str, Any]:
+    """Run `compose config` (argv) and read the model it prints."""
+    try:
+        done = subprocess.run(
+            argv,
+            capture_output=True,
+            text=True,
+            check=False,
+            timeout=60,
+            stdin=subprocess.DEVNULL,
+        )
+    except (OSError, subprocess.TimeoutExpired) as err:
+        raise ConfigError(f"{first}: compose config did not run: {err}") from None
+    if done.returncode != 0:
+        words = (done.stderr or done.stdout).strip()[-1000:]
+        raise ConfigError(f"{first}: compose cannot read it: {words}")
+    try:
+        model = YAML(typ="safe").load(done.stdout)  # JSON is YAML; v1 prints YAML
+    except YAMLError as err:
+        raise ConfigError(f"{first}: compose config printed no model: {err}") from None
+    if not isinstance(model, dict):
+        raise ConfigError(f"{first}: compose config printed no model")
+    return model
 
 
 def _apply_merge_tags(documents: list[Any]) -> None:
