@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
 
+from patchkeeper.config.load import NAME
 from patchkeeper.config.yaml_bounds import check_expansion
 from patchkeeper.errors import EXIT_OK, ConfigError, ImageError, UnreachableError
 from patchkeeper.image.engine import EngineSource
@@ -35,7 +36,6 @@ from patchkeeper.patching.hunks import HunkStatus, apply_exact, split_lines
 from patchkeeper.ui import err_console, out_console, print_document
 
 SGLANG_TAGS = r"^nightly-dev-cu13-(?P<date>\d{8})-(?P<sha>[0-9a-f]{8})$"
-NAME = re.compile(r"^[A-Za-z0-9_.-]+$")
 HALF_PORT = "a one-file local diff may be half of an upstream fix: name its PR with --pr"
 
 

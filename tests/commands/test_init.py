@@ -7,6 +7,7 @@ import json
 from pathlib import Path, PurePosixPath
 from typing import Any
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from ruamel.yaml import YAML
@@ -210,6 +211,15 @@ def test_a_recipe_name_with_a_space_names_the_option(demo: Demo, tmp_path: Path)
     done = init(file, demo, "--name", "my qwen")
     assert done.exit_code == 2, done.output
     assert "--name 'my qwen': the recipe's file name is its name" in done.output
+
+
+def test_a_recipe_file_named_with_a_space_says_the_file_name_is_the_name(
+    tmp_path: Path,
+) -> None:
+    recipe = tmp_path / "my qwen.yaml"
+    recipe.write_text("image: x\n")
+    with pytest.raises(ConfigError, match="the file name 'my qwen' is the recipe's name"):
+        load_recipe(recipe)
 
 
 def test_an_append_after_recurring_lines_ports_back_onto_its_own_image(
