@@ -626,12 +626,18 @@ def init(
     ] = None,
     pr: Annotated[
         list[str] | None,
-        typer.Option("--pr", metavar="PATH=N", help="the mounted file at PATH is upstream PR N"),
+        typer.Option(
+            "--pr",
+            metavar="PATH=N",
+            help="the file mounted at PATH (in-container, or its path in the repository) "
+            "is upstream PR N",
+        ),
     ] = None,
     directory: Annotated[
         Path, typer.Option("--dir", metavar="DIR", help="where to write them")
     ] = Path("."),
     name: Annotated[str, typer.Option("--name", metavar="NAME", help="recipe name")] = "sglang",
+    as_json: JsonOpt = False,
 ) -> int:
     """Write a recipe and patchset from a compose service with hand-patched mounts."""
     from pathlib import PurePosixPath
@@ -646,7 +652,7 @@ def init(
         prs[path] = int(number)
     upstream = {"git": git_url} if git_url else {"github": github or ""}
     root = PurePosixPath(source_root)
-    return command.run(from_compose, service, root, upstream, prs, directory, name)
+    return command.run(from_compose, service, root, upstream, prs, directory, name, as_json)
 
 
 @app.command()

@@ -246,7 +246,10 @@ def run(
         overlay, _, _ = write(plan, options.out)
         service = plan.recipe.service
         if options.user is None and service.compose_file is not None:
-            user = UserCompose(plan.recipe.path.parent / service.compose_file, service.name)
+            adopted = tuple(str(path) for path in service.adopted)
+            user = UserCompose(
+                plan.recipe.path.parent / service.compose_file, service.name, adopted
+            )
             options = replace(options, user=user)
     links = links_of(overlay.resolve())
     previous = linked(links / CURRENT)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -14,6 +15,7 @@ from patchkeeper.config.models import Patchset, Recipe
 from patchkeeper.errors import ConfigError
 
 M = TypeVar("M", bound=BaseModel)
+NAME = re.compile(r"^[A-Za-z0-9_.-]+$")  # a recipe's name: its file name unless it says
 
 
 def read_yaml(path: Path) -> Any:
@@ -82,6 +84,11 @@ def load_patchset(path: Path) -> Patchset:
 
 def load_recipe(path: Path) -> Recipe:
     document = read_yaml(path)
+    if isinstance(document, dict) and "name" not in document and not NAME.match(path.stem):
+        raise ConfigError(
+            f"{path}: the file name {path.stem!r} is the recipe's name; rename the file "
+            "to letters, digits, '.', '_' and '-' only"
+        )
     recipe = _validate(Recipe, document, path, name=path.stem)
     service = recipe.service
     template = service.chat_template

@@ -175,6 +175,11 @@ class Service(BaseModel):
         description="your own compose file (relative to the recipe): `up` layers the overlay "
         "onto its service `name` instead of rendering one",
     )
+    adopted: tuple[PurePosixPath, ...] = Field(
+        (),
+        description="in-container paths your compose file mounts hand patches at (written by "
+        "`init`): each night the overlay's file replaces that mount, or it is removed",
+    )
 
     @model_validator(mode="after")
     def _passed_through_keys_are_compose(self) -> Service:

@@ -13,8 +13,10 @@ from pathlib import Path
 from typing import Any
 
 from ruamel.yaml import YAML
+from ruamel.yaml.comments import CommentedSeq
 from ruamel.yaml.error import YAMLError
 from ruamel.yaml.scalarstring import DoubleQuotedScalarString
+from ruamel.yaml.tag import Tag
 
 from patchkeeper.chat_template import CONTAINER_PATH as TEMPLATE_PATH
 from patchkeeper.config.models import Service
@@ -182,7 +184,13 @@ def _quoted(value: Any) -> Any:
     if isinstance(value, dict):
         return {k: _quoted(v) for k, v in value.items()}
     if isinstance(value, list):
-        return [_quoted(v) for v in value]
+        quoted = [_quoted(v) for v in value]
+        tag = getattr(getattr(value, "tag", None), "value", None)
+        if tag is None:
+            return quoted
+        tagged = CommentedSeq(quoted)  # Compose's `!override`/`!reset` must survive
+        tagged.yaml_set_ctag(Tag(suffix=tag))
+        return tagged
     return value
 
 

@@ -8,7 +8,9 @@ script is never taken for v1), then `docker-compose` (v1, end of life).
 v1 does not know the top-level `name:` the overlay's compose files carry (v2 reads
 it, so a project started by hand is the project `up` manages); for v1 every file is
 handed over as a copy without it, the project named by `-p` and the directory the
-relative paths resolve against by `--project-directory`.
+relative paths resolve against by `--project-directory`. v1 does not know the
+`!override`/`!reset` tags either (v2.24+); the copies apply them (see
+`_apply_merge_tags`), so an override can drop a mount under both.
 """
 
 from __future__ import annotations
@@ -70,9 +72,30 @@ class Compose:
         `directory` is what relative paths resolve against (default: the first file's).
         """
         base = directory or files[0].parent
-        with _readable(self.major, files) as given:
+        with self._readable(files) as readable:
             args = [*self.argv, "-p", name, "--project-directory", str(base)]
-            yield [*args, *(a for f in given for a in ("-f", str(f)))]
+            yield [*args, *(a for f in readable for a in ("-f", str(f)))]
+
+    @contextmanager
+    def _readable(self, files: Sequence[Path]) -> Iterator[Sequence[Path]]:
+        """`files` as this Compose reads them: as they are for v2; for v1, copies without
+        `name:` and with the `!override`/`!reset` tags applied."""
+        if self.major >= 2:
+            yield files
+            return
+        with tempfile.TemporaryDirectory(prefix="patchkeeper-compose-v1-") as scratch:
+            copies = []
+            yaml = YAML(typ="rt")
+            yaml.preserve_quotes = True  # v1 reads YAML 1.1: a bare `no` would be false
+            documents = [yaml.load(file.read_text(encoding="utf-8")) or {} for file in files]
+            _apply_merge_tags(documents)
+            for i, (file, document) in enumerate(zip(files, documents, strict=True)):
+                document.pop("name", None)
+                copy = Path(scratch) / f"{i}-{file.name}"
+                with copy.open("w", encoding="utf-8") as handle:
+                    yaml.dump(document, handle)
+                copies.append(copy)
+            yield copies
 
     def config(self, files: Sequence[Path], directory: Path | None = None) -> dict[str, Any]:
         """The model Compose itself makes of `files`, as `docker compose config` prints it.
@@ -84,45 +107,62 @@ class Compose:
         ConfigError carrying Compose's own words (they name the field or variable).
         """
         base = directory or files[0].parent
-        argv = [*self.argv, "--project-directory", str(base)]
         try:
-            with _readable(self.major, files) as given:
-                argv += [a for f in given for a in ("-f", str(f))]
+            with self._readable(files) as readable:
+                argv = [*self.argv, "--project-directory", str(base)]
+                argv += [a for f in readable for a in ("-f", str(f))]
                 argv += ["config", "--format", "json"] if self.major >= 2 else ["config"]
-                done = subprocess.run(argv, capture_output=True, text=True, check=False, timeout=60)
-        except (OSError, subprocess.TimeoutExpired, YAMLError) as err:
+                return _model(argv, files[0])
+        except YAMLError as err:  # v1's copies are made by reading the files first
             raise ConfigError(f"{files[0]}: compose config did not run: {err}") from None
-        if done.returncode != 0:
-            words = (done.stderr or done.stdout).strip()[-1000:]
-            raise ConfigError(f"{files[0]}: compose cannot read it: {words}")
-        try:
-            model = YAML(typ="safe").load(done.stdout)  # JSON is YAML; v1 prints YAML
-        except YAMLError as err:
-            raise ConfigError(f"{files[0]}: compose config printed no model: {err}") from None
-        if not isinstance(model, dict):
-            raise ConfigError(f"{files[0]}: compose config printed no model")
-        return model
 
 
-@contextmanager
-def _readable(major: int, files: Sequence[Path]) -> Iterator[Sequence[Path]]:
-    """`files` as this Compose can read them: for v1, copies without the top-level
-    `name:` it does not know (the project is named by `-p` instead)."""
-    if major >= 2:
-        yield files
-        return
-    with tempfile.TemporaryDirectory(prefix="patchkeeper-compose-v1-") as scratch:
-        copies = []
-        yaml = YAML(typ="rt")
-        yaml.preserve_quotes = True  # v1 reads YAML 1.1: a bare `no` would be false
-        for i, file in enumerate(files):
-            document = yaml.load(file.read_text(encoding="utf-8")) or {}
-            document.pop("name", None)
-            copy = Path(scratch) / f"{i}-{file.name}"
-            with copy.open("w", encoding="utf-8") as handle:
-                yaml.dump(document, handle)
-            copies.append(copy)
-        yield copies
+def _model(argv: list[str], first: Path) -> dict[str, Any]:
+    """Run `compose config` (argv) and read the model it prints."""
+    try:
+        done = subprocess.run(
+            argv,
+            capture_output=True,
+            text=True,
+            check=False,
+            timeout=60,
+            stdin=subprocess.DEVNULL,
+        )
+    except (OSError, subprocess.TimeoutExpired) as err:
+        raise ConfigError(f"{first}: compose config did not run: {err}") from None
+    if done.returncode != 0:
+        words = (done.stderr or done.stdout).strip()[-1000:]
+        raise ConfigError(f"{first}: compose cannot read it: {words}")
+    try:
+        model = YAML(typ="safe").load(done.stdout)  # JSON is YAML; v1 prints YAML
+    except YAMLError as err:
+        raise ConfigError(f"{first}: compose config printed no model: {err}") from None
+    if not isinstance(model, dict):
+        raise ConfigError(f"{first}: compose config printed no model")
+    return model
+
+
+def _apply_merge_tags(documents: list[Any]) -> None:
+    """Compose v2's `!override` and `!reset` for v1, which knows neither: a service key
+    so tagged drops the same key of that service in every earlier file (`!reset`: and
+    its own), so the later value replaces instead of merging."""
+    for i, document in enumerate(documents):
+        services = document.get("services") if isinstance(document, dict) else None
+        for name, service in (services or {}).items():
+            if not isinstance(service, dict):
+                continue
+            for key, value in list(service.items()):
+                tag = getattr(getattr(value, "tag", None), "value", None)
+                if tag not in ("!override", "!reset"):
+                    continue
+                for earlier in documents[:i]:
+                    theirs = (earlier.get("services") or {}).get(name)
+                    if isinstance(theirs, dict):
+                        theirs.pop(key, None)
+                if tag == "!reset":
+                    del service[key]
+                else:
+                    service[key] = list(value) if isinstance(value, list) else dict(value)
 
 
 def _v2_binary() -> Path | None:

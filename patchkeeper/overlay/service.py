@@ -7,6 +7,12 @@ yesterday's. The service is either the overlay's own (`compose.yaml` +
 override rendered onto it: the digest pin, the read-only mounts at store paths, and
 the chat-template argument appended to *their* command (argparse takes the last
 `--chat-template`), so nothing of theirs is restated or lost.
+
+Their hand patches mounted at paths the recipe adopted never outlive the night they
+were for: Compose merges `volumes` by target, so an overlay file at that path
+replaces their mount; when the overlay has none there (the nightly contains the
+fix), their `volumes` are restated without it under Compose's `!override` tag (v2;
+for v1, `compose_cli` applies the tag itself), so the image's own file is used.
 """
 
 from __future__ import annotations
@@ -15,9 +21,13 @@ import hashlib
 import os
 import re
 import shlex
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from ruamel.yaml.comments import CommentedSeq
+from ruamel.yaml.tag import Tag
 
 from patchkeeper.chat_template import CONTAINER_PATH as TEMPLATE_PATH
 from patchkeeper.config.load import read_yaml
@@ -27,6 +37,8 @@ from patchkeeper.overlay.lock import Lock, read_lock
 from patchkeeper.overlay.write import BASE_COMPOSE, OVERRIDE_COMPOSE, STORE
 from patchkeeper.paths import atomic_write
 
+OVERRIDE_TAG = "!override"  # Compose v2.24+: replace the merged value, not merge into it
+
 
 @dataclass(frozen=True)
 class UserCompose:
@@ -34,6 +46,7 @@ class UserCompose:
 
     file: Path
     service: str
+    adopted: tuple[str, ...] = ()  # in-container paths of hand patches `init` adopted
 
 
 @dataclass(frozen=True)
@@ -77,8 +90,21 @@ def user_command(file: Path, spec: dict[str, Any], service: str) -> list[str]:
     return [str(arg) for arg in command]
 
 
-def adopted_override(lock: Lock, overlay: Path, file: Path, service: str) -> dict[str, Any]:
-    """The override onto the user's service: pin, store-path mounts, their command + template."""
+def _target(volume: Any) -> str | None:
+    """The in-container path of a compose `volumes` entry, short or long syntax."""
+    if isinstance(volume, str):
+        parts = volume.split(":")
+        return parts[1] if len(parts) > 1 else parts[0]
+    if isinstance(volume, dict) and volume.get("target"):
+        return str(volume["target"])
+    return None
+
+
+def adopted_override(
+    lock: Lock, overlay: Path, file: Path, service: str, adopted: Sequence[str] = ()
+) -> dict[str, Any]:
+    """The override onto the user's service: pin, store-path mounts, their command +
+    template, and none of their mounts left at an adopted path."""
     document = read_yaml(file) or {}
     spec = (document.get("services") or {}).get(service)
     if not isinstance(spec, dict):
@@ -86,10 +112,19 @@ def adopted_override(lock: Lock, overlay: Path, file: Path, service: str) -> dic
     override: dict[str, Any] = {"image": lock.image.pinned}
     if lock.chat_template:
         override["command"] = [*user_command(file, spec, service), "--chat-template", TEMPLATE_PATH]
-    override["volumes"] = [
+    ours = [
         {"type": "bind", "source": str(m.source), "target": m.target, "read_only": True}
         for m in overlay_mounts(lock, overlay)
     ]
+    theirs = list(spec.get("volumes") or [])
+    orphaned = set(adopted) - {m["target"] for m in ours}
+    if not any(_target(v) in orphaned for v in theirs):
+        override["volumes"] = ours  # merged by target: ours replace theirs
+        return {"services": {service: override}}
+    kept = [v for v in theirs if _target(v) not in orphaned]
+    volumes = CommentedSeq([*kept, *ours])
+    volumes.yaml_set_ctag(Tag(suffix=OVERRIDE_TAG))
+    override["volumes"] = volumes
     return {"services": {service: override}}
 
 
@@ -105,7 +140,7 @@ def composed(
         files = (overlay / BASE_COMPOSE, overlay / OVERRIDE_COMPOSE)
         return Composed(overlay, lock, files, name, lock.service)
     document = read_yaml(user.file) or {}
-    text = dump(adopted_override(lock, overlay, user.file, user.service))
+    text = dump(adopted_override(lock, overlay, user.file, user.service, user.adopted))
     rendered = scratch / f"{hashlib.sha256(text.encode()).hexdigest()[:16]}.override.yaml"
     rendered.write_text(text, encoding="utf-8")
     name = project or _project_of_file(user.file, document)

@@ -11,6 +11,8 @@ import pytest
 from ruamel.yaml import YAML
 
 from patchkeeper.errors import ConfigError
+from patchkeeper.overlay.compose import dump
+from patchkeeper.overlay.compose_cli import Compose
 from patchkeeper.overlay.lock import read_lock
 from patchkeeper.overlay.service import (
     UserCompose,
@@ -225,3 +227,54 @@ def test_the_running_override_is_kept_beside_the_links_only_when_rendered(tmp_pa
     running = composed(store_dir, UserCompose(user_file(tmp_path / "p"), "qwen"), None, tmp_path)
     record_override(links, running)
     assert (links / "qwen.override.yaml").read_text() == running.override
+
+
+ADOPTING = """\
+name: adopting
+services:
+  qwen:
+    image: example/sglang:nightly
+    command: [serve]
+    volumes:
+      - ./models:/models
+      - ./hand-a.py:/src/a.py:ro
+      - {type: bind, source: ./hand-c.py, target: /src/c.py, read_only: true}
+"""
+
+
+def test_an_adopted_mount_is_replaced_by_the_overlays_file_or_removed(
+    tmp_path: Path, compose: Compose
+) -> None:
+    store_dir = overlay(tmp_path / "out")
+    home = tmp_path / "user"
+    home.mkdir()
+    file = home / "compose.yaml"
+    file.write_text(ADOPTING)
+    user = UserCompose(file, "qwen", ("/src/a.py", "/src/c.py"))
+    target = composed(store_dir, user, None, tmp_path)
+    assert target.override is not None and "volumes: !override" in target.override
+    model = compose.config(target.files)
+    mounts = {
+        v["target"] if isinstance(v, dict) else v.split(":")[1]: v
+        for v in model["services"]["qwen"]["volumes"]
+    }
+
+    def source(volume: Any) -> str:
+        return str(volume["source"] if isinstance(volume, dict) else volume.split(":")[0])
+
+    assert source(mounts["/src/a.py"]) == str(store_dir / "rootfs/src/a.py")  # replaced
+    assert "/src/c.py" not in mounts  # the nightly has the fix: the image's own file
+    assert source(mounts["/models"]) == str(home / "models")  # theirs, kept
+    assert source(mounts["/src/b.py"]) == str(store_dir / "rootfs/src/b.py")
+
+
+def test_an_override_restates_nothing_when_the_overlay_covers_every_adopted_mount(
+    tmp_path: Path,
+) -> None:
+    store_dir = overlay(tmp_path / "out")
+    file = user_file(tmp_path / "user")
+    lock = read_lock(store_dir)
+    override = adopted_override(lock, store_dir, file, "qwen", ("/src/a.py",))
+    volumes = override["services"]["qwen"]["volumes"]
+    assert [v["target"] for v in volumes] == ["/src/a.py", "/src/b.py", TEMPLATE_PATH]
+    assert "!override" not in dump(override)

@@ -14,7 +14,7 @@ import subprocess
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 import docker.errors
@@ -23,7 +23,7 @@ from typer.testing import CliRunner, Result
 
 from patchkeeper.cli import app
 from patchkeeper.demo.image import build_image
-from patchkeeper.demo.scenario import SERVING, SOURCE_ROOT, TAG_PATTERN
+from patchkeeper.demo.scenario import PROTOCOL, SERVING, SOURCE_ROOT, TAG_PATTERN
 from patchkeeper.demo.setup import Demo
 from patchkeeper.image.identity import REVISION_LABEL
 from patchkeeper.overlay.compose_cli import Compose
@@ -420,7 +420,7 @@ def test_gc_removes_only_what_no_link_recent_sync_or_container_refers_to(
 def test_init_from_compose_turns_hand_patched_mounts_into_a_recipe_that_syncs(
     nights: Nights, demo: Demo, tmp_path: Path
 ) -> None:
-    from patchkeeper.demo.scenario import PROTOCOL, adapter_files
+    from patchkeeper.demo.scenario import adapter_files
 
     home = tmp_path / "user"
     home.mkdir()
@@ -469,3 +469,53 @@ def test_init_from_compose_turns_hand_patched_mounts_into_a_recipe_that_syncs(
     served_protocol = overlay / "rootfs" / f"{SOURCE_ROOT}/{PROTOCOL}".lstrip("/")
     assert served_protocol.read_text() == fixed
     assert [f.path for f in read_lock(overlay).files] == [f"{SOURCE_ROOT}/{PROTOCOL}"]
+
+
+def test_the_users_hand_patches_never_outlive_their_night(
+    nights: Nights, demo: Demo, docker_client: Any, tmp_path: Path, compose: Compose
+) -> None:
+    """Adopted paths: one the overlay patches (its file must replace theirs), one it does
+    not (the nightly has the fix: their mount must go, the image's own file serve)."""
+    home = tmp_path / "user"
+    home.mkdir()
+    serving, protocol = (f"{SOURCE_ROOT}/{SERVING}", f"{SOURCE_ROOT}/{PROTOCOL}")
+    version = f"{SOURCE_ROOT}/python/sglang/version.py"
+    adopted = [serving, protocol, version]
+    for path in adopted:
+        (home / PurePosixPath(path).name).write_text(f"# yesterday's hand patch of {path}\n")
+    port = nights.port
+    file = home / "compose.yaml"
+    file.write_text(
+        f"name: pk-adopt-{uuid.uuid4().hex[:8]}\n"
+        f"services:\n  web:\n    image: {nights.night1}\n"
+        f"    container_name: {nights.container}\n    network_mode: host\n"
+        "    volumes:\n"
+        f"      - '{nights.fields['www']}:/www:ro'\n"
+        + "".join(f"      - ./{PurePosixPath(p).name}:{p}:ro\n" for p in adopted)
+        + f'    command: /bin/sh -c "exec /bin/busybox httpd -f -p {port} -h /www" sh\n'
+        f"    healthcheck: {{test: [CMD, /bin/wget, -q, -O, /dev/null, "
+        f"'http://127.0.0.1:{port}/health'], interval: 1s, retries: 2}}\n"
+    )
+    recipe = nights.recipe.read_text() + f"  compose_file: {file}\n  adopted: {adopted}\n"
+    nights.recipe.write_text(recipe)
+    done = up(nights, "--image", nights.night1)
+    assert done.exit_code == 0, done.output
+    current = (nights.links / "current").resolve()
+    lock = read_lock(current)
+    ours = {f.path for f in lock.files}
+    assert version not in ours and ours & {serving, protocol}  # both kinds of night
+    container = docker_client.containers.get(nights.container)
+    assert container.image.id == docker_client.images.get(nights.night1).id
+    mounts = {m["Destination"]: m["Source"] for m in container.attrs["Mounts"]}
+    for path in adopted:
+        if path in ours:
+            assert mounts[path] == str(current / "rootfs" / path.lstrip("/"))
+        else:
+            assert path not in mounts, f"{path}: still {mounts.get(path)}"
+        code, output = container.exec_run(["/bin/cat", path])
+        assert code == 0, output
+        if path in ours:
+            assert hashlib.sha256(output).hexdigest() == patched(current)[path]
+        else:
+            vanilla = demo.recipe.parent / "source" / path.removeprefix(f"{SOURCE_ROOT}/")
+            assert output == vanilla.read_bytes()
