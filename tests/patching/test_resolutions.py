@@ -12,9 +12,10 @@ from typer.testing import CliRunner
 from patchkeeper.cli import app
 from patchkeeper.demo.history import Edit
 from patchkeeper.errors import ConfigError
+from patchkeeper.patching.conflicts import write_conflicts
 from patchkeeper.patching.hunks import HunkStatus
 from patchkeeper.patching.port import PatchState, port
-from patchkeeper.patching.resolutions import Resolution, load, record, write_conflicts
+from patchkeeper.patching.resolutions import Resolution, load, record
 from tests.oci import Image, layer, tree, write_oci_layout
 from tests.patching.conftest import PATCHSET, RECIPE, ROOT, PrHistory, image
 
