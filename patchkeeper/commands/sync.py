@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from patchkeeper.commands._common import SourceOptions, make_plan, writable_dir
+from patchkeeper.config.load import load_patchsets, load_recipe
 from patchkeeper.errors import EXIT_CONFLICT, EXIT_OK, OutputError
 from patchkeeper.overlay import compose
 from patchkeeper.overlay.lock import Lock
@@ -92,7 +93,8 @@ def run(
     writable_dir(out, "--out")
     if conflicts is not None:
         writable_dir(conflicts, "--conflicts")
-        refuse_overwriting(conflicts)
+        patchsets = load_patchsets(load_recipe(recipe))
+        refuse_overwriting(conflicts, {p.name: p.path for p in patchsets})
     plan = make_plan(recipe, image, not as_json, source)
     if plan.conflicts:
         lock, written = plan.lock, dict[tuple[str, str], Path]()

@@ -12,7 +12,7 @@ them are never overwritten by a later sync.
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path, PurePosixPath
 from typing import Annotated, Literal
 
@@ -21,7 +21,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, model_validator
 from patchkeeper.config.load import read_json
 from patchkeeper.errors import ConfigError, OutputError
 from patchkeeper.patching.port import PatchOutcome
-from patchkeeper.patching.resolutions import Component, InImage, Sha256, sha256
+from patchkeeper.patching.resolutions import Component, InImage, Sha256, load, sha256
 from patchkeeper.paths import atomic_write
 
 INDEX = "conflicts.json"
@@ -90,16 +90,21 @@ def inside(directory: Path, name: str) -> Path:
     return path
 
 
-def edited(directory: Path) -> list[str]:
-    """Marked files in `directory` changed since sync wrote them (a person's work), by their
-    names in the index; [] for a directory that is not there yet."""
-    if not directory.exists():
+def _recorded(entry: ConflictEntry, data: bytes, patchsets: Mapping[str, Path]) -> bool:
+    """Whether `data` is already in the resolution store (`resolve` recorded it)."""
+    patchset = patchsets.get(entry.patchset)
+    return patchset is not None and any(
+        str(r.path) == entry.path and r.resolved == data for r in load(patchset, entry.patch_key)
+    )
+
+
+def edited(directory: Path, patchsets: Mapping[str, Path]) -> list[str]:
+    """Marked files in `directory` changed since sync wrote them and not yet recorded (a
+    person's work), by their names in the index; `patchsets`: name -> patchset file."""
+    if not directory.is_dir() or not (directory / INDEX).exists():
         return []
-    if directory.is_dir() and not (directory / INDEX).exists():
-        return []
-    index = read_index(directory)
     found = []
-    for entry in index.files:
+    for entry in read_index(directory).files:
         marked = inside(directory, entry.file)
         if not marked.exists():
             continue
@@ -107,18 +112,18 @@ def edited(directory: Path) -> list[str]:
             data = marked.read_bytes()
         except OSError as err:
             raise ConfigError(f"{marked}: cannot read: {err.strerror or err}") from None
-        if entry.marked_sha256 is None or sha256(data) != entry.marked_sha256:
+        if sha256(data) != entry.marked_sha256 and not _recorded(entry, data, patchsets):
             found.append(entry.file)
     return found
 
 
-def refuse_overwriting(directory: Path) -> None:
+def refuse_overwriting(directory: Path, patchsets: Mapping[str, Path]) -> None:
     """Preflight for `sync --conflicts DIR`: never overwrite a person's half-done work."""
-    if changed := edited(directory):
+    if changed := edited(directory, patchsets):
         raise OutputError(
-            f"--conflicts {directory}: holds marked files edited since sync wrote them: "
-            f"{', '.join(changed)}; record them with `patchkeeper resolve`, then move the "
-            "directory away, or give another directory"
+            f"--conflicts {directory}: holds marked files edited since sync wrote them and "
+            f"not recorded: {', '.join(changed)}; finish them and run `patchkeeper resolve`, "
+            "or give another directory"
         )
 
 
