@@ -115,7 +115,10 @@ def test_resolve_refuses_files_it_cannot_read_naming_them(tmp_path: Path) -> Non
     run.marked().write_bytes(RESOLVED.encode() + b"caf\xe9\n")
     result = run.resolve("--json")
     assert result.exit_code == 2
-    assert error(result) == f"{run.marked()}: not UTF-8 text (byte {len(RESOLVED) + 3}); save it as UTF-8"
+    assert (
+        error(result)
+        == f"{run.marked()}: not UTF-8 text (byte {len(RESOLVED) + 3}); save it as UTF-8"
+    )
     run.marked().unlink()
     result = run.resolve("--json")
     assert result.exit_code == 2
@@ -269,3 +272,25 @@ def test_a_stale_resolution_is_named_in_the_report(tmp_path: Path) -> None:
     assert plain.exit_code == 1
     assert f"conflict ps/pr-1 /src/m.py: {note}" in plain.output
     assert load(run.tmp / "ps.yaml", "pr-1") == (resolution,)
+
+
+LOCAL_DIFF = "--- a/m.py\n+++ b/m.py\n@@ -8,3 +8,3 @@\n # 6\n # 7\n-b = 2\n+b = 20\n"
+
+
+def test_a_conflicting_local_diff_says_there_is_no_marked_file(tmp_path: Path) -> None:
+    (tmp_path / "local.diff").write_text(LOCAL_DIFF)
+    patchset = (
+        "upstream: {{git: '{url}', branch: main}}\nsource_root: /src\npatches:\n"
+        f"  - diff: {tmp_path / 'local.diff'}\n    why: t\n"
+    )
+    run = journey(tmp_path, patchset)
+    result = run.sync(conflicts=run.conflicts, as_json=False)
+    assert result.exit_code == 1
+    assert "diff3-marked files in" not in result.output
+    assert (
+        "ps/diff local: /src/m.py: a local diff has no base to merge against, so no marked "
+        "file: update the diff file against the image's file"
+    ) in " ".join(result.output.split())
+    resolve = run.resolve("--json")
+    assert resolve.exit_code == 2
+    assert error(resolve).startswith(f"{run.conflicts / 'conflicts.json'}: lists no marked file")
