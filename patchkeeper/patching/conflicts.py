@@ -30,7 +30,8 @@ OURS = ".ours"
 
 def _relative(value: str) -> str:
     path = PurePosixPath(value)
-    if not value or path.is_absolute() or any(p in ("..", ".", "") for p in value.split("/")):
+    parts = value.split("/")
+    if "\0" in value or path.is_absolute() or any(p in ("..", ".", "") for p in parts):
         raise ValueError("must be a relative path inside the conflicts directory")
     return value
 

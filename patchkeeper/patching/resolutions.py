@@ -41,7 +41,7 @@ def _component(value: str) -> str:
 
 
 def _in_image(value: str) -> str:
-    if not value.startswith("/") or any(p in ("..", ".") for p in value.split("/")):
+    if "\0" in value or not value.startswith("/") or {"..", "."} & set(value.split("/")):
         raise ValueError("must be an absolute in-image path without '.' or '..' parts")
     return value
 

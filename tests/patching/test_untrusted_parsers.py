@@ -151,6 +151,8 @@ def test_any_index_file_parses_or_is_refused_naming_it(tmp_path: Path, data: byt
 
 @EXAMPLES
 @given(st.sampled_from(sorted(VALID_ENTRY)), _json())
+@example("file", "\0")  # once a ValueError from os.path: exit 70
+@example("path", "/src/\0")
 def test_an_index_with_any_one_field_replaced_parses_or_is_refused(
     tmp_path: Path, field: str, value: Any
 ) -> None:
