@@ -128,8 +128,9 @@ def load(patchset_file: Path, patch_key: str) -> tuple[Resolution, ...]:
     """Every resolution recorded for one patch; a tampered, torn or still-marked entry is
     bad input."""
     root, folder = store(patchset_file), _folder(patchset_file, patch_key)
-    if any(p.exists() and not p.is_dir() for p in (root, folder)):
-        raise ConfigError(f"{folder}: not a directory of resolutions; move it away")
+    for place in (root, folder):
+        if place.exists() and not place.is_dir():
+            raise ConfigError(f"{place}: not a directory of resolutions; move it away")
     if not folder.is_dir():
         return ()
     found = []

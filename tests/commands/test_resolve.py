@@ -294,3 +294,13 @@ def test_a_conflicting_local_diff_says_there_is_no_marked_file(tmp_path: Path) -
     resolve = run.resolve("--json")
     assert resolve.exit_code == 2
     assert error(resolve).startswith(f"{run.conflicts / 'conflicts.json'}: lists no marked file")
+
+
+def test_sync_refuses_a_resolutions_store_that_is_not_a_directory(tmp_path: Path) -> None:
+    run = journey(tmp_path)
+    (run.tmp / "ps.resolutions").write_text("a file\n")
+    result = run.sync()
+    assert result.exit_code == 2, result.output
+    assert error(result) == (
+        f"{run.tmp / 'ps.resolutions'}: not a directory of resolutions; move it away"
+    )
