@@ -304,3 +304,15 @@ def test_sync_refuses_a_resolutions_store_that_is_not_a_directory(tmp_path: Path
     assert error(result) == (
         f"{run.tmp / 'ps.resolutions'}: not a directory of resolutions; move it away"
     )
+
+
+def test_a_diff_file_whose_name_starts_with_a_dot_needs_an_id(tmp_path: Path) -> None:
+    (tmp_path / "..diff").write_text(LOCAL_DIFF)
+    patchset = PATCHSET.replace("pr: 1", f"diff: {tmp_path / '..diff'}")
+    run = journey(tmp_path, patchset)
+    result = run.sync(conflicts=run.conflicts)
+    assert result.exit_code == 2
+    assert "the patch's id '.' (its diff file's name) starts with a dot" in error(result)
+    assert not run.conflicts.exists()
+    named = journey(tmp_path / "named", patchset + "    id: local\n").sync()
+    assert named.exit_code == 1, named.output  # ports (and conflicts) under its id
