@@ -47,6 +47,7 @@ def files_under(root: Path) -> set[Path]:
         ("patch_key", ".."),
         ("diff_sha256", "/../../../XX"),
         ("diff_sha256", "A" * 64),
+        ("diff_sha256", "a" * 64 + "\n"),  # `$` would match before a final newline
         ("ours_sha256", "../x"),
         ("patchset", "../ps"),
         ("path", "/src/../../../etc/passwd"),
