@@ -68,7 +68,7 @@ def _problems(lock: Lock) -> list[str]:
             if file.action == "conflict":
                 bad = [h for h in file.hunks if h.status == "conflict"]
                 where = f"conflict {patch.id} {file.path}"
-                lines += [f"{where}: {file.note}"] if not bad else []
+                lines += [f"{where}: {file.note}"] if file.note else []
                 lines += [f"{where} {hunk.header}: {hunk.reason}" for hunk in bad]
                 lines += (
                     [f"{where}: diff3-marked in {file.conflict_file}"] if file.conflict_file else []

@@ -5,11 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 
 from patchkeeper.commands._common import SourceOptions, make_plan, writable_dir
+from patchkeeper.config.load import load_patchsets, load_recipe
 from patchkeeper.errors import EXIT_CONFLICT, EXIT_OK, OutputError
 from patchkeeper.overlay import compose
 from patchkeeper.overlay.lock import Lock
 from patchkeeper.overlay.write import OverlayContent, write_overlay
-from patchkeeper.patching.resolutions import write_conflicts
+from patchkeeper.patching.conflicts import refuse_overwriting, unmarked, write_conflicts
 from patchkeeper.pipeline import Plan
 from patchkeeper.report import document, print_table
 from patchkeeper.ui import err_console, out_console, print_document
@@ -54,6 +55,33 @@ def with_conflict_files(lock: Lock, written: dict[tuple[str, str], Path]) -> Loc
     return lock.model_copy(update={"patches": patches})
 
 
+def _write_conflicts(plan: Plan, conflicts: Path) -> dict[tuple[str, str], Path]:
+    try:
+        return write_conflicts(plan.conflicts, conflicts)
+    except OSError as err:  # full, or changed under us since the preflight
+        raise OutputError(
+            f"{err.filename or conflicts}: cannot write the conflicts "
+            f"({err.strerror or err}); nothing was synced"
+        ) from None
+
+
+def _say_what_to_resolve(
+    recipe: Path, conflicts: Path, written: dict[tuple[str, str], Path], local: list[str]
+) -> None:
+    if written:
+        err_console.print(
+            f"diff3-marked files in {conflicts}: resolve them, then "
+            f"`patchkeeper resolve --recipe {recipe} --conflicts {conflicts}`",
+            markup=False,
+        )
+    for file in local:
+        err_console.print(
+            f"{file}: a local diff has no base to merge against, so no marked file: "
+            "update the diff file against the image's file",
+            markup=False,
+        )
+
+
 def run(
     recipe: Path,
     image: str | None,
@@ -63,21 +91,23 @@ def run(
     conflicts: Path | None = None,
 ) -> int:
     writable_dir(out, "--out")
+    if conflicts is not None:
+        writable_dir(conflicts, "--conflicts")
+        patchsets = load_patchsets(load_recipe(recipe))
+        refuse_overwriting(conflicts, {p.name: p.path for p in patchsets})
     plan = make_plan(recipe, image, not as_json, source)
     if plan.conflicts:
-        lock = plan.lock
+        lock, written = plan.lock, dict[tuple[str, str], Path]()
         if conflicts is not None:
-            lock = with_conflict_files(lock, write_conflicts(plan.conflicts, conflicts))
+            written = _write_conflicts(plan, conflicts)
+            lock = with_conflict_files(lock, written)
         if as_json:
             print_document("sync", document(lock, image_read=plan.image_read))
         else:
             print_table(lock, out_console)
             err_console.print("[red]sync refused: a patch does not apply; nothing was written[/]")
             if conflicts is not None:
-                err_console.print(
-                    f"diff3-marked files in {conflicts}: resolve them, then "
-                    f"`patchkeeper resolve --recipe {recipe} --conflicts {conflicts}`"
-                )
+                _say_what_to_resolve(recipe, conflicts, written, unmarked(plan.conflicts))
         return EXIT_CONFLICT
     overlay, created, lock = write(plan, out)
     if as_json:

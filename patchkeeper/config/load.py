@@ -1,4 +1,5 @@
-"""Read YAML files into validated models, with errors naming file, line and field."""
+"""Read YAML (and our own JSON) files into validated models, with errors naming file,
+line and field."""
 
 from __future__ import annotations
 
@@ -49,20 +50,37 @@ def _line_of(document: Any, loc: tuple[int | str, ...]) -> int | None:
     return line
 
 
+def _problems(err: ValidationError, path: Path, document: Any = None) -> ConfigError:
+    problems = []
+    for issue in err.errors(include_input=False)[:20]:
+        loc = tuple(issue["loc"])
+        field = ".".join(str(part) for part in loc) or "(top level)"
+        line = _line_of(document, loc)
+        where = f"{path}:{line}" if line else str(path)
+        problems.append(f"{where}: {field}: {issue['msg']}")
+    return ConfigError("\n".join(problems))
+
+
 def _validate(model: type[M], document: Any, path: Path, **extra: Any) -> M:
     if not isinstance(document, dict):
         raise ConfigError(f"{path}: expected a mapping at the top level")
     try:
         return model.model_validate({**extra, **document})
     except ValidationError as err:
-        problems = []
-        for issue in err.errors():
-            loc = tuple(issue["loc"])
-            field = ".".join(str(part) for part in loc) or "(top level)"
-            line = _line_of(document, loc)
-            where = f"{path}:{line}" if line else str(path)
-            problems.append(f"{where}: {field}: {issue['msg']}")
-        raise ConfigError("\n".join(problems)) from None
+        raise _problems(err, path, document) from None
+
+
+def read_json(model: type[M], path: Path) -> M:
+    """A JSON file patchkeeper wrote (and a person may have handed around or edited),
+    shape checked: a wrong shape is bad input naming the file and the field."""
+    try:
+        data = path.read_bytes()
+    except OSError as err:
+        raise ConfigError(f"{path}: cannot read: {err.strerror or err}") from None
+    try:
+        return model.model_validate_json(data)
+    except ValidationError as err:
+        raise _problems(err, path) from None
 
 
 def _resolve(base: Path, candidate: Path) -> Path:

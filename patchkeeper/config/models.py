@@ -16,6 +16,9 @@ from pydantic import BaseModel, ConfigDict, Field, StrictInt, field_validator, m
 from patchkeeper.config.compose_spec import service_errors
 
 _REPO = re.compile(r"^[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+$")
+# Names that become path components (the conflicts directory, the resolutions store, the
+# overlay): no separators, and no leading dot (`.`, `..` and hidden names are not names).
+NAME_PATTERN = r"^[A-Za-z0-9_-][A-Za-z0-9_.-]*$"
 
 
 class _Strict(BaseModel):
@@ -52,7 +55,7 @@ class Patch(_Strict):
 
     pr: StrictInt | None = Field(None, gt=0)  # strict: YAML `pr: true` is not PR #1
     diff: Path | None = None
-    id: str | None = Field(None, pattern=r"^[A-Za-z0-9_.-]+$")
+    id: str | None = Field(None, pattern=NAME_PATTERN)
     why: str = Field(min_length=1)
     witness: str | None = None
     exclude: tuple[str, ...] = Field(
@@ -63,6 +66,11 @@ class Patch(_Strict):
     def _exactly_one_source(self) -> Patch:
         if (self.pr is None) == (self.diff is None):
             raise ValueError("give exactly one of 'pr: N' or 'diff: path'")
+        if self.key.startswith("."):  # a diff file `..diff` or `.x.diff`: its stem
+            raise ValueError(
+                f"the patch's id {self.key!r} (its diff file's name) starts with a dot, and "
+                "ids become directory names: give it an 'id:'"
+            )
         return self
 
     @property
@@ -87,7 +95,7 @@ class RetiredPatch(BaseModel):
 class Patchset(_Strict):
     """A named, ordered list of patches against one upstream repository."""
 
-    name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
+    name: str = Field(pattern=NAME_PATTERN)
     upstream: Upstream
     source_root: PurePosixPath
     patches: tuple[Patch, ...]
@@ -240,7 +248,7 @@ class TagRegex:
 class Recipe(_Strict):
     """One image repository, the patchsets to keep on it, and its service."""
 
-    name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
+    name: str = Field(pattern=NAME_PATTERN)
     image: str = Field(min_length=1)
     tags: TagPattern
     patchsets: tuple[Path, ...] = Field(min_length=1)

@@ -204,6 +204,8 @@ def parse_diff(text: str, label: str) -> tuple[FilePatch, ...]:
             None if name == DEV_NULL else safe_repo_path(name, label)
             for name in (patched.source_file, patched.target_file)
         )
+        if old is None and new is None:
+            raise UnsafeInputError(f"{label}: a file entry with /dev/null on both sides")
         # By the headers, not by unidiff's is_added_file: filling an empty file is `-0,0` too.
         info = [str(line) for line in patched.patch_info or ()]
         if old is None or any(line.startswith("new file mode") for line in info):
@@ -215,7 +217,7 @@ def parse_diff(text: str, label: str) -> tuple[FilePatch, ...]:
         else:
             kind = FileChange.MODIFIED
         path = new or old
-        assert path is not None
+        assert path is not None  # both None is refused above
         hunks = tuple(_hunk(h) for h in patched)
         unsupported = _unsupported(patched)
         if kind is FileChange.MODIFIED and not hunks and not unsupported:

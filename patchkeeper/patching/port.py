@@ -224,12 +224,9 @@ def _port_file(
         content = None if failed else "".join(lines)
     note = ""
     if content is None:
-        reused = _reuse(parsed, path, ours_text)
-        if reused is None:
-            return FileOutcome(
-                path, file.kind, FileAction.CONFLICT, results, ours=ours, three_way=three_way
-            )
-        content, note = reused
+        content, note = _reuse(parsed, path, ours_text)
+        if content is None:
+            return FileOutcome(path, file.kind, FileAction.CONFLICT, results, note, ours, three_way)
         results = tuple(
             HunkResult(r.hunk, HunkStatus.DRIFTED, r.line, "placed by a recorded resolution")
             if r.status is HunkStatus.CONFLICT
@@ -248,9 +245,10 @@ def _port_file(
     return FileOutcome(path, file.kind, action, results, note)
 
 
-def _reuse(parsed: ParsedChange, path: PurePosixPath, ours: str) -> tuple[str, str] | None:
-    """A recorded resolution for this file and diff: as it is when the file is the one it was
-    recorded against, else merged three-way onto the changed file when that merges cleanly."""
+def _reuse(parsed: ParsedChange, path: PurePosixPath, ours: str) -> tuple[str | None, str]:
+    """(content, note) from a recorded resolution for this file and diff: as it is when the
+    file is the one it was recorded against, else merged three-way onto the changed file when
+    that merges cleanly. No content: why a recorded resolution did not serve ("" if none)."""
     candidates = matching(parsed.resolutions, path, parsed.change.diff_sha256)
     where = f"resolution of {path}"
     for resolution in candidates:
@@ -265,7 +263,11 @@ def _reuse(parsed: ParsedChange, path: PurePosixPath, ours: str) -> tuple[str, s
                 merged.content,
                 "resolved by a recorded resolution, merged onto a changed image file",
             )
-    return None
+    if candidates:
+        return None, "the recorded resolution does not merge onto the changed image file"
+    if any(r.path == path for r in parsed.resolutions):
+        return None, "a resolution was recorded for another version of this diff: resolve again"
+    return None, ""
 
 
 def _port_added(

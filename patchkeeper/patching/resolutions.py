@@ -20,20 +20,49 @@ import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import TYPE_CHECKING
+from typing import Annotated
 
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+
+from patchkeeper.config.load import read_json
 from patchkeeper.errors import ConfigError
 from patchkeeper.paths import atomic_write
 
-if TYPE_CHECKING:
-    from patchkeeper.patching.port import PatchOutcome
+# Conflict markers as git writes them (marker size 7). A line of `=======` alone is not one:
+# it underlines Markdown and reStructuredText headings; the others only ever come from a merge.
+_MARKERS = ("<<<<<<<", "|||||||", ">>>>>>>")
 
-INDEX = "conflicts.json"
-_MARKERS = ("<<<<<<< ", "||||||| ", "=======\n", ">>>>>>> ")
+
+def _component(value: str) -> str:
+    """A name used as one path component: not empty, no separator, no leading dot."""
+    if not value or "/" in value or "\0" in value or value.startswith(".") or len(value) > 200:
+        raise ValueError("must be a name usable as a directory (no '/', no leading '.')")
+    return value
+
+
+def _in_image(value: str) -> str:
+    if "\0" in value or not value.startswith("/") or {"..", "."} & set(value.split("/")):
+        raise ValueError("must be an absolute in-image path without '.' or '..' parts")
+    return value
+
+
+Component = Annotated[str, AfterValidator(_component)]
+Sha256 = Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]
+InImage = Annotated[str, AfterValidator(_in_image)]
 
 
 def sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
+
+
+def has_markers(data: bytes) -> bool:
+    """Whether `data` holds a conflict marker line (`<<<<<<<`, `|||||||`, `>>>>>>>`, alone
+    or followed by a space and a label)."""
+    for line in data.decode("utf-8", "replace").split("\n"):
+        line = line.removesuffix("\r")
+        if any(line == m or line.startswith(m + " ") for m in _MARKERS):
+            return True
+    return False
 
 
 @dataclass(frozen=True)
@@ -48,54 +77,74 @@ class Resolution:
         return sha256(self.ours)
 
 
+class _Record(BaseModel):
+    """`resolution.json`: what an entry resolves, and the sha256 of its two files."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+
+    path: InImage
+    ours_sha256: Sha256
+    diff_sha256: Sha256
+    resolved_sha256: Sha256
+
+
 def store(patchset_file: Path) -> Path:
     """Where a patchset's resolutions live: beside it, `<name>.resolutions/`."""
     return patchset_file.with_name(f"{patchset_file.stem}.resolutions")
 
 
-def _entry(root: Path, patch_key: str, resolution: Resolution) -> Path:
+def _folder(patchset_file: Path, patch_key: str) -> Path:
+    try:
+        _component(patch_key)
+    except ValueError as err:
+        raise ConfigError(f"patch {patch_key!r}: {err}") from None
+    return store(patchset_file) / patch_key
+
+
+def _entry(patchset_file: Path, patch_key: str, resolution: Resolution) -> Path:
     path_id = sha256(str(resolution.path).encode())[:12]
     name = f"{path_id}-{resolution.ours_sha256[:12]}-{resolution.diff_sha256[:12]}"
-    return root / patch_key / name
+    return _folder(patchset_file, patch_key) / name
 
 
 def record(patchset_file: Path, patch_key: str, resolution: Resolution) -> Path:
     """Store one resolution (replacing one with the same key); its directory."""
-    entry = _entry(store(patchset_file), patch_key, resolution)
+    meta = _Record(
+        path=str(resolution.path),
+        ours_sha256=resolution.ours_sha256,
+        diff_sha256=resolution.diff_sha256,
+        resolved_sha256=sha256(resolution.resolved),
+    )
+    entry = _entry(patchset_file, patch_key, resolution)
     entry.mkdir(parents=True, exist_ok=True)
     atomic_write(entry / "ours", resolution.ours)
     atomic_write(entry / "resolved", resolution.resolved)
-    meta = {
-        "path": str(resolution.path),
-        "ours_sha256": resolution.ours_sha256,
-        "diff_sha256": resolution.diff_sha256,
-        "resolved_sha256": sha256(resolution.resolved),
-    }
-    atomic_write(entry / "resolution.json", (json.dumps(meta, indent=2) + "\n").encode())
+    text = json.dumps(meta.model_dump(mode="json"), indent=2) + "\n"
+    atomic_write(entry / "resolution.json", text.encode())
     return entry
 
 
 def load(patchset_file: Path, patch_key: str) -> tuple[Resolution, ...]:
-    """Every resolution recorded for one patch; a tampered or torn entry is bad input."""
-    folder = store(patchset_file) / patch_key
+    """Every resolution recorded for one patch; a tampered, torn or still-marked entry is
+    bad input."""
+    root, folder = store(patchset_file), _folder(patchset_file, patch_key)
+    for place in (root, folder):
+        if place.exists() and not place.is_dir():
+            raise ConfigError(f"{place}: not a directory of resolutions; move it away")
     if not folder.is_dir():
         return ()
     found = []
     for entry in sorted(p for p in folder.iterdir() if p.is_dir()):
+        meta = read_json(_Record, entry / "resolution.json")
         try:
-            meta = json.loads((entry / "resolution.json").read_text())
             ours, resolved = (entry / "ours").read_bytes(), (entry / "resolved").read_bytes()
-            intact = (
-                sha256(ours) == meta["ours_sha256"] and sha256(resolved) == meta["resolved_sha256"]
-            )
-            resolution = Resolution(
-                PurePosixPath(meta["path"]), ours, str(meta["diff_sha256"]), resolved
-            )
-        except (OSError, ValueError, KeyError, TypeError) as err:
+        except OSError as err:
             raise ConfigError(f"{entry}: unreadable resolution: {err}") from None
-        if not intact:
+        if sha256(ours) != meta.ours_sha256 or sha256(resolved) != meta.resolved_sha256:
             raise ConfigError(f"{entry}: resolution files do not match their sha256")
-        found.append(resolution)
+        if has_markers(resolved):
+            raise ConfigError(f"{entry / 'resolved'}: still holds conflict markers")
+        found.append(Resolution(PurePosixPath(meta.path), ours, meta.diff_sha256, resolved))
     return tuple(found)
 
 
@@ -104,50 +153,3 @@ def matching(
 ) -> list[Resolution]:
     """Resolutions of this file for this very diff (a PR that moved on needs a new one)."""
     return [r for r in resolutions if r.path == path and r.diff_sha256 == diff_sha256]
-
-
-def has_markers(text: str) -> bool:
-    return any(line.startswith(_MARKERS) for line in text.splitlines(keepends=True))
-
-
-def write_conflicts(
-    outcomes: Sequence[PatchOutcome], directory: Path
-) -> dict[tuple[str, str], Path]:
-    """Write each conflicting file's diff3-marked text under `directory`, with the index
-    `resolve` reads; {(patch id, in-image path): marked file}. Files whose patch has no known
-    base (a local diff) have no three-way text and are listed without one."""
-    written: dict[tuple[str, str], Path] = {}
-    entries = []
-    for outcome in outcomes:
-        change = outcome.change
-        for file in outcome.files:
-            if file.ours is None or file.three_way is None:
-                continue
-            marked = directory / change.id / str(file.path).lstrip("/")
-            ours = directory / ".ours" / change.id / str(file.path).lstrip("/")
-            for target, data in ((marked, file.marked.encode()), (ours, file.ours)):
-                target.parent.mkdir(parents=True, exist_ok=True)
-                atomic_write(target, data)
-            written[(change.id, str(file.path))] = marked
-            entries.append(
-                {
-                    "patch": change.id,
-                    "patchset": change.patchset,
-                    "patch_key": change.patch.key,
-                    "label": change.label,
-                    "path": str(file.path),
-                    "file": str(marked.relative_to(directory)),
-                    "ours": str(ours.relative_to(directory)),
-                    "ours_sha256": sha256(file.ours),
-                    "diff_sha256": change.diff_sha256,
-                    "hunks": [
-                        {"header": h.hunk.header, "line": h.line, "reason": h.reason}
-                        for h in file.hunks
-                        if h.status.value == "conflict"
-                    ],
-                }
-            )
-    directory.mkdir(parents=True, exist_ok=True)
-    index = json.dumps({"format": 1, "files": entries}, indent=2) + "\n"
-    atomic_write(directory / INDEX, index.encode())
-    return written

@@ -168,7 +168,7 @@ class GitResolver:
     def resolve(self, patchset: str, patch: Patch, hint: str | None = None) -> UpstreamChange:
         if patch.diff is not None:
             try:
-                text = patch.diff.read_text(encoding="utf-8")
+                text = patch.diff.read_bytes().decode("utf-8")  # as is: CRLF lines kept
             except (OSError, UnicodeDecodeError) as err:
                 raise ConfigError(f"patch {patch.key}: cannot read {patch.diff}: {err}") from None
             return UpstreamChange(patchset, patch, PrState.LOCAL, text)

@@ -11,9 +11,10 @@ import pytest
 
 from patchkeeper.demo.history import Edit
 from patchkeeper.errors import UnsafeInputError
+from patchkeeper.patching.conflicts import INDEX, write_conflicts
 from patchkeeper.patching.hunks import HunkStatus
 from patchkeeper.patching.port import FileAction, port
-from patchkeeper.patching.resolutions import INDEX, Resolution, load, record, write_conflicts
+from patchkeeper.patching.resolutions import Resolution, load, record
 from tests.patching.conftest import ROOT, PrHistory, image, local
 
 MakeUpstream = Callable[[dict[str, bytes]], PrHistory]
@@ -99,6 +100,7 @@ def test_every_conflicting_file_of_a_change_is_written_with_its_index_entry(
         "file": f"{change.id}/src/pkg/b.py",
         "ours": f".ours/{change.id}/src/pkg/b.py",
         "ours_sha256": hexdigest(files["pkg/b.py"] or b""),
+        "marked_sha256": hexdigest((directory / change.id / "src/pkg/b.py").read_bytes()),
         "diff_sha256": change.diff_sha256,
         "hunks": [{"header": hunk.hunk.header, "line": hunk.line, "reason": hunk.reason}],
     }

@@ -12,9 +12,10 @@ from typer.testing import CliRunner
 from patchkeeper.cli import app
 from patchkeeper.demo.history import Edit
 from patchkeeper.errors import ConfigError
+from patchkeeper.patching.conflicts import write_conflicts
 from patchkeeper.patching.hunks import HunkStatus
 from patchkeeper.patching.port import PatchState, port
-from patchkeeper.patching.resolutions import Resolution, load, record, write_conflicts
+from patchkeeper.patching.resolutions import Resolution, load, record
 from tests.oci import Image, layer, tree, write_oci_layout
 from tests.patching.conftest import PATCHSET, RECIPE, ROOT, PrHistory, image
 
@@ -64,9 +65,14 @@ def test_a_recorded_resolution_is_reused_then_merged_onto_a_changed_file(
     clashing = ours.replace(b"b = 3\n", b"b = 4\n")  # a new nightly, right at the conflict
     state, _ = again({"m.py": clashing})
     assert state is PatchState.CONFLICT
+    [clash] = port([up.change(1).with_resolutions(recorded)], image({"m.py": clashing})).outcomes
+    note = "the recorded resolution does not merge onto the changed image file"
+    assert clash.files[0].note == note
     stale = Resolution(ROOT / "m.py", ours, "0" * 64, resolved)  # recorded for another diff
     result = port([up.change(1).with_resolutions([stale])], image({"m.py": ours}))
     assert result.outcomes[0].state is PatchState.CONFLICT
+    note = "a resolution was recorded for another version of this diff: resolve again"
+    assert result.outcomes[0].files[0].note == note
     hunk_status = port([up.change(1).with_resolutions(recorded)], image({"m.py": ours}))
     assert hunk_status.outcomes[0].files[0].hunks[0].status is HunkStatus.DRIFTED
 

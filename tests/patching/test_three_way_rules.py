@@ -54,13 +54,19 @@ def test_on_the_result_every_hunk_is_present_where_the_result_has_it(
 
 
 def test_conflict_markers_are_whole_lines() -> None:
-    assert has_markers("a\n<<<<<<< image\nb\n")
-    assert has_markers("a\n=======\nb\n")
-    assert has_markers("a\n||||||| base\n")
-    assert has_markers(">>>>>>> theirs")
-    assert not has_markers("a\n=======b\n")
-    assert not has_markers("a = '<<<<<<<'\n")
-    assert not has_markers("a\n=======")  # no newline: not git's separator line
+    assert has_markers(b"a\n<<<<<<< image\nb\n")
+    assert has_markers(b"a\n||||||| base\n")
+    assert has_markers(b">>>>>>> theirs")
+    assert has_markers(b"a\r\n<<<<<<<\r\nb\r\n")  # unlabelled, in a CRLF file
+    assert not has_markers(b"a\n=======b\n")
+    assert not has_markers(b"a = '<<<<<<<'\n")
+    assert not has_markers(b"<<<<<<<< eight\n")
+
+
+def test_a_separator_line_alone_is_a_heading_underline_not_a_marker() -> None:
+    assert not has_markers(b"Title\n=======\n\ntext\n")
+    assert not has_markers(b"Title\r\n=======\r\n")
+    assert has_markers(b"<<<<<<< image\na\n=======\nb\n>>>>>>> ps/PR #1\n")
 
 
 def test_a_conflict_at_the_end_of_the_file_says_so(make_upstream: MakeUpstream) -> None:
