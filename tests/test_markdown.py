@@ -11,6 +11,8 @@ from markdown_it import MarkdownIt
 from markdown_it.token import Token
 
 from patchkeeper.markdown import JOINER, fence, text
+from patchkeeper.verify import reporting
+from patchkeeper.verify.smoke import CheckResult, Status
 
 md = MarkdownIt("gfm-like")
 EXAMPLES = settings(max_examples=200, deadline=None)
@@ -104,3 +106,19 @@ def test_the_issues_examples_stay_text() -> None:
     rendered = md.render(f"note: {text(reason)}\n")
     assert "<h1>" not in rendered and "<b>" not in rendered and MENTION.search(rendered) is None
     assert "&lt;b&gt;bold&lt;/b&gt;" in rendered
+
+
+def test_a_servers_reason_adds_nothing_to_the_step_summary() -> None:
+    reason = "bad reply\n# Heading\n<b>bold</b> @team\n| x | y |\n```"
+    results = [CheckResult("tool_stream_blocks", Status.FAILED, reason)]
+    tokens = md.parse(reporting.markdown(results, "adapter @org/team <img src=x>"))
+    assert [t.tag for t in tokens if t.type == "heading_open"] == ["h3"]
+    assert [t.type for t in tokens if t.type in ("tr_open", "td_open")] == ["tr_open"] * 2 + [
+        "td_open"
+    ] * 3
+    for token in tokens:
+        if token.type == "inline":
+            kinds = {c.type for c in token.children or []}
+            assert not kinds & {"html_inline", "link_open", "image"}, kinds
+            shown = "".join(c.content for c in token.children or [] if c.type == "text")
+            assert not MENTION.search(shown), shown

@@ -3,14 +3,18 @@ remotes, the real adapter tier, and GitHub's REST API served by the local double
 
 from __future__ import annotations
 
+import json
+import re
 import shutil
 import subprocess
 from pathlib import Path
 
 import pytest
+from markdown_it import MarkdownIt
 from typer.testing import CliRunner, Result
 
 from patchkeeper.cli import app
+from patchkeeper.commands import nightly as nightly_command
 from patchkeeper.commands.nightly import RecipeRun, exit_code
 from patchkeeper.demo.scenario import PROTOCOL
 from patchkeeper.demo.setup import Demo
@@ -96,7 +100,7 @@ def test_nightly_commits_proves_and_opens_then_updates_one_pull_request(
     assert (pull.head_ref, pull.base_ref, pull.state) == (BRANCH, "main", "open")
     assert pull.title == f"patchkeeper: overlays for {tag}"
     body = pull.body or ""
-    assert "| #26773 |" in body and "| overlay |" in body
+    assert "| \\#\u206026773 |" in body and "| overlay |" in body  # "#26773", not a link
     assert "| pass | `mid_conversation_system` |" in body
     assert "- `sglang-demo/pr-26773`: proven" in body
     # #24294 is in this nightly: its witness passes on the image's own files.
@@ -123,10 +127,17 @@ def test_a_patch_that_stops_applying_opens_one_issue(
     patchset.write_text(
         patchset.read_text() + "  - diff: broken.diff\n    why: a local fix upstream rewrote\n"
     )
+    hostile = "@org/team <img src=x> [x](javascript:alert(1)) #1 http://e.com"
+    patchset.write_text(
+        patchset.read_text().replace("a local fix upstream rewrote", json.dumps(hostile))
+    )
     for _ in range(2):
         result = nightly("--verify", "none")
         assert result.exit_code == 1, result.output
     [issue] = github_double.issues.values()
+    for text in (issue.body or "", result.stdout):  # the same text stays text everywhere
+        assert_inert(text)
+        assert "@\u2060org/team &lt;img src=x&gt; [x](javascript:alert(1))" in MD.render(text)
     assert issue.title == "patchkeeper: patch sglang-demo/broken no longer applies (demo)"
     assert issue.labels == ["patchkeeper"]
     assert "conflict sglang-demo/broken " in (issue.body or "") and "was not written" in (
@@ -185,6 +196,93 @@ def test_a_failing_recipe_does_not_stop_the_others_and_outputs_are_written(
     assert values["pr-number"].isdigit() and values["pr-url"].startswith("http")
     assert Path(values["report"]).read_text().startswith("## patchkeeper nightly")
     assert summary.strip() in done.stdout  # Markdown printed verbatim, rows unwrapped
+
+
+MD = MarkdownIt("gfm-like")
+MENTION = re.compile(r"(?<![\w`])@[A-Za-z0-9]")
+
+
+def assert_inert(markdown: str) -> None:
+    """No raw HTML, no link or image, no mention anywhere in rendered Markdown."""
+    for token in MD.parse(markdown):
+        for child in [token, *(token.children or [])]:
+            assert child.type not in ("html_inline", "html_block", "link_open", "image"), child
+            if child.type == "text":
+                assert not MENTION.search(child.content), child.content
+
+
+def test_any_failure_of_one_recipe_is_its_row_section_and_issue_and_the_others_go_on(
+    config_repo: Path,
+    github_double: GitHubDouble,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    github_double.add_repo(CONFIG_REPO)
+    recipe = (config_repo / "demo.yaml").read_text()
+    # A model whose tokenizer config names a template with a list: bad input, exit 2.
+    model = tmp_path / "model"
+    model.mkdir()
+    templates = [{"name": ["default"], "template": "{{ messages }}"}]
+    (model / "tokenizer_config.json").write_text(json.dumps({"chat_template": templates}))
+    (config_repo / "model.yaml").write_text(re.sub(r"host_path: .*", f"host_path: {model}", recipe))
+    # A recipe on which patchkeeper itself fails: a bug, which must not end the night.
+    shutil.copy(config_repo / "demo.yaml", config_repo / "crash.yaml")
+    plan = nightly_command.make_plan
+
+    def make_plan(recipe: Path, *args: object) -> object:
+        if recipe.name == "crash.yaml":
+            raise KeyError("shape")
+        return plan(recipe, *args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(nightly_command, "make_plan", make_plan)
+    monkeypatch.setenv("RUNNER_TEMP", str(tmp_path))
+    outputs = tmp_path / "github_output"
+    recipes = ["--recipe", "crash.yaml", "--recipe", "model.yaml"]
+    done = nightly(*recipes, "--verify", "none", "--outputs", str(outputs))
+    assert done.exit_code == 70, done.output  # the worst of the night: a bug
+    summary = (tmp_path / "summary.md").read_text()
+    assert "| `crash.yaml` | - | - | **error** (exit 70): unexpected KeyError" in summary
+    [log] = re.findall(r"traceback in (/\S+?\.log)", summary)  # in its section, verbatim
+    assert "KeyError: 'shape'" in Path(log).read_text()
+    assert "| `model.yaml` | - | - | **error** (exit 2)" in summary
+    assert "tokenizer_config.json: chat_template[0].name: expected a string, found list" in summary
+    assert "| `demo.yaml` |" in summary and "### `demo.yaml`" in summary
+    # The healthy recipe was committed and proposed; each failure has its issue.
+    tag = git(config_repo, "ls-tree", "-r", "--name-only", remote_tip(config_repo))
+    assert "overlays/demo/" in tag
+    [pull] = [p for (repo, _), p in github_double.pulls.items() if repo == CONFIG_REPO]
+    assert "### `crash.yaml`" in (pull.body or "")
+    issues = {issue.title: issue.body or "" for issue in github_double.issues.values()}
+    assert set(issues) == {
+        "patchkeeper: nightly failed for crash",
+        "patchkeeper: nightly failed for model",
+    }
+    assert "a bug in patchkeeper" in issues["patchkeeper: nightly failed for crash"]
+    assert "chat_template[0].name" in issues["patchkeeper: nightly failed for model"]
+    values = dict(line.split("=", 1) for line in outputs.read_text().splitlines())
+    assert values["changed"] == "true" and values["pr-number"] == str(pull.number)
+
+
+def test_an_unusable_summary_or_report_location_is_refused_before_any_work(
+    config_repo: Path, github_double: GitHubDouble, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    github_double.add_repo(CONFIG_REPO)
+    summary = tmp_path / "summary-dir"
+    summary.mkdir()
+    monkeypatch.setenv("GITHUB_STEP_SUMMARY", str(summary))
+    result = nightly("--verify", "none")
+    assert result.exit_code == 2, result.output
+    assert f"GITHUB_STEP_SUMMARY: {summary} is a directory" in result.output
+    monkeypatch.setenv("GITHUB_STEP_SUMMARY", str(tmp_path / "summary.md"))
+    monkeypatch.setenv("RUNNER_TEMP", str(tmp_path / "gone"))
+    result = nightly("--verify", "none", "--outputs", str(tmp_path / "github_output"))
+    assert result.exit_code == 2, result.output
+    assert f"RUNNER_TEMP={tmp_path / 'gone'}: not a directory" in result.output
+    # Refused before any work: nothing synced, committed, pushed or posted.
+    assert not (config_repo / "overlays").exists()
+    assert git(config_repo, "ls-remote", "origin", f"refs/heads/{BRANCH}") == ""
+    assert github_double.requests == []
+    assert not (tmp_path / "github_output").exists()
 
 
 def _night(witness_overlay: Status, witness_vanilla: Status, allow: bool = False) -> RecipeRun:
