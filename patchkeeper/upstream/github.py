@@ -33,7 +33,8 @@ from github.GithubException import (
 )
 from github.PullRequest import PullRequest
 from rich.markup import escape
-from urllib3.response import HTTPResponse
+from urllib3.exceptions import InvalidHeader
+from urllib3.response import BaseHTTPResponse, HTTPResponse
 from urllib3.util.retry import Retry
 
 from patchkeeper import __version__
@@ -128,7 +129,15 @@ def _reset_time(headers: Mapping[str, Any] | None) -> datetime | None:
 
 class _RateLimitRetry(GithubRetry):
     """GithubRetry waits out 403 rate limits up to `max_rate_limit_wait`; GitHub may answer a
-    spent budget with 429 as well, with the same X-RateLimit-Reset, so wait for that too."""
+    spent budget with 429 as well, with the same X-RateLimit-Reset, so wait for that too.
+    A `Retry-After` (secondary rate limits, a 503) is never slept beyond the maximum either:
+    a longer one fails at once, an unreadable one falls back to the ordinary backoff."""
+
+    def get_retry_after(self, response: BaseHTTPResponse) -> float | None:
+        try:
+            return super().get_retry_after(response)
+        except InvalidHeader:
+            return None
 
     def increment(  # type: ignore[override]
         self,
@@ -139,17 +148,41 @@ class _RateLimitRetry(GithubRetry):
         _pool: Any = None,
         _stacktrace: Any = None,
     ) -> Retry:
+        asked = self.get_retry_after(response) if response is not None else None
+        if response is not None and asked is not None and self._too_long(asked):
+            headers = dict(response.headers.items())
+            raise RateLimitExceededExceedsMaxWait(response.status, None, headers, wait=asked)
         retry = super().increment(method, url, response, error, _pool, _stacktrace)
         if response is None or response.status != 429 or "Retry-After" in response.headers:
             return retry
         reset = _reset_time(response.headers)
         wait = max(reset.timestamp() - time.time(), 0.0) + 1 if reset else self.secondary_rate_wait
-        if self.max_rate_limit_wait is not None and wait > self.max_rate_limit_wait:
+        if self._too_long(wait):
             raise RateLimitExceededExceedsMaxWait(
                 429, None, dict(response.headers.items()), wait=wait
             )
         retry.get_backoff_time = lambda: wait  # type: ignore[method-assign]
         return retry
+
+    def _too_long(self, wait: float) -> bool:
+        return self.max_rate_limit_wait is not None and wait > self.max_rate_limit_wait
+
+
+def rate_limit_message(
+    where: str, headers: Mapping[str, Any] | None, settings: GitHubSettings
+) -> str:
+    """Why a rate-limited request was given up: GitHub's `Retry-After` or reset time, and
+    the maximum wait it exceeds."""
+    retry_after = next(
+        (str(v) for k, v in (headers or {}).items() if k.lower() == "retry-after"), None
+    )
+    limit = f"{MAX_WAIT_VARIABLE}={settings.max_wait:g} s allows"
+    if retry_after is not None:
+        return f"{where}: GitHub asks to wait {retry_after} s (Retry-After), longer than {limit}"
+    reset = _reset_time(headers)
+    when = reset.strftime("%Y-%m-%dT%H:%M:%SZ") if reset else "an unknown time"
+    hint = "" if settings.token else "; set GITHUB_TOKEN for a higher limit"
+    return f"{where}: GitHub API rate limit exhausted until {when} (UTC), longer than {limit}{hint}"
 
 
 # --- the cache -------------------------------------------------------------------------------
@@ -275,7 +308,7 @@ class GitHubPulls:
         try:
             yield
         except (RateLimitExceededExceedsMaxWait, RateLimitExceededException) as err:
-            raise UnreachableError(self._rate_message(where, err.headers)) from None
+            raise UnreachableError(rate_limit_message(where, err.headers, self.settings)) from None
         except BadCredentialsException:
             raise ConfigError(
                 f"{where}: GitHub rejected the token in {self.settings.token_source} "
@@ -285,22 +318,15 @@ class GitHubPulls:
             raise UpstreamError(f"{where}: not found (404); check the patchset's github:") from None
         except GithubException as err:
             if err.status == 429:
-                raise UnreachableError(self._rate_message(where, err.headers)) from None
+                raise UnreachableError(
+                    rate_limit_message(where, err.headers, self.settings)
+                ) from None
             if err.status >= 500:
                 raise _ApiDown(f"{where}: {err.status}") from None
             message = err.data.get("message") if isinstance(err.data, dict) else None
             raise UpstreamError(f"{where}: GitHub answered {err.status} ({message})") from None
         except requests.RequestException as err:
             raise _ApiDown(f"{redact(self.settings.api_url)}: {type(err).__name__}") from None
-
-    def _rate_message(self, where: str, headers: Mapping[str, Any] | None) -> str:
-        reset = _reset_time(headers)
-        when = reset.strftime("%Y-%m-%dT%H:%M:%SZ") if reset else "an unknown time"
-        hint = "" if self.settings.token else "; set GITHUB_TOKEN for a higher limit"
-        return (
-            f"{where}: GitHub API rate limit exhausted until {when} (UTC), longer than "
-            f"{MAX_WAIT_VARIABLE}={self.settings.max_wait:g} s allows{hint}"
-        )
 
 
 # --- the resolver ----------------------------------------------------------------------------

@@ -10,6 +10,7 @@ from typing import Any
 
 import httpx
 import pytest
+import urllib3.util.retry
 from typer.testing import CliRunner
 
 from patchkeeper.cli import app
@@ -18,6 +19,7 @@ from patchkeeper.demo.history import Edit, History
 from patchkeeper.demo.scenario import REPOSITORY, DemoUpstream, build_upstream
 from patchkeeper.demo.setup import Demo
 from patchkeeper.errors import ConfigError, UnreachableError, UpstreamError
+from patchkeeper.publish.github import GitHubTracker, client_from_env
 from patchkeeper.upstream.git_resolver import GitResolver
 from patchkeeper.upstream.github import GitHubResolver, GitHubSettings, with_github
 from patchkeeper.upstream.mirror import GitMirror
@@ -214,6 +216,74 @@ def test_a_far_rate_limit_reset_fails_with_exit_3_and_the_reset_time(
     assert err.value.exit_code == 3
     assert iso(reset) in str(err.value) and "PATCHKEEPER_GITHUB_MAX_WAIT=5" in str(err.value)
     assert [r.status for r in github_double.requests] == [status]  # no retry storm
+
+
+CONFIG_REPO = "pk-test/serving-config"
+
+
+def tracker() -> GitHubTracker:
+    """What `nightly` publishes through, configured from the environment as there."""
+    return GitHubTracker(client_from_env(), CONFIG_REPO)
+
+
+@pytest.fixture
+def slept(monkeypatch: pytest.MonkeyPatch) -> list[float]:
+    """Every wait urllib3's retries ask for, recorded instead of slept."""
+    waits: list[float] = []
+
+    class Clock:
+        sleep = staticmethod(waits.append)
+        time = staticmethod(time.time)
+
+    monkeypatch.setattr(urllib3.util.retry, "time", Clock)
+    return waits
+
+
+@pytest.mark.parametrize("status", [500, 502, 503, 504])
+def test_publishing_through_a_5xx_that_outlasts_the_retries_is_exit_3_naming_the_endpoint(
+    github_double: GitHubDouble, slept: list[float], status: int
+) -> None:
+    github_double.add_repo(CONFIG_REPO)
+    github_double.fail_next(4, status)
+    with pytest.raises(UnreachableError) as err:
+        tracker().open_issue("patchkeeper: t", "body")
+    assert err.value.exit_code == 3
+    endpoint = f"GET {github_double.api_url}/repos/{CONFIG_REPO}/issues?"
+    assert endpoint in str(err.value) and f"too many {status} error responses" in str(err.value)
+    assert [r.status for r in github_double.requests] == [status] * 4  # 3 retries
+    assert tracker().open_issue("patchkeeper: t", "body").created  # and once GitHub is back
+
+
+@pytest.mark.parametrize("status", [403, 429])
+def test_a_secondary_rate_limit_is_waited_only_up_to_the_maximum(
+    github_double: GitHubDouble, monkeypatch: pytest.MonkeyPatch, slept: list[float], status: int
+) -> None:
+    github_double.add_repo(CONFIG_REPO)
+    monkeypatch.setenv("PATCHKEEPER_GITHUB_MAX_WAIT", "5")
+    github_double.fail_next(1, status, retry_after=2)
+    assert tracker().open_issue("patchkeeper: t", "body").created
+    assert slept == [2]  # GitHub's Retry-After, within the maximum: waited
+    github_double.fail_next(1, status, retry_after=3600)
+    with pytest.raises(UnreachableError) as err:
+        tracker().open_issue("patchkeeper: u", "body")
+    assert err.value.exit_code == 3 and slept == [2]  # failed at once, never the hour
+    assert "wait 3600 s (Retry-After)" in str(err.value)
+    assert "PATCHKEEPER_GITHUB_MAX_WAIT=5 s" in str(err.value)
+    assert [r.status for r in github_double.requests][-1] == status  # no retry after it
+
+
+def test_a_long_retry_after_while_reading_prs_fails_at_once_too(
+    github_double: GitHubDouble,
+    demo_upstream: DemoUpstream,
+    monkeypatch: pytest.MonkeyPatch,
+    slept: list[float],
+) -> None:
+    add_demo_pulls(github_double, demo_upstream)
+    monkeypatch.setenv("PATCHKEEPER_GITHUB_MAX_WAIT", "5")
+    github_double.fail_next(1, 403, retry_after=3600)
+    with pytest.raises(UnreachableError, match=r"PR #24294 .*wait 3600 s \(Retry-After\)"):
+        resolve_all(resolver(demo_upstream.url))
+    assert slept == [] and [r.status for r in github_double.requests] == [403]
 
 
 def test_an_unknown_pr_is_exit_2_naming_pr_and_repository(
