@@ -263,6 +263,25 @@ def test_any_failure_of_one_recipe_is_its_row_section_and_issue_and_the_others_g
     assert values["changed"] == "true" and values["pr-number"] == str(pull.number)
 
 
+def test_github_down_while_publishing_is_exit_3_and_the_other_posts_still_go_out(
+    config_repo: Path, github_double: GitHubDouble, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    github_double.add_repo(CONFIG_REPO)
+    (config_repo / "broken.yaml").write_text("image: [not, a, string]\n")
+    monkeypatch.setenv("RUNNER_TEMP", str(tmp_path))
+    outputs = tmp_path / "github_output"
+    github_double.fail_next(4, 502)  # the pull request's lookup, and its three retries
+    done = nightly("--recipe", "broken.yaml", "--verify", "none", "--outputs", str(outputs))
+    assert done.exit_code == 3, done.output  # unreachable outranks the bad recipe's 2
+    assert f"GET {github_double.api_url}/repos/{CONFIG_REPO}/pulls?" in done.output
+    assert "too many 502 error responses" in done.output
+    [issue] = github_double.issues.values()  # posted after the pull request failed
+    assert issue.title == "patchkeeper: nightly failed for broken"
+    values = dict(line.split("=", 1) for line in outputs.read_text().splitlines())
+    assert values["pr-number"] == "" and values["changed"] == "true"
+    assert "| `demo.yaml` |" in (tmp_path / "summary.md").read_text()
+
+
 def test_an_unusable_summary_or_report_location_is_refused_before_any_work(
     config_repo: Path, github_double: GitHubDouble, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
