@@ -4,15 +4,20 @@
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from markdown_it import MarkdownIt
 from markdown_it.token import Token
 
+from patchkeeper.commands import nightly
+from patchkeeper.commands.nightly import RecipeFailure, RecipeRun
 from patchkeeper.markdown import JOINER, fence, text
+from patchkeeper.overlay.lock import Lock
 from patchkeeper.verify import reporting
 from patchkeeper.verify.smoke import CheckResult, Status
+from tests.overlay.locks import make_lock
 
 md = MarkdownIt("gfm-like")
 EXAMPLES = settings(max_examples=200, deadline=None)
@@ -122,3 +127,42 @@ def test_a_servers_reason_adds_nothing_to_the_step_summary() -> None:
             assert not kinds & {"html_inline", "link_open", "image"}, kinds
             shown = "".join(c.content for c in token.children or [] if c.type == "text")
             assert not MENTION.search(shown), shown
+
+
+def _lock(why: str, path: str, reason: str) -> Lock:
+    """A conflicting patch whose why, path and hunk reason are `why`, `path` and `reason`."""
+    hunk = {"header": "@@ -1 +1 @@", "status": "conflict", "line": None, "reason": reason}
+    conflict = {"path": path, "kind": "text", "action": "conflict", "hunks": [hunk]}
+    patch = {
+        "id": "set/pr-1", "patchset": "set", "pr": 1, "diff_file": None, "state": "conflict",
+        "via": "", "pr_state": "open", "title": None, "why": why, "head": None, "witness": None,
+        "merge_commit": None, "base": None, "diff_sha256": "d" * 64,
+        "hunks": {"applied": 0, "present": 0, "conflict": 1}, "files": [conflict],
+    }  # fmt: skip
+    return make_lock("f" * 64, patches=[patch], warnings=[reason])
+
+
+@settings(max_examples=100, deadline=None)
+@given(untrusted, untrusted, untrusted, untrusted)
+def test_the_nightly_report_keeps_every_untrusted_text_as_text(
+    why: str, path: str, reason: str, error: str
+) -> None:
+    lock = _lock(why, path, reason)
+    run = RecipeRun(Path("demo.yaml"), lock)
+    failure = RecipeFailure(Path("other.yaml"), error, 2)
+    body = nightly.report([run], [failure])
+    tokens = md.parse(body)
+    rows = [t for t in tokens if t.type == "tr_open"]
+    cells = [t for t in tokens if t.type in ("th_open", "td_open")]
+    # The night's table (a header, two rows of 4) and the plan's (a header, one row of 6).
+    assert len(rows) == 5 and len(cells) == 4 * 3 + 6 * 2
+    headings = [tokens[i + 1].content for i, t in enumerate(tokens) if t.type == "heading_open"]
+    assert headings == ["patchkeeper nightly", "`other.yaml`", "`demo.yaml`"]
+    for token in tokens:
+        for child in [token, *(token.children or [])]:
+            assert child.type not in ("html_inline", "html_block", "link_open", "image"), child
+            if child.type == "text":
+                assert not MENTION.search(child.content) and not URL.search(child.content)
+    title, text = failure.issue()
+    assert [t.type for t in md.parse(text)][3:] == ["fence"]  # one paragraph, one block
+    assert "\n" not in title
