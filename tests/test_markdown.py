@@ -166,3 +166,12 @@ def test_the_nightly_report_keeps_every_untrusted_text_as_text(
     title, text = failure.issue()
     assert [t.type for t in md.parse(text)][3:] == ["fence"]  # one paragraph, one block
     assert "\n" not in title
+
+
+@EXAMPLES
+@given(untrusted)
+@example("log\n````\n</details>\n# heading")
+def test_server_logs_stay_one_collapsed_code_block(logs: str) -> None:
+    tokens = md.parse(reporting.details("server logs", logs) + "\nafter\n")
+    assert [t.type for t in tokens][:3] == ["html_block", "fence", "html_block"]
+    assert tokens[2].content == "</details>\n"
