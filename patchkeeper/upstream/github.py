@@ -19,7 +19,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path, PurePosixPath
-from typing import Any
+from typing import Any, Literal
 from urllib.parse import urlsplit
 
 import requests
@@ -32,6 +32,7 @@ from github.GithubException import (
     UnknownObjectException,
 )
 from github.PullRequest import PullRequest
+from pydantic import BaseModel, ConfigDict, TypeAdapter, ValidationError
 from rich.markup import escape
 from urllib3.exceptions import InvalidHeader
 from urllib3.response import BaseHTTPResponse, HTTPResponse
@@ -103,17 +104,53 @@ class PullInfo:
     files: tuple[str, ...]
 
     @classmethod
-    def of(cls, pull: PullRequest, files: Sequence[Json]) -> PullInfo:
+    def of(cls, pull: PullReply, files: Sequence[FileReply]) -> PullInfo:
         return cls(
             number=pull.number,
             title=pull.title,
             state=pull.state,
             merged=pull.merged,
             merge_commit_sha=pull.merge_commit_sha,
-            merged_at=pull.raw_data.get("merged_at"),
+            merged_at=pull.merged_at,
             head_sha=pull.head.sha,
-            files=tuple(entry["filename"] for entry in files),
+            files=tuple(entry.filename for entry in files),
         )
+
+
+class _Reply(BaseModel):
+    model_config = ConfigDict(strict=True, frozen=True)  # extra keys: GitHub's to add
+
+
+class _Head(_Reply):
+    sha: str
+
+
+class PullReply(_Reply):
+    """What patchkeeper reads of GitHub's pull-request object, its shape checked."""
+
+    number: int
+    title: str
+    state: Literal["open", "closed"]
+    merged: bool = False
+    merge_commit_sha: str | None = None
+    merged_at: str | None = None
+    head: _Head
+    changed_files: int = 0
+
+
+class FileReply(_Reply):
+    """One entry of a pull request's files list."""
+
+    filename: str
+
+
+FILES = TypeAdapter(list[FileReply])
+
+
+def _shape_error(err: ValidationError) -> str:
+    first = err.errors()[0]
+    where = ".".join(str(part) for part in first["loc"]) or "the reply"
+    return f"{where}: {first['msg']}"
 
 
 # --- rate limits -----------------------------------------------------------------------------
@@ -204,6 +241,14 @@ class CachedPull:
         return {name: value for name, value in found.items() if value}
 
 
+def _from_cache(entry: CachedPull) -> PullInfo | None:
+    """A cached pull request, or None when the entry's shape is wrong (fetched afresh)."""
+    try:
+        return PullInfo.of(PullReply.model_validate(entry.pull), FILES.validate_python(entry.files))
+    except ValidationError:
+        return None
+
+
 class PullCache:
     """JSON files under cache_dir()/github/<api host>/<owner>/<repo>/pulls/<n>.json."""
 
@@ -287,24 +332,32 @@ class GitHubPulls:
     def get(self, number: int) -> PullInfo:
         with self._errors(number), self.cache.locked(number):
             cached = self.cache.load(number)
-            if cached is not None:
+            known = _from_cache(cached) if cached is not None else None
+            if cached is not None and known is not None:
                 pull = self._github.create_from_raw_data(PullRequest, cached.pull, cached.headers)
-                if pull.merged or not pull.update():
+                if known.merged or not pull.update():
                     log.info("GitHub %s#%d: cache hit", self.repo, number)
-                    return PullInfo.of(pull, cached.files)
+                    return known
             else:
                 log.info("GitHub %s#%d: not cached; fetching", self.repo, number)
                 pull = self._repository.get_pull(number).complete()
-            files = [entry.raw_data for entry in pull.get_files()] if pull.changed_files else []
-            self.cache.store(
-                number, CachedPull(pull.raw_data, files, pull.etag, pull.last_modified)
-            )
-            return PullInfo.of(pull, files)
+            try:
+                reply = PullReply.model_validate(pull.raw_data)
+                raw = [entry.raw_data for entry in pull.get_files()] if reply.changed_files else []
+                files = FILES.validate_python(raw)
+            except ValidationError as err:  # enrichment is optional: git still answers
+                where = self._where(number)
+                raise _ApiDown(f"{where}: unexpected reply: {_shape_error(err)}") from None
+            self.cache.store(number, CachedPull(pull.raw_data, raw, pull.etag, pull.last_modified))
+            return PullInfo.of(reply, files)
+
+    def _where(self, number: int) -> str:
+        return f"PR #{number} of {self.repo} on {redact(self.settings.api_url)}"
 
     @contextmanager
     def _errors(self, number: int) -> Iterator[None]:
         """PyGithub's and requests' exceptions as patchkeeper's (or _ApiDown)."""
-        where = f"PR #{number} of {self.repo} on {redact(self.settings.api_url)}"
+        where = self._where(number)
         try:
             yield
         except (RateLimitExceededExceedsMaxWait, RateLimitExceededException) as err:

@@ -19,6 +19,7 @@ from patchkeeper.demo.history import Edit, History
 from patchkeeper.demo.scenario import REPOSITORY, DemoUpstream, build_upstream
 from patchkeeper.demo.setup import Demo
 from patchkeeper.errors import ConfigError, UnreachableError, UpstreamError
+from patchkeeper.paths import cache_dir
 from patchkeeper.publish.github import GitHubTracker, client_from_env
 from patchkeeper.upstream.git_resolver import GitResolver
 from patchkeeper.upstream.github import GitHubResolver, GitHubSettings, with_github
@@ -307,6 +308,39 @@ def test_an_unreachable_api_falls_back_to_git_with_a_warning(
     warning = " ".join(capsys.readouterr().err.split())
     assert "GitHub API unreachable" in warning and "resolving from git alone" in warning
     assert "0" * 40 not in warning
+
+
+def test_a_reply_of_the_wrong_shape_is_no_crash_git_answers_with_a_warning(
+    demo_upstream: DemoUpstream, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with GitHubDouble() as double:  # not the fixture: this one serves what GitHub would not
+        monkeypatch.setenv("GITHUB_API_URL", double.api_url)
+        monkeypatch.delenv("GITHUB_TOKEN", raising=False)
+        monkeypatch.delenv("GH_TOKEN", raising=False)
+        add_demo_pulls(double, demo_upstream)
+        double.update_pull(REPOSITORY, 24294, title=["not", "a", "title"])
+        changes = resolve_all(resolver(demo_upstream.url))
+    assert changes[24294].title == "[Anthropic] Track the open content block's type (#24294)"
+    warning = " ".join(capsys.readouterr().err.split())
+    assert "PR #24294 of patchkeeper-demo/sglang" in warning
+    assert "unexpected reply: title: Input should be a valid string" in warning
+    assert "resolving from git alone" in warning
+
+
+def test_a_cached_pr_of_the_wrong_shape_is_fetched_afresh(
+    github_double: GitHubDouble, demo_upstream: DemoUpstream
+) -> None:
+    add_demo_pulls(github_double, demo_upstream)
+    resolve_all(resolver(demo_upstream.url), (24294,))
+    [entry] = (cache_dir() / "github").rglob("24294.json")
+    doc = json.loads(entry.read_text())
+    doc["pull"]["head"] = "not an object"
+    entry.write_text(json.dumps(doc))
+    since = len(github_double.requests)
+    changes = resolve_all(resolver(demo_upstream.url), (24294,))
+    assert changes[24294].title == "[Anthropic] Track the open content block's type"
+    [again, _files] = github_double.requests[since:]
+    assert again.path.endswith("/pulls/24294") and not again.conditional
 
 
 def test_a_rejected_token_is_exit_2_and_never_shown(
