@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import TypeVar
 
 import requests
-from github import Github, GithubException, RateLimitExceededException
+from github import BadAttributeException, Github, GithubException, RateLimitExceededException
 from github.Repository import Repository
 
 from patchkeeper.errors import ConfigError, UnreachableError, redact
@@ -63,7 +63,8 @@ class GitHubTracker:
 
     def _call(self, what: str, action: Callable[[], T]) -> T:
         """PyGithub's and requests' exceptions as patchkeeper's: a rate limit, a 5xx that
-        outlasted the retries or a dead connection is unreachable (3), naming the endpoint."""
+        outlasted the retries, a dead connection or a reply not shaped as GitHub documents
+        it is unreachable (3), naming the endpoint."""
         where = f"GitHub {self.repository}: {what}"
         try:
             return action()
@@ -74,6 +75,12 @@ class GitHubTracker:
             endpoint = f"{request.method} {redact(str(request.url))}" if request else "the API"
             cause = getattr(err.args[0], "reason", None) if err.args else None
             raise UnreachableError(f"{where}: {endpoint}: {cause or type(err).__name__}") from None
+        except BadAttributeException as err:
+            found = type(err.actual_value).__name__
+            documented = getattr(err.expected_type, "__name__", str(err.expected_type))
+            raise UnreachableError(
+                f"{where}: GitHub's reply holds a {found} where its API documents {documented}"
+            ) from None
         except GithubException as err:
             message = err.data.get("message") if isinstance(err.data, dict) else err.data
             error = ConfigError if err.status in (401, 403, 404, 422) else UnreachableError

@@ -287,6 +287,23 @@ def test_a_long_retry_after_while_reading_prs_fails_at_once_too(
     assert slept == [] and [r.status for r in github_double.requests] == [403]
 
 
+def test_a_wrong_shaped_reply_while_publishing_is_exit_3_naming_what_was_asked(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    with GitHubDouble(token="t" * 40) as double:  # not the fixture: it serves what GitHub won't
+        monkeypatch.setenv("GITHUB_API_URL", double.api_url)
+        monkeypatch.setenv("GITHUB_TOKEN", "t" * 40)
+        double.add_repo(CONFIG_REPO)
+        tracker().open_issue("patchkeeper: t", "body")
+        [issue] = double.issues.values()
+        issue.title = ["not", "a", "title"]  # type: ignore[assignment]
+        with pytest.raises(UnreachableError) as err:
+            tracker().open_issue("patchkeeper: u", "body")
+    assert err.value.exit_code == 3
+    assert f"GitHub {CONFIG_REPO}: issue 'patchkeeper: u'" in str(err.value)
+    assert "a list where its API documents str" in str(err.value)
+
+
 def test_an_unknown_pr_is_exit_2_naming_pr_and_repository(
     github_double: GitHubDouble, demo_upstream: DemoUpstream
 ) -> None:
