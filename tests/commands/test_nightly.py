@@ -198,7 +198,7 @@ def test_a_failing_recipe_does_not_stop_the_others_and_outputs_are_written(
     assert summary.strip() in done.stdout  # Markdown printed verbatim, rows unwrapped
 
 
-MD = MarkdownIt("gfm-like")
+MD = MarkdownIt("commonmark").enable(["table", "strikethrough"])
 MENTION = re.compile(r"(?<![\w`])@[A-Za-z0-9]")
 
 
