@@ -289,7 +289,7 @@ def run(
                 unposted.append(err)
     for item in posted:
         verb = "opened" if item.created else "updated"
-        err_console.print(f"{verb} {item.kind} #{item.number}: {item.url}")
+        err_console.print(f"{verb} {item.kind} #{item.number}: {item.url}", markup=False)
     if update is not None and update.commit is None:
         err_console.print("overlays unchanged from the base branch: nothing to propose")
     changed = update is not None and update.commit is not None

@@ -282,6 +282,19 @@ def test_github_down_while_publishing_is_exit_3_and_the_other_posts_still_go_out
     assert "| `demo.yaml` |" in (tmp_path / "summary.md").read_text()
 
 
+def test_a_url_github_answers_is_printed_as_text(
+    config_repo: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with GitHubDouble(token="t" * 40) as double:  # not the fixture: these URLs are not RFC 3986
+        double.web_url += "/[/x]"  # Rich markup that closes a tag never opened
+        double.add_repo(CONFIG_REPO)
+        monkeypatch.setenv("GITHUB_API_URL", double.api_url)
+        monkeypatch.setenv("GITHUB_TOKEN", "t" * 40)
+        result = nightly("--verify", "none")
+    assert result.exit_code == 0, result.output
+    assert f"opened pull #1: {double.web_url}/{CONFIG_REPO}/pull/1" in result.output
+
+
 def test_an_unusable_summary_or_report_location_is_refused_before_any_work(
     config_repo: Path, github_double: GitHubDouble, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
