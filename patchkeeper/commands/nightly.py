@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import sys
 import tempfile
+import uuid
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -42,6 +44,7 @@ from patchkeeper.verify.smoke import CheckResult
 from patchkeeper.verify.tiers import Outcome, Runtime, Settings, verify
 from patchkeeper.verify.witness import unproven
 
+_LINE_BREAK = re.compile(r"[\r\n]")
 # The identity GitHub shows for commits made with the workflow's token.
 BOT = git_branch.Author(
     "github-actions[bot]", "41898282+github-actions[bot]@users.noreply.github.com"
@@ -311,6 +314,17 @@ def _report_path() -> Path:
     return Path(os.environ.get("RUNNER_TEMP") or tempfile.gettempdir()) / "patchkeeper-nightly.md"
 
 
+def output_entry(name: str, value: str) -> str:
+    """One `$GITHUB_OUTPUT` entry. A value with a line break (a URL GitHub answered, say)
+    goes between random delimiters, as the Actions toolkit writes it, so it cannot add
+    outputs of its own."""
+    if not _LINE_BREAK.search(value):
+        return f"{name}={value}\n"
+    delimiter = f"ghadelimiter_{uuid.uuid4()}"
+    lines = re.sub(r"\r\n?", "\n", value)  # the runner reads lines, ending at CR, LF or CRLF
+    return f"{name}<<{delimiter}\n{lines}\n{delimiter}\n"
+
+
 def _write_outputs(
     outputs: Path, runs: Sequence[RecipeRun], posted: Sequence[Posted], changed: bool, body: str
 ) -> None:
@@ -330,6 +344,6 @@ def _write_outputs(
     }
     try:
         with outputs.open("a", encoding="utf-8") as handle:
-            handle.writelines(f"{name}={value}\n" for name, value in values.items())
+            handle.writelines(output_entry(name, value) for name, value in values.items())
     except OSError as err:
         raise ConfigError(f"{outputs}: cannot append the step outputs: {err}") from None

@@ -7,15 +7,18 @@ import json
 import re
 import shutil
 import subprocess
+from itertools import takewhile
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from markdown_it import MarkdownIt
 from typer.testing import CliRunner, Result
 
 from patchkeeper.cli import app
 from patchkeeper.commands import nightly as nightly_command
-from patchkeeper.commands.nightly import RecipeRun, exit_code
+from patchkeeper.commands.nightly import RecipeRun, exit_code, output_entry
 from patchkeeper.demo.scenario import PROTOCOL
 from patchkeeper.demo.setup import Demo
 from patchkeeper.errors import EXIT_CONFLICT, EXIT_OK
@@ -282,17 +285,52 @@ def test_github_down_while_publishing_is_exit_3_and_the_other_posts_still_go_out
     assert "| `demo.yaml` |" in (tmp_path / "summary.md").read_text()
 
 
-def test_a_url_github_answers_is_printed_as_text(
-    config_repo: Path, monkeypatch: pytest.MonkeyPatch
+def read_outputs(text: str) -> dict[str, str]:
+    """`$GITHUB_OUTPUT` as the runner reads it: lines end at CR, LF or CRLF; `name=value`,
+    or `name<<DELIMITER`, the value's lines, then the delimiter alone on a line."""
+    values: dict[str, str] = {}
+    lines = iter(re.split(r"\r\n|\r|\n", text)[:-1])
+    for line in lines:
+        equals, heredoc = line.find("="), line.find("<<")
+        if equals >= 0 and (heredoc < 0 or equals < heredoc):
+            name, value = line[:equals], line[equals + 1 :]
+        else:
+            name, delimiter = line[:heredoc], line[heredoc + 2 :]
+            value = "\n".join(takewhile(delimiter.__ne__, lines))
+        assert name not in values, f"{name} set twice"
+        values[name] = value
+    return values
+
+
+def test_a_url_github_answers_stays_text_on_the_terminal_and_in_the_step_outputs(
+    config_repo: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     with GitHubDouble(token="t" * 40) as double:  # not the fixture: these URLs are not RFC 3986
-        double.web_url += "/[/x]"  # Rich markup that closes a tag never opened
+        # Rich markup closing a tag never opened, and a line break adding a step output.
+        double.web_url += "/[/x]\nchanged=false"
         double.add_repo(CONFIG_REPO)
         monkeypatch.setenv("GITHUB_API_URL", double.api_url)
         monkeypatch.setenv("GITHUB_TOKEN", "t" * 40)
-        result = nightly("--verify", "none")
+        monkeypatch.setenv("RUNNER_TEMP", str(tmp_path))
+        outputs = tmp_path / "github_output"
+        result = nightly("--verify", "none", "--outputs", str(outputs))
     assert result.exit_code == 0, result.output
-    assert f"opened pull #1: {double.web_url}/{CONFIG_REPO}/pull/1" in result.output
+    url = f"{double.web_url}/{CONFIG_REPO}/pull/1"
+    assert f"opened pull #1: {url}" in result.output
+    values = read_outputs(outputs.read_bytes().decode())
+    assert values["changed"] == "true" and values["pr-url"] == url
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.text(), st.text())
+def test_a_step_output_is_one_value_whatever_it_holds(first: str, second: str) -> None:
+    text = output_entry("pr-url", first) + output_entry("changed", second)
+    values = read_outputs(text)
+    assert list(values) == ["pr-url", "changed"]
+    assert values == {
+        "pr-url": re.sub(r"\r\n?", "\n", first),
+        "changed": re.sub(r"\r\n?", "\n", second),
+    }
 
 
 def test_an_unusable_summary_or_report_location_is_refused_before_any_work(
