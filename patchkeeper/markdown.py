@@ -19,7 +19,7 @@ _LINE_BREAK = re.compile(r"\r\n|[\n\r\v\f\x85\u2028\u2029]")
 # C0 and C1 controls (tab aside) and DEL: shown as \xNN, never sent to a terminal.
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
 # What GitHub turns into a mention, a reference or a link inside plain text.
-_AUTOLINK = re.compile(r"@|#(?=\d)|:(?=//)|\bwww(?=\.)", re.IGNORECASE)
+_AUTOLINK = re.compile(r"@|#(?=\d)|:(?=//)|(?<![a-z0-9])www(?=\.)", re.IGNORECASE)
 # ASCII punctuation: CommonMark lets a backslash escape each one, and only these.
 _PUNCTUATION = re.compile(r"([!-/:-@\[-`{-~])")
 _BACKTICKS = re.compile(r"`+")
