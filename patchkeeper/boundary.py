@@ -72,7 +72,8 @@ def crash_log(error: BaseException, args: Sequence[str]) -> Path | None:
     return path
 
 
-def internal(error: BaseException, args: Sequence[str], as_json: bool) -> int:
+def bug(error: BaseException, args: Sequence[str]) -> tuple[str, Path | None]:
+    """An unexpected error as one line that says it is a bug, and its crash log."""
     path = crash_log(error, args)
     where = f"traceback in {path}" if path else "and the log could not be written"
     headline = str(error).splitlines()[0] if str(error) else ""
@@ -81,6 +82,11 @@ def internal(error: BaseException, args: Sequence[str], as_json: bool) -> int:
         f"(a bug in patchkeeper; please report it; {where})"
     )
     log.debug("unexpected error", exc_info=error)
+    return redact(message), path
+
+
+def internal(error: BaseException, args: Sequence[str], as_json: bool) -> int:
+    message, path = bug(error, args)
     return report(message, EXIT_INTERNAL, as_json, log=str(path) if path else None)
 
 

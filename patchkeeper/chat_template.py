@@ -40,6 +40,21 @@ def _read(path: Path, what: str) -> str:
         raise ConfigError(f"{path}: cannot read {what}: {err.strerror or err}") from None
 
 
+def _named(entries: list[object], config: Path) -> dict[str, str]:
+    """A list of named templates (as transformers reads it): each a name and a template."""
+    named = {}
+    for index, entry in enumerate(entries):
+        where = f"{config}: chat_template[{index}]"
+        if not isinstance(entry, dict):
+            raise ConfigError(f"{where}: expected an object with 'name' and 'template'")
+        for key in ("name", "template"):
+            if not isinstance(entry.get(key), str):
+                found = type(entry.get(key)).__name__ if key in entry else "nothing"
+                raise ConfigError(f"{where}.{key}: expected a string, found {found}")
+        named[entry["name"]] = entry["template"]
+    return named
+
+
 def _model_template(model_dir: Path) -> str:
     jinja = model_dir / "chat_template.jinja"
     if jinja.is_file():
@@ -52,8 +67,7 @@ def _model_template(model_dir: Path) -> str:
     except AttributeError:  # valid JSON, but not an object
         raise ConfigError(f"{config}: not a JSON object") from None
     if isinstance(template, list):  # [{"name": "default", "template": ...}, ...]
-        named = {t.get("name"): t.get("template") for t in template if isinstance(t, dict)}
-        template = named.get("default")
+        template = _named(template, config).get("default")
     if not isinstance(template, str):
         raise ConfigError(f"{config}: no chat_template (and no chat_template.jinja beside it)")
     return template

@@ -9,6 +9,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from patchkeeper import markdown as md
 from patchkeeper.overlay.lock import Lock, LockedPatch
 
 _ACTION = {
@@ -116,19 +117,15 @@ def print_table(
 def markdown(lock: Lock) -> str:
     """The plan as GitHub-flavoured Markdown: for PR bodies, issues and job summaries."""
     image = lock.image
-
-    def cell(text: str) -> str:
-        return text.replace("|", "\\|").replace("\n", " ")
-
     lines = [
         f"`{image.ref}` (`{image.digest or image.id}`), built from `{image.commit[:12]}`",
         "",
         "| " + " | ".join(_COLUMNS) + " |",
         "|" + "---|" * len(_COLUMNS),
-        *("| " + " | ".join(cell(c) for c in _row(p)) + " |" for p in lock.patches),
+        *("| " + " | ".join(md.text(c) for c in _row(p)) + " |" for p in lock.patches),
         "",
     ]
     problems = _problems(lock)
     if problems:
-        lines += ["```", *problems, "```", ""]
+        lines += [md.fence("\n".join(problems)), ""]
     return "\n".join(lines)

@@ -12,7 +12,9 @@
 as GitHub does: bodies shaped per GitHub's OpenAPI description (checked by `assert_valid`
 against @octokit/openapi's api.github.com.json), `X-RateLimit-*` headers, weak `ETag`s and
 `If-None-Match` -> 304 (empty, free of rate cost), `Link` pagination honouring
-`per_page`/`page`, 403 "API rate limit exceeded for ..." once the budget is spent, 404
+`per_page`/`page`, 403 "API rate limit exceeded for ..." once the budget is spent, on
+demand a secondary rate limit (403 or 429 with `Retry-After`) or a 5xx "Server Error"
+(`fail_next`), 404
 `{"message": "Not Found", ...}`, 401 "Bad credentials" for a wrong token, 422 "Validation
 Failed". Issues and pull requests share one number space per repository, and the issues list
 includes pull requests (with a `pull_request` key), as on GitHub. Head branches a test has not
@@ -58,6 +60,12 @@ from tests.oci import BackgroundHTTPServer
 
 DOCS = "https://docs.github.com/rest"
 RATE_DOCS = "https://docs.github.com/rest/overview/rate-limits-for-the-rest-api"
+SECONDARY_DOCS = f"{RATE_DOCS}#about-secondary-rate-limits"
+SECONDARY_MESSAGE = (
+    "You have exceeded a secondary rate limit. Please wait a few minutes before you try "
+    "again. If you reach out to GitHub Support for help, please include the request ID "
+    "0000:0000:0000000:0000000:00000000."
+)
 CLIENT_ADDRESS = "127.0.0.1"
 BOT_LOGIN = "patchkeeper-bot"  # who the token belongs to: the author of what it creates
 ANONYMOUS_HINT = (
@@ -225,6 +233,7 @@ class GitHubDouble(BackgroundHTTPServer):
         self.remaining = rate_limit
         self.reset = int(time.time()) + 3600
         self.rate_limited_status = 403
+        self._failures: list[_Answer] = []  # answered, one each, before any route
         self._ids = itertools.count(1001)
         self._lock = threading.RLock()
         super().__init__()
@@ -346,6 +355,18 @@ class GitHubDouble(BackgroundHTTPServer):
             if reset is not None:
                 self.reset = reset
             self.rate_limited_status = status
+
+    def fail_next(self, times: int, status: int, *, retry_after: int | None = None) -> None:
+        """Answer the next `times` requests with `status` as GitHub does: a 403 or 429 is a
+        secondary rate limit (its message, and `Retry-After` seconds when given), a 5xx a
+        "Server Error" (`Retry-After` too when given, as a 503 may carry)."""
+        if status in (403, 429):
+            body = {"message": SECONDARY_MESSAGE, "documentation_url": SECONDARY_DOCS}
+        else:
+            body = {"message": "Server Error", "documentation_url": DOCS, "status": str(status)}
+        headers = {"Retry-After": str(retry_after)} if retry_after is not None else {}
+        with self._lock:
+            self._failures += [_Answer(status, body, headers) for _ in range(times)]
 
     def count(self, method: str = "GET", path_prefix: str = "/") -> int:
         """Requests logged so far for `method` under `path_prefix`."""
@@ -933,6 +954,8 @@ class GitHubDouble(BackgroundHTTPServer):
             route, free = None, True  # free: costs no rate limit (401, 304, rate-limited)
             extra: dict[str, str] = {}
             try:
+                if self._failures:
+                    raise self._failures.pop(0)
                 if self.token is not None and token is not None and token != self.token:
                     raise _error(401, "Bad credentials")
                 if time.time() >= self.reset:

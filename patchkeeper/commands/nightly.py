@@ -15,18 +15,30 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import sys
 import tempfile
+import uuid
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 import git
 
+from patchkeeper import boundary
+from patchkeeper import markdown as md
 from patchkeeper.commands import sync
 from patchkeeper.commands._common import SourceOptions, make_plan, writable_dir
-from patchkeeper.errors import EXIT_CONFLICT, EXIT_OK, ConfigError, PatchkeeperError
+from patchkeeper.errors import (
+    EXIT_CONFLICT,
+    EXIT_INTERNAL,
+    EXIT_OK,
+    ConfigError,
+    OutputError,
+    PatchkeeperError,
+)
 from patchkeeper.overlay.lock import Lock, LockedPatch
 from patchkeeper.publish import branch as git_branch
 from patchkeeper.publish.github import GitHubTracker, Posted, client_from_env
@@ -38,6 +50,7 @@ from patchkeeper.verify.smoke import CheckResult
 from patchkeeper.verify.tiers import Outcome, Runtime, Settings, verify
 from patchkeeper.verify.witness import unproven
 
+_LINE_BREAK = re.compile(r"[\r\n]")
 # The identity GitHub shows for commits made with the workflow's token.
 BOT = git_branch.Author(
     "github-actions[bot]", "41898282+github-actions[bot]@users.noreply.github.com"
@@ -102,15 +115,33 @@ class RecipeRun:
 
 @dataclass(frozen=True)
 class RecipeFailure:
-    """A recipe that could not be synced tonight (unreachable, bad input): reported, not fatal."""
+    """A recipe that failed tonight, however (unreachable, bad input, a bug in patchkeeper):
+    reported with its exit code, never fatal to the other recipes."""
 
     recipe: Path
-    error: PatchkeeperError
+    message: str
+    exit_code: int
+
+    @classmethod
+    def of(cls, recipe: Path, error: Exception) -> RecipeFailure:
+        if isinstance(error, PatchkeeperError):
+            return cls(recipe, str(error), error.exit_code)
+        message, _ = boundary.bug(error, ["nightly", "--recipe", str(recipe)])
+        return cls(recipe, message, EXIT_INTERNAL)
 
     def headline(self) -> str:
-        reason = str(self.error).splitlines()[0].replace("|", "\\|")
-        outcome = f"**error** (exit {self.error.exit_code}): {reason}"
+        reason = md.text(self.message.splitlines()[0] if self.message else "")
+        outcome = f"**error** (exit {self.exit_code}): {reason}"
         return f"| `{self.recipe.name}` | - | - | {outcome} |"
+
+    def issue(self) -> tuple[str, str]:
+        """The issue's title (the same every night, so it is updated, not doubled) and body."""
+        title = f"patchkeeper: nightly failed for {self.recipe.stem}"
+        text = (
+            f"The nightly run could not sync, prove or propose `{self.recipe.name}` "
+            f"(exit {self.exit_code}); the other recipes went on.\n\n{md.fence(self.message)}\n"
+        )
+        return title, text
 
 
 def _tally(values: Iterable[str]) -> str:
@@ -151,7 +182,7 @@ def report(runs: Sequence[RecipeRun], failures: Sequence[RecipeFailure] = ()) ->
         "",
     ]
     for failure in failures:
-        lines += [f"### `{failure.recipe.name}`", "", "```", str(failure.error), "```", ""]
+        lines += [f"### `{failure.recipe.name}`", "", md.fence(failure.message), ""]
     for run in runs:
         lines += [f"### `{run.recipe.name}`", "", plan_markdown(run.lock)]
         if run.proof:
@@ -172,14 +203,25 @@ def _issue(run: RecipeRun, patch: LockedPatch, body: str) -> tuple[str, str]:
     label = f"PR #{patch.pr}" if patch.pr else f"patch {patch.id}"
     title = f"patchkeeper: {label} no longer applies ({run.recipe.stem})"
     text = (
-        f"`{label}` ({patch.why}) does not apply to `{run.lock.image.ref}`, so the "
+        f"`{label}` ({md.text(patch.why)}) does not apply to `{run.lock.image.ref}`, so the "
         f"nightly overlay for `{run.recipe.name}` was not written.\n\n{body}"
     )
     return title, text
 
 
-def preflight(out: Path, publish: Publish) -> None:
-    """What would otherwise fail after every recipe's sync: the checkout and `--out`."""
+def _appendable(path: Path, what: str) -> None:
+    """A file the night appends to at its end: refused now if it never could be."""
+    if path.is_dir():
+        raise OutputError(f"{what}: {path} is a directory, not a file")
+    if not path.parent.is_dir():
+        raise OutputError(f"{what}: {path}: its directory does not exist")
+    if not os.access(path if path.exists() else path.parent, os.W_OK):
+        raise OutputError(f"{what}: {path}: not writable")
+
+
+def preflight(out: Path, publish: Publish, outputs: Path | None = None) -> None:
+    """What would otherwise fail after every recipe's sync: the checkout, `--out`, and
+    where the summary, the step outputs and the report go."""
     try:
         git.Repo(Path.cwd(), search_parent_directories=True)
     except (git.InvalidGitRepositoryError, git.NoSuchPathError):
@@ -196,6 +238,15 @@ def preflight(out: Path, publish: Publish) -> None:
             "nothing"
         )
     writable_dir(out, "--out")
+    summary = os.environ.get(reporting.STEP_SUMMARY)
+    if summary:
+        _appendable(Path(summary), reporting.STEP_SUMMARY)
+    if outputs is not None:
+        _appendable(outputs, "--outputs")
+        runner_temp = os.environ.get("RUNNER_TEMP")
+        if runner_temp is not None and not Path(runner_temp).is_dir():
+            raise OutputError(f"RUNNER_TEMP={runner_temp}: not a directory (the report goes there)")
+        writable_dir(_report_path().parent, "RUNNER_TEMP")
 
 
 def dry_run(
@@ -247,7 +298,7 @@ def run(
 ) -> int:
     if not recipes:
         raise ConfigError("nightly: no recipes (--recipe, or PATCHKEEPER_RECIPES)")
-    preflight(out, publish)
+    preflight(out, publish, outputs)
     if dry:
         return dry_run(recipes, out, source, proving is not None, publish)
     runs: list[RecipeRun] = []
@@ -256,14 +307,16 @@ def run(
         err_console.print(f"nightly: {recipe}", markup=False)
         try:
             runs.append(_one(recipe, out, source, proving))
-        except PatchkeeperError as err:  # one recipe's trouble must not hide the others'
-            err_console.print(f"error: {recipe}: {err}", markup=False)
-            failures.append(RecipeFailure(recipe, err))
+        except Exception as err:  # one recipe's trouble, even a bug, must not hide the others'
+            failure = RecipeFailure.of(recipe, err)
+            err_console.print(f"error: {recipe}: {failure.message}", markup=False)
+            failures.append(failure)
     body = report(runs, failures)
     reporting.append_step_summary(body + "\n")
     sys.stdout.write(body + "\n")  # verbatim: Markdown must not be re-wrapped
     sys.stdout.flush()
     posted: list[Posted] = []
+    unposted: list[PatchkeeperError] = []
     update = None
     if runs:
         tags = ", ".join(sorted({r.lock.image.ref.rsplit(":", 1)[-1] for r in runs}))
@@ -274,30 +327,55 @@ def run(
             update = git_branch.push(Path.cwd(), update, publish.remote)
     if publish.repository:
         tracker = GitHubTracker(client_from_env(), publish.repository)
+        posts: list[Callable[[], Posted]] = []
         if update is not None and update.commit is not None and publish.push:
             base = publish.base or git_branch.current_branch(Path.cwd())
             title = f"patchkeeper: overlays for {tags}"
-            posted.append(tracker.upsert_pull(publish.branch, base, title, body))
+            posts.append(partial(tracker.upsert_pull, publish.branch, base, title, body))
         for night in runs:
             for patch in night.conflicts:
-                posted.append(tracker.open_issue(*_issue(night, patch, plan_markdown(night.lock))))
+                issue = _issue(night, patch, plan_markdown(night.lock))
+                posts.append(partial(tracker.open_issue, *issue))
+        posts += [partial(tracker.open_issue, *failure.issue()) for failure in failures]
+        for post in posts:
+            try:
+                posted.append(post())
+            except PatchkeeperError as err:  # the other posts still go out
+                err_console.print(f"error: {err}", markup=False)
+                unposted.append(err)
     for item in posted:
         verb = "opened" if item.created else "updated"
-        err_console.print(f"{verb} {item.kind} #{item.number}: {item.url}")
+        err_console.print(f"{verb} {item.kind} #{item.number}: {item.url}", markup=False)
     if update is not None and update.commit is None:
         err_console.print("overlays unchanged from the base branch: nothing to propose")
     changed = update is not None and update.commit is not None
     if outputs is not None:
         _write_outputs(outputs, runs, posted, changed, body)
-    return exit_code(runs, failures)
+    return max([exit_code(runs, failures), *(err.exit_code for err in unposted)])
 
 
 def exit_code(runs: Sequence[RecipeRun], failures: Sequence[RecipeFailure]) -> int:
-    """The night's most serious: unreachable > bad input > conflict, failed check or
-    unproven witness > ok."""
-    codes = [f.error.exit_code for f in failures]
+    """The night's most serious: a bug > unreachable > bad input > conflict, failed check
+    or unproven witness > ok."""
+    codes = [f.exit_code for f in failures]
     codes += [EXIT_OK if r.ok else EXIT_CONFLICT for r in runs]
     return max(codes, default=EXIT_OK)
+
+
+def _report_path() -> Path:
+    """Where the whole report is written for later steps: the runner's temporary directory."""
+    return Path(os.environ.get("RUNNER_TEMP") or tempfile.gettempdir()) / "patchkeeper-nightly.md"
+
+
+def output_entry(name: str, value: str) -> str:
+    """One `$GITHUB_OUTPUT` entry. A value with a line break (a URL GitHub answered, say)
+    goes between random delimiters, as the Actions toolkit writes it, so it cannot add
+    outputs of its own."""
+    if not _LINE_BREAK.search(value):
+        return f"{name}={value}\n"
+    delimiter = f"ghadelimiter_{uuid.uuid4()}"
+    lines = re.sub(r"\r\n?", "\n", value)  # the runner reads lines, ending at CR, LF or CRLF
+    return f"{name}<<{delimiter}\n{lines}\n{delimiter}\n"
 
 
 def _write_outputs(
@@ -305,8 +383,7 @@ def _write_outputs(
 ) -> None:
     """Step outputs for later steps (`$GITHUB_OUTPUT`): one `name=value` line each."""
     pull = next((p for p in posted if p.kind == "pull"), None)
-    runner_temp = Path(os.environ.get("RUNNER_TEMP") or tempfile.gettempdir())
-    report_path = runner_temp / "patchkeeper-nightly.md"
+    report_path = _report_path()
     report_path.write_text(body + "\n", encoding="utf-8")
     conflicts = [
         {"recipe": r.recipe.name, "patch": p.id, "pr": p.pr} for r in runs for p in r.conflicts
@@ -320,6 +397,6 @@ def _write_outputs(
     }
     try:
         with outputs.open("a", encoding="utf-8") as handle:
-            handle.writelines(f"{name}={value}\n" for name, value in values.items())
+            handle.writelines(output_entry(name, value) for name, value in values.items())
     except OSError as err:
         raise ConfigError(f"{outputs}: cannot append the step outputs: {err}") from None

@@ -11,11 +11,12 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TypeVar
 
-from github import Github, GithubException
+import requests
+from github import BadAttributeException, Github, GithubException, RateLimitExceededException
 from github.Repository import Repository
 
-from patchkeeper.errors import ConfigError, UnreachableError
-from patchkeeper.upstream.github import GitHubSettings, client
+from patchkeeper.errors import ConfigError, UnreachableError, redact
+from patchkeeper.upstream.github import GitHubSettings, client, rate_limit_message
 
 T = TypeVar("T")
 LABEL = "patchkeeper"
@@ -53,13 +54,33 @@ def fit(body: str) -> str:
 class GitHubTracker:
     """Pull requests and issues of one repository, through PyGithub."""
 
-    def __init__(self, client: Github, repository: str) -> None:
+    def __init__(
+        self, client: Github, repository: str, settings: GitHubSettings | None = None
+    ) -> None:
         self.repository = repository
+        self.settings = settings or GitHubSettings.from_env()  # for the waits it names
         self._repo: Repository = client.get_repo(repository)
 
     def _call(self, what: str, action: Callable[[], T]) -> T:
+        """PyGithub's and requests' exceptions as patchkeeper's: a rate limit, a 5xx that
+        outlasted the retries, a dead connection or a reply not shaped as GitHub documents
+        it is unreachable (3), naming the endpoint."""
+        where = f"GitHub {self.repository}: {what}"
         try:
             return action()
+        except RateLimitExceededException as err:
+            raise UnreachableError(rate_limit_message(where, err.headers, self.settings)) from None
+        except requests.RequestException as err:
+            request = err.request
+            endpoint = f"{request.method} {redact(str(request.url))}" if request else "the API"
+            cause = getattr(err.args[0], "reason", None) if err.args else None
+            raise UnreachableError(f"{where}: {endpoint}: {cause or type(err).__name__}") from None
+        except BadAttributeException as err:
+            found = type(err.actual_value).__name__
+            documented = getattr(err.expected_type, "__name__", str(err.expected_type))
+            raise UnreachableError(
+                f"{where}: GitHub's reply holds a {found} where its API documents {documented}"
+            ) from None
         except GithubException as err:
             message = err.data.get("message") if isinstance(err.data, dict) else err.data
             error = ConfigError if err.status in (401, 403, 404, 422) else UnreachableError

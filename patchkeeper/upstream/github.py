@@ -19,7 +19,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path, PurePosixPath
-from typing import Any
+from typing import Any, Literal
 from urllib.parse import urlsplit
 
 import requests
@@ -32,8 +32,10 @@ from github.GithubException import (
     UnknownObjectException,
 )
 from github.PullRequest import PullRequest
+from pydantic import BaseModel, ConfigDict, TypeAdapter, ValidationError
 from rich.markup import escape
-from urllib3.response import HTTPResponse
+from urllib3.exceptions import InvalidHeader
+from urllib3.response import BaseHTTPResponse, HTTPResponse
 from urllib3.util.retry import Retry
 
 from patchkeeper import __version__
@@ -102,17 +104,53 @@ class PullInfo:
     files: tuple[str, ...]
 
     @classmethod
-    def of(cls, pull: PullRequest, files: Sequence[Json]) -> PullInfo:
+    def of(cls, pull: PullReply, files: Sequence[FileReply]) -> PullInfo:
         return cls(
             number=pull.number,
             title=pull.title,
             state=pull.state,
             merged=pull.merged,
             merge_commit_sha=pull.merge_commit_sha,
-            merged_at=pull.raw_data.get("merged_at"),
+            merged_at=pull.merged_at,
             head_sha=pull.head.sha,
-            files=tuple(entry["filename"] for entry in files),
+            files=tuple(entry.filename for entry in files),
         )
+
+
+class _Reply(BaseModel):
+    model_config = ConfigDict(strict=True, frozen=True)  # extra keys: GitHub's to add
+
+
+class _Head(_Reply):
+    sha: str
+
+
+class PullReply(_Reply):
+    """What patchkeeper reads of GitHub's pull-request object, its shape checked."""
+
+    number: int
+    title: str
+    state: Literal["open", "closed"]
+    merged: bool = False
+    merge_commit_sha: str | None = None
+    merged_at: str | None = None
+    head: _Head
+    changed_files: int = 0
+
+
+class FileReply(_Reply):
+    """One entry of a pull request's files list."""
+
+    filename: str
+
+
+FILES = TypeAdapter(list[FileReply])
+
+
+def _shape_error(err: ValidationError) -> str:
+    first = err.errors()[0]
+    where = ".".join(str(part) for part in first["loc"]) or "the reply"
+    return f"{where}: {first['msg']}"
 
 
 # --- rate limits -----------------------------------------------------------------------------
@@ -128,7 +166,15 @@ def _reset_time(headers: Mapping[str, Any] | None) -> datetime | None:
 
 class _RateLimitRetry(GithubRetry):
     """GithubRetry waits out 403 rate limits up to `max_rate_limit_wait`; GitHub may answer a
-    spent budget with 429 as well, with the same X-RateLimit-Reset, so wait for that too."""
+    spent budget with 429 as well, with the same X-RateLimit-Reset, so wait for that too.
+    A `Retry-After` (secondary rate limits, a 503) is never slept beyond the maximum either:
+    a longer one fails at once, an unreadable one falls back to the ordinary backoff."""
+
+    def get_retry_after(self, response: BaseHTTPResponse) -> float | None:
+        try:
+            return super().get_retry_after(response)
+        except InvalidHeader:
+            return None
 
     def increment(  # type: ignore[override]
         self,
@@ -139,17 +185,41 @@ class _RateLimitRetry(GithubRetry):
         _pool: Any = None,
         _stacktrace: Any = None,
     ) -> Retry:
+        asked = self.get_retry_after(response) if response is not None else None
+        if response is not None and asked is not None and self._too_long(asked):
+            headers = dict(response.headers.items())
+            raise RateLimitExceededExceedsMaxWait(response.status, None, headers, wait=asked)
         retry = super().increment(method, url, response, error, _pool, _stacktrace)
         if response is None or response.status != 429 or "Retry-After" in response.headers:
             return retry
         reset = _reset_time(response.headers)
         wait = max(reset.timestamp() - time.time(), 0.0) + 1 if reset else self.secondary_rate_wait
-        if self.max_rate_limit_wait is not None and wait > self.max_rate_limit_wait:
+        if self._too_long(wait):
             raise RateLimitExceededExceedsMaxWait(
                 429, None, dict(response.headers.items()), wait=wait
             )
         retry.get_backoff_time = lambda: wait  # type: ignore[method-assign]
         return retry
+
+    def _too_long(self, wait: float) -> bool:
+        return self.max_rate_limit_wait is not None and wait > self.max_rate_limit_wait
+
+
+def rate_limit_message(
+    where: str, headers: Mapping[str, Any] | None, settings: GitHubSettings
+) -> str:
+    """Why a rate-limited request was given up: GitHub's `Retry-After` or reset time, and
+    the maximum wait it exceeds."""
+    retry_after = next(
+        (str(v) for k, v in (headers or {}).items() if k.lower() == "retry-after"), None
+    )
+    limit = f"{MAX_WAIT_VARIABLE}={settings.max_wait:g} s allows"
+    if retry_after is not None:
+        return f"{where}: GitHub asks to wait {retry_after} s (Retry-After), longer than {limit}"
+    reset = _reset_time(headers)
+    when = reset.strftime("%Y-%m-%dT%H:%M:%SZ") if reset else "an unknown time"
+    hint = "" if settings.token else "; set GITHUB_TOKEN for a higher limit"
+    return f"{where}: GitHub API rate limit exhausted until {when} (UTC), longer than {limit}{hint}"
 
 
 # --- the cache -------------------------------------------------------------------------------
@@ -169,6 +239,14 @@ class CachedPull:
         """Just the response headers PyGithub's conditional `update()` reads."""
         found = {"etag": self.etag, "last-modified": self.last_modified}
         return {name: value for name, value in found.items() if value}
+
+
+def _from_cache(entry: CachedPull) -> PullInfo | None:
+    """A cached pull request, or None when the entry's shape is wrong (fetched afresh)."""
+    try:
+        return PullInfo.of(PullReply.model_validate(entry.pull), FILES.validate_python(entry.files))
+    except ValidationError:
+        return None
 
 
 class PullCache:
@@ -254,28 +332,36 @@ class GitHubPulls:
     def get(self, number: int) -> PullInfo:
         with self._errors(number), self.cache.locked(number):
             cached = self.cache.load(number)
-            if cached is not None:
+            known = _from_cache(cached) if cached is not None else None
+            if cached is not None and known is not None:
                 pull = self._github.create_from_raw_data(PullRequest, cached.pull, cached.headers)
-                if pull.merged or not pull.update():
+                if known.merged or not pull.update():
                     log.info("GitHub %s#%d: cache hit", self.repo, number)
-                    return PullInfo.of(pull, cached.files)
+                    return known
             else:
                 log.info("GitHub %s#%d: not cached; fetching", self.repo, number)
                 pull = self._repository.get_pull(number).complete()
-            files = [entry.raw_data for entry in pull.get_files()] if pull.changed_files else []
-            self.cache.store(
-                number, CachedPull(pull.raw_data, files, pull.etag, pull.last_modified)
-            )
-            return PullInfo.of(pull, files)
+            try:
+                reply = PullReply.model_validate(pull.raw_data)
+                raw = [entry.raw_data for entry in pull.get_files()] if reply.changed_files else []
+                files = FILES.validate_python(raw)
+            except ValidationError as err:  # enrichment is optional: git still answers
+                where = self._where(number)
+                raise _ApiDown(f"{where}: unexpected reply: {_shape_error(err)}") from None
+            self.cache.store(number, CachedPull(pull.raw_data, raw, pull.etag, pull.last_modified))
+            return PullInfo.of(reply, files)
+
+    def _where(self, number: int) -> str:
+        return f"PR #{number} of {self.repo} on {redact(self.settings.api_url)}"
 
     @contextmanager
     def _errors(self, number: int) -> Iterator[None]:
         """PyGithub's and requests' exceptions as patchkeeper's (or _ApiDown)."""
-        where = f"PR #{number} of {self.repo} on {redact(self.settings.api_url)}"
+        where = self._where(number)
         try:
             yield
         except (RateLimitExceededExceedsMaxWait, RateLimitExceededException) as err:
-            raise UnreachableError(self._rate_message(where, err.headers)) from None
+            raise UnreachableError(rate_limit_message(where, err.headers, self.settings)) from None
         except BadCredentialsException:
             raise ConfigError(
                 f"{where}: GitHub rejected the token in {self.settings.token_source} "
@@ -285,22 +371,15 @@ class GitHubPulls:
             raise UpstreamError(f"{where}: not found (404); check the patchset's github:") from None
         except GithubException as err:
             if err.status == 429:
-                raise UnreachableError(self._rate_message(where, err.headers)) from None
+                raise UnreachableError(
+                    rate_limit_message(where, err.headers, self.settings)
+                ) from None
             if err.status >= 500:
                 raise _ApiDown(f"{where}: {err.status}") from None
             message = err.data.get("message") if isinstance(err.data, dict) else None
             raise UpstreamError(f"{where}: GitHub answered {err.status} ({message})") from None
         except requests.RequestException as err:
             raise _ApiDown(f"{redact(self.settings.api_url)}: {type(err).__name__}") from None
-
-    def _rate_message(self, where: str, headers: Mapping[str, Any] | None) -> str:
-        reset = _reset_time(headers)
-        when = reset.strftime("%Y-%m-%dT%H:%M:%SZ") if reset else "an unknown time"
-        hint = "" if self.settings.token else "; set GITHUB_TOKEN for a higher limit"
-        return (
-            f"{where}: GitHub API rate limit exhausted until {when} (UTC), longer than "
-            f"{MAX_WAIT_VARIABLE}={self.settings.max_wait:g} s allows{hint}"
-        )
 
 
 # --- the resolver ----------------------------------------------------------------------------

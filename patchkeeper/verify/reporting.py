@@ -12,9 +12,12 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from patchkeeper import markdown as md
+from patchkeeper.errors import OutputError
 from patchkeeper.verify.smoke import CheckResult, Status
 from patchkeeper.verify.witness import Verdict
 
+STEP_SUMMARY = "GITHUB_STEP_SUMMARY"
 _STYLE = {Status.PASSED: "green", Status.FAILED: "bold red", Status.NOT_RUN: "dim"}
 
 
@@ -73,9 +76,8 @@ def write_junit(results: Sequence[CheckResult], path: Path, suite: str) -> None:
 
 def markdown(results: Sequence[CheckResult], title: str) -> str:
     icon = {Status.PASSED: "pass", Status.FAILED: "**FAIL**", Status.NOT_RUN: "not run"}
-    escaped = [(r, r.reason.replace("|", "\\|")) for r in results]
-    rows = "".join(f"| {icon[r.status]} | `{r.name}` | {reason} |\n" for r, reason in escaped)
-    return f"### {title}\n\n| | check | detail |\n|---|---|---|\n{rows}\n"
+    rows = "".join(f"| {icon[r.status]} | `{r.name}` | {md.text(r.reason)} |\n" for r in results)
+    return f"### {md.text(title)}\n\n| | check | detail |\n|---|---|---|\n{rows}\n"
 
 
 def proof_markdown(results: Sequence[CheckResult], verdicts: Sequence[Verdict], title: str) -> str:
@@ -87,15 +89,15 @@ def proof_markdown(results: Sequence[CheckResult], verdicts: Sequence[Verdict], 
 
 def append_step_summary(text: str) -> None:
     """GitHub Actions shows what is appended to $GITHUB_STEP_SUMMARY on the run page."""
-    target = os.environ.get("GITHUB_STEP_SUMMARY")
+    target = os.environ.get(STEP_SUMMARY)
     if target:
-        with open(target, "a", encoding="utf-8") as handle:
-            handle.write(text)
+        try:
+            with open(target, "a", encoding="utf-8") as handle:
+                handle.write(text)
+        except OSError as err:
+            raise OutputError(f"{STEP_SUMMARY}={target}: cannot append: {err.strerror}") from None
 
 
 def details(summary: str, text: str) -> str:
     """A collapsed block of preformatted text (logs) for a Markdown summary."""
-    fence = "````" if "```" in text else "```"
-    return (
-        f"<details><summary>{summary}</summary>\n\n{fence}\n{text.strip()}\n{fence}\n</details>\n"
-    )
+    return f"<details><summary>{summary}</summary>\n\n{md.fence(text.strip())}\n</details>\n"

@@ -3,15 +3,22 @@ remotes, the real adapter tier, and GitHub's REST API served by the local double
 
 from __future__ import annotations
 
+import json
+import re
 import shutil
 import subprocess
+from itertools import takewhile
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from markdown_it import MarkdownIt
 from typer.testing import CliRunner, Result
 
 from patchkeeper.cli import app
-from patchkeeper.commands.nightly import RecipeRun, exit_code
+from patchkeeper.commands import nightly as nightly_command
+from patchkeeper.commands.nightly import RecipeRun, exit_code, output_entry
 from patchkeeper.demo.scenario import PROTOCOL
 from patchkeeper.demo.setup import Demo
 from patchkeeper.errors import EXIT_CONFLICT, EXIT_OK
@@ -96,7 +103,7 @@ def test_nightly_commits_proves_and_opens_then_updates_one_pull_request(
     assert (pull.head_ref, pull.base_ref, pull.state) == (BRANCH, "main", "open")
     assert pull.title == f"patchkeeper: overlays for {tag}"
     body = pull.body or ""
-    assert "| #26773 |" in body and "| overlay |" in body
+    assert "| \\#\u206026773 |" in body and "| overlay |" in body  # "#26773", not a link
     assert "| pass | `mid_conversation_system` |" in body
     assert "- `sglang-demo/pr-26773`: proven" in body
     # #24294 is in this nightly: its witness passes on the image's own files.
@@ -123,10 +130,17 @@ def test_a_patch_that_stops_applying_opens_one_issue(
     patchset.write_text(
         patchset.read_text() + "  - diff: broken.diff\n    why: a local fix upstream rewrote\n"
     )
+    hostile = "@org/team <img src=x> [x](javascript:alert(1)) #1 http://e.com"
+    patchset.write_text(
+        patchset.read_text().replace("a local fix upstream rewrote", json.dumps(hostile))
+    )
     for _ in range(2):
         result = nightly("--verify", "none")
         assert result.exit_code == 1, result.output
     [issue] = github_double.issues.values()
+    for text in (issue.body or "", result.stdout):  # the same text stays text everywhere
+        assert_inert(text)
+        assert "@\u2060org/team &lt;img src=x&gt; [x](javascript:alert(1))" in MD.render(text)
     assert issue.title == "patchkeeper: patch sglang-demo/broken no longer applies (demo)"
     assert issue.labels == ["patchkeeper"]
     assert "conflict sglang-demo/broken " in (issue.body or "") and "was not written" in (
@@ -185,6 +199,160 @@ def test_a_failing_recipe_does_not_stop_the_others_and_outputs_are_written(
     assert values["pr-number"].isdigit() and values["pr-url"].startswith("http")
     assert Path(values["report"]).read_text().startswith("## patchkeeper nightly")
     assert summary.strip() in done.stdout  # Markdown printed verbatim, rows unwrapped
+
+
+MD = MarkdownIt("commonmark").enable(["table", "strikethrough"])
+MENTION = re.compile(r"(?<![\w`])@[A-Za-z0-9]")
+
+
+def assert_inert(markdown: str) -> None:
+    """No raw HTML, no link or image, no mention anywhere in rendered Markdown."""
+    for token in MD.parse(markdown):
+        for child in [token, *(token.children or [])]:
+            assert child.type not in ("html_inline", "html_block", "link_open", "image"), child
+            if child.type == "text":
+                assert not MENTION.search(child.content), child.content
+
+
+def test_any_failure_of_one_recipe_is_its_row_section_and_issue_and_the_others_go_on(
+    config_repo: Path,
+    github_double: GitHubDouble,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    github_double.add_repo(CONFIG_REPO)
+    recipe = (config_repo / "demo.yaml").read_text()
+    # A model whose tokenizer config names a template with a list: bad input, exit 2.
+    model = tmp_path / "model"
+    model.mkdir()
+    templates = [{"name": ["default"], "template": "{{ messages }}"}]
+    (model / "tokenizer_config.json").write_text(json.dumps({"chat_template": templates}))
+    (config_repo / "model.yaml").write_text(re.sub(r"host_path: .*", f"host_path: {model}", recipe))
+    # A recipe on which patchkeeper itself fails: a bug, which must not end the night.
+    shutil.copy(config_repo / "demo.yaml", config_repo / "crash.yaml")
+    plan = nightly_command.make_plan
+
+    def make_plan(recipe: Path, *args: object) -> object:
+        if recipe.name == "crash.yaml":
+            raise KeyError("shape")
+        return plan(recipe, *args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(nightly_command, "make_plan", make_plan)
+    monkeypatch.setenv("RUNNER_TEMP", str(tmp_path))
+    outputs = tmp_path / "github_output"
+    recipes = ["--recipe", "crash.yaml", "--recipe", "model.yaml"]
+    done = nightly(*recipes, "--verify", "none", "--outputs", str(outputs))
+    assert done.exit_code == 70, done.output  # the worst of the night: a bug
+    summary = (tmp_path / "summary.md").read_text()
+    assert "| `crash.yaml` | - | - | **error** (exit 70): unexpected KeyError" in summary
+    [log] = re.findall(r"traceback in (/\S+?\.log)", summary)  # in its section, verbatim
+    assert "KeyError: 'shape'" in Path(log).read_text()
+    assert "| `model.yaml` | - | - | **error** (exit 2)" in summary
+    assert "tokenizer_config.json: chat_template[0].name: expected a string, found list" in summary
+    assert "| `demo.yaml` |" in summary and "### `demo.yaml`" in summary
+    # The healthy recipe was committed and proposed; each failure has its issue.
+    tag = git(config_repo, "ls-tree", "-r", "--name-only", remote_tip(config_repo))
+    assert "overlays/demo/" in tag
+    [pull] = [p for (repo, _), p in github_double.pulls.items() if repo == CONFIG_REPO]
+    assert "### `crash.yaml`" in (pull.body or "")
+    issues = {issue.title: issue.body or "" for issue in github_double.issues.values()}
+    assert set(issues) == {
+        "patchkeeper: nightly failed for crash",
+        "patchkeeper: nightly failed for model",
+    }
+    assert "a bug in patchkeeper" in issues["patchkeeper: nightly failed for crash"]
+    assert "chat_template[0].name" in issues["patchkeeper: nightly failed for model"]
+    values = dict(line.split("=", 1) for line in outputs.read_text().splitlines())
+    assert values["changed"] == "true" and values["pr-number"] == str(pull.number)
+
+
+def test_github_down_while_publishing_is_exit_3_and_the_other_posts_still_go_out(
+    config_repo: Path, github_double: GitHubDouble, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    github_double.add_repo(CONFIG_REPO)
+    (config_repo / "broken.yaml").write_text("image: [not, a, string]\n")
+    monkeypatch.setenv("RUNNER_TEMP", str(tmp_path))
+    outputs = tmp_path / "github_output"
+    github_double.fail_next(4, 502)  # the pull request's lookup, and its three retries
+    done = nightly("--recipe", "broken.yaml", "--verify", "none", "--outputs", str(outputs))
+    assert done.exit_code == 3, done.output  # unreachable outranks the bad recipe's 2
+    assert f"GET {github_double.api_url}/repos/{CONFIG_REPO}/pulls?" in done.output
+    assert "too many 502 error responses" in done.output
+    [issue] = github_double.issues.values()  # posted after the pull request failed
+    assert issue.title == "patchkeeper: nightly failed for broken"
+    values = dict(line.split("=", 1) for line in outputs.read_text().splitlines())
+    assert values["pr-number"] == "" and values["changed"] == "true"
+    assert "| `demo.yaml` |" in (tmp_path / "summary.md").read_text()
+
+
+def read_outputs(text: str) -> dict[str, str]:
+    """`$GITHUB_OUTPUT` as the runner reads it: lines end at CR, LF or CRLF; `name=value`,
+    or `name<<DELIMITER`, the value's lines, then the delimiter alone on a line."""
+    values: dict[str, str] = {}
+    lines = iter(re.split(r"\r\n|\r|\n", text)[:-1])
+    for line in lines:
+        equals, heredoc = line.find("="), line.find("<<")
+        if equals >= 0 and (heredoc < 0 or equals < heredoc):
+            name, value = line[:equals], line[equals + 1 :]
+        else:
+            name, delimiter = line[:heredoc], line[heredoc + 2 :]
+            value = "\n".join(takewhile(delimiter.__ne__, lines))
+        assert name not in values, f"{name} set twice"
+        values[name] = value
+    return values
+
+
+def test_a_url_github_answers_stays_text_on_the_terminal_and_in_the_step_outputs(
+    config_repo: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with GitHubDouble(token="t" * 40) as double:  # not the fixture: these URLs are not RFC 3986
+        # Rich markup closing a tag never opened, and a line break adding a step output.
+        double.web_url += "/[/x]\nchanged=false"
+        double.add_repo(CONFIG_REPO)
+        monkeypatch.setenv("GITHUB_API_URL", double.api_url)
+        monkeypatch.setenv("GITHUB_TOKEN", "t" * 40)
+        monkeypatch.setenv("RUNNER_TEMP", str(tmp_path))
+        outputs = tmp_path / "github_output"
+        result = nightly("--verify", "none", "--outputs", str(outputs))
+    assert result.exit_code == 0, result.output
+    url = f"{double.web_url}/{CONFIG_REPO}/pull/1"
+    assert f"opened pull #1: {url}" in result.output
+    values = read_outputs(outputs.read_bytes().decode())
+    assert values["changed"] == "true" and values["pr-url"] == url
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.text(), st.text())
+def test_a_step_output_is_one_value_whatever_it_holds(first: str, second: str) -> None:
+    text = output_entry("pr-url", first) + output_entry("changed", second)
+    values = read_outputs(text)
+    assert list(values) == ["pr-url", "changed"]
+    assert values == {
+        "pr-url": re.sub(r"\r\n?", "\n", first),
+        "changed": re.sub(r"\r\n?", "\n", second),
+    }
+
+
+def test_an_unusable_summary_or_report_location_is_refused_before_any_work(
+    config_repo: Path, github_double: GitHubDouble, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    github_double.add_repo(CONFIG_REPO)
+    summary = tmp_path / "summary-dir"
+    summary.mkdir()
+    monkeypatch.setenv("GITHUB_STEP_SUMMARY", str(summary))
+    result = nightly("--verify", "none")
+    assert result.exit_code == 2, result.output
+    assert f"GITHUB_STEP_SUMMARY: {summary} is a directory" in result.output
+    monkeypatch.setenv("GITHUB_STEP_SUMMARY", str(tmp_path / "summary.md"))
+    monkeypatch.setenv("RUNNER_TEMP", str(tmp_path / "gone"))
+    result = nightly("--verify", "none", "--outputs", str(tmp_path / "github_output"))
+    assert result.exit_code == 2, result.output
+    assert f"RUNNER_TEMP={tmp_path / 'gone'}: not a directory" in result.output
+    # Refused before any work: nothing synced, committed, pushed or posted.
+    assert not (config_repo / "overlays").exists()
+    assert git(config_repo, "ls-remote", "origin", f"refs/heads/{BRANCH}") == ""
+    assert github_double.requests == []
+    assert not (tmp_path / "github_output").exists()
 
 
 def _night(witness_overlay: Status, witness_vanilla: Status, allow: bool = False) -> RecipeRun:

@@ -10,6 +10,7 @@ from typing import Any
 
 import httpx
 import pytest
+import urllib3.util.retry
 from typer.testing import CliRunner
 
 from patchkeeper.cli import app
@@ -18,6 +19,8 @@ from patchkeeper.demo.history import Edit, History
 from patchkeeper.demo.scenario import REPOSITORY, DemoUpstream, build_upstream
 from patchkeeper.demo.setup import Demo
 from patchkeeper.errors import ConfigError, UnreachableError, UpstreamError
+from patchkeeper.paths import cache_dir
+from patchkeeper.publish.github import GitHubTracker, client_from_env
 from patchkeeper.upstream.git_resolver import GitResolver
 from patchkeeper.upstream.github import GitHubResolver, GitHubSettings, with_github
 from patchkeeper.upstream.mirror import GitMirror
@@ -216,6 +219,91 @@ def test_a_far_rate_limit_reset_fails_with_exit_3_and_the_reset_time(
     assert [r.status for r in github_double.requests] == [status]  # no retry storm
 
 
+CONFIG_REPO = "pk-test/serving-config"
+
+
+def tracker() -> GitHubTracker:
+    """What `nightly` publishes through, configured from the environment as there."""
+    return GitHubTracker(client_from_env(), CONFIG_REPO)
+
+
+@pytest.fixture
+def slept(monkeypatch: pytest.MonkeyPatch) -> list[float]:
+    """Every wait urllib3's retries ask for, recorded instead of slept."""
+    waits: list[float] = []
+
+    class Clock:
+        sleep = staticmethod(waits.append)
+        time = staticmethod(time.time)
+
+    monkeypatch.setattr(urllib3.util.retry, "time", Clock)
+    return waits
+
+
+@pytest.mark.parametrize("status", [500, 502, 503, 504])
+def test_publishing_through_a_5xx_that_outlasts_the_retries_is_exit_3_naming_the_endpoint(
+    github_double: GitHubDouble, slept: list[float], status: int
+) -> None:
+    github_double.add_repo(CONFIG_REPO)
+    github_double.fail_next(4, status)
+    with pytest.raises(UnreachableError) as err:
+        tracker().open_issue("patchkeeper: t", "body")
+    assert err.value.exit_code == 3
+    endpoint = f"GET {github_double.api_url}/repos/{CONFIG_REPO}/issues?"
+    assert endpoint in str(err.value) and f"too many {status} error responses" in str(err.value)
+    assert [r.status for r in github_double.requests] == [status] * 4  # 3 retries
+    assert tracker().open_issue("patchkeeper: t", "body").created  # and once GitHub is back
+
+
+@pytest.mark.parametrize("status", [403, 429])
+def test_a_secondary_rate_limit_is_waited_only_up_to_the_maximum(
+    github_double: GitHubDouble, monkeypatch: pytest.MonkeyPatch, slept: list[float], status: int
+) -> None:
+    github_double.add_repo(CONFIG_REPO)
+    monkeypatch.setenv("PATCHKEEPER_GITHUB_MAX_WAIT", "5")
+    github_double.fail_next(1, status, retry_after=2)
+    assert tracker().open_issue("patchkeeper: t", "body").created
+    assert slept == [2]  # GitHub's Retry-After, within the maximum: waited
+    github_double.fail_next(1, status, retry_after=3600)
+    with pytest.raises(UnreachableError) as err:
+        tracker().open_issue("patchkeeper: u", "body")
+    assert err.value.exit_code == 3 and slept == [2]  # failed at once, never the hour
+    assert "wait 3600 s (Retry-After)" in str(err.value)
+    assert "PATCHKEEPER_GITHUB_MAX_WAIT=5 s" in str(err.value)
+    assert [r.status for r in github_double.requests][-1] == status  # no retry after it
+
+
+def test_a_long_retry_after_while_reading_prs_fails_at_once_too(
+    github_double: GitHubDouble,
+    demo_upstream: DemoUpstream,
+    monkeypatch: pytest.MonkeyPatch,
+    slept: list[float],
+) -> None:
+    add_demo_pulls(github_double, demo_upstream)
+    monkeypatch.setenv("PATCHKEEPER_GITHUB_MAX_WAIT", "5")
+    github_double.fail_next(1, 403, retry_after=3600)
+    with pytest.raises(UnreachableError, match=r"PR #24294 .*wait 3600 s \(Retry-After\)"):
+        resolve_all(resolver(demo_upstream.url))
+    assert slept == [] and [r.status for r in github_double.requests] == [403]
+
+
+def test_a_wrong_shaped_reply_while_publishing_is_exit_3_naming_what_was_asked(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    with GitHubDouble(token="t" * 40) as double:  # not the fixture: it serves what GitHub won't
+        monkeypatch.setenv("GITHUB_API_URL", double.api_url)
+        monkeypatch.setenv("GITHUB_TOKEN", "t" * 40)
+        double.add_repo(CONFIG_REPO)
+        tracker().open_issue("patchkeeper: t", "body")
+        [issue] = double.issues.values()
+        issue.title = ["not", "a", "title"]  # type: ignore[assignment]
+        with pytest.raises(UnreachableError) as err:
+            tracker().open_issue("patchkeeper: u", "body")
+    assert err.value.exit_code == 3
+    assert f"GitHub {CONFIG_REPO}: issue 'patchkeeper: u'" in str(err.value)
+    assert "a list where its API documents str" in str(err.value)
+
+
 def test_an_unknown_pr_is_exit_2_naming_pr_and_repository(
     github_double: GitHubDouble, demo_upstream: DemoUpstream
 ) -> None:
@@ -237,6 +325,39 @@ def test_an_unreachable_api_falls_back_to_git_with_a_warning(
     warning = " ".join(capsys.readouterr().err.split())
     assert "GitHub API unreachable" in warning and "resolving from git alone" in warning
     assert "0" * 40 not in warning
+
+
+def test_a_reply_of_the_wrong_shape_is_no_crash_git_answers_with_a_warning(
+    demo_upstream: DemoUpstream, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with GitHubDouble() as double:  # not the fixture: this one serves what GitHub would not
+        monkeypatch.setenv("GITHUB_API_URL", double.api_url)
+        monkeypatch.delenv("GITHUB_TOKEN", raising=False)
+        monkeypatch.delenv("GH_TOKEN", raising=False)
+        add_demo_pulls(double, demo_upstream)
+        double.update_pull(REPOSITORY, 24294, title=["not", "a", "title"])
+        changes = resolve_all(resolver(demo_upstream.url))
+    assert changes[24294].title == "[Anthropic] Track the open content block's type (#24294)"
+    warning = " ".join(capsys.readouterr().err.split())
+    assert "PR #24294 of patchkeeper-demo/sglang" in warning
+    assert "unexpected reply: title: Input should be a valid string" in warning
+    assert "resolving from git alone" in warning
+
+
+def test_a_cached_pr_of_the_wrong_shape_is_fetched_afresh(
+    github_double: GitHubDouble, demo_upstream: DemoUpstream
+) -> None:
+    add_demo_pulls(github_double, demo_upstream)
+    resolve_all(resolver(demo_upstream.url), (24294,))
+    [entry] = (cache_dir() / "github").rglob("24294.json")
+    doc = json.loads(entry.read_text())
+    doc["pull"]["head"] = "not an object"
+    entry.write_text(json.dumps(doc))
+    since = len(github_double.requests)
+    changes = resolve_all(resolver(demo_upstream.url), (24294,))
+    assert changes[24294].title == "[Anthropic] Track the open content block's type"
+    [again, _files] = github_double.requests[since:]
+    assert again.path.endswith("/pulls/24294") and not again.conditional
 
 
 def test_a_rejected_token_is_exit_2_and_never_shown(
