@@ -43,10 +43,5 @@ def retire(path: Path, retirements: Sequence[tuple[str, str]]) -> None:
         retired.insert(0, moved)
     buffer = io.StringIO()
     yaml.dump(document, buffer)
-    staged = path.with_name(f".{path.name}.prune")
-    staged.write_text(buffer.getvalue(), encoding="utf-8")
-    try:
-        load_patchset(staged)
-    finally:
-        staged.unlink()
+    load_patchset(path, buffer.getvalue())  # refuses a result that is no valid patchset
     atomic_write(path, buffer.getvalue().encode())

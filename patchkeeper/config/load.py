@@ -19,10 +19,11 @@ M = TypeVar("M", bound=BaseModel)
 NAME = re.compile(r"^[A-Za-z0-9_.-]+$")  # a recipe's name: its file name unless it says
 
 
-def read_yaml(path: Path) -> Any:
-    """Round-trip load, so error messages can point at line numbers."""
+def read_yaml(path: Path, text: str | None = None) -> Any:
+    """Round-trip load, so error messages can point at line numbers; `text` is what
+    `path` would hold (a change not written yet), read instead of the file."""
     try:
-        text = path.read_text(encoding="utf-8")
+        text = path.read_text(encoding="utf-8") if text is None else text
     except FileNotFoundError:
         raise ConfigError(f"{path}: file not found") from None
     except (OSError, UnicodeDecodeError) as err:
@@ -87,8 +88,9 @@ def _resolve(base: Path, candidate: Path) -> Path:
     return candidate if candidate.is_absolute() else (base / candidate).resolve()
 
 
-def load_patchset(path: Path) -> Patchset:
-    document = read_yaml(path)
+def load_patchset(path: Path, text: str | None = None) -> Patchset:
+    """The patchset in `path` (or `text`, as `path` would hold it), checked."""
+    document = read_yaml(path, text)
     patchset = _validate(Patchset, document, path, name=path.stem)
     patches = tuple(
         p.model_copy(update={"diff": _resolve(path.parent, p.diff)}) if p.diff else p

@@ -408,7 +408,7 @@ def test_a_dry_run_says_what_the_night_would_do_and_does_none_of_it(
     github_double.add_repo(CONFIG_REPO)
     result = nightly("--dry-run")
     assert result.exit_code == 0, result.output
-    assert "### `demo.yaml`" in result.stdout and "| #26773 |" in result.stdout
+    assert "### `demo.yaml`" in result.stdout and "| \\#\u206026773 |" in result.stdout
     lines = [line for line in result.output.splitlines() if line.startswith("dry run: ")]
     assert lines == [
         f"dry run: would write demo.yaml's overlay for {demo.image} under overlays and prove "
