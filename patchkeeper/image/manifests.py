@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import json
-import re
 from dataclasses import dataclass
 from typing import Any
 
 from patchkeeper.errors import ImageError
+from patchkeeper.image.digests import is_sha256
 
 INDEX_TYPES = {
     "application/vnd.oci.image.index.v1+json",
@@ -17,9 +17,6 @@ MANIFEST_TYPES = {
     "application/vnd.oci.image.manifest.v1+json",
     "application/vnd.docker.distribution.manifest.v2+json",
 }
-
-
-_DIGEST = re.compile(r"^sha256:[0-9a-f]{64}$")
 
 
 @dataclass(frozen=True)
@@ -41,7 +38,7 @@ def parse_json(data: bytes, where: str) -> dict[str, Any]:
 
 
 def _descriptor(value: Any, where: str, field: str) -> Descriptor:
-    if not isinstance(value, dict) or not _DIGEST.match(str(value.get("digest", ""))):
+    if not isinstance(value, dict) or not is_sha256(value.get("digest")):
         raise ImageError(f"{where}: malformed manifest: {field} has no sha256 digest")
     size = value.get("size", 0)
     if not isinstance(size, int) or isinstance(size, bool) or size < 0:
