@@ -46,6 +46,7 @@ from patchkeeper.image import digests
 from patchkeeper.image.layers import LayerBlob, LayeredSource, read_config
 from patchkeeper.image.manifests import INDEX_TYPES, MANIFEST_TYPES, choose_platform, is_index
 from patchkeeper.image.model import ImageRef, ResolvedImage
+from patchkeeper.lowspeed import LowSpeed, Pace
 
 log = logging.getLogger(__name__)
 
@@ -79,20 +80,24 @@ class Deadlines:
     """How long registry work may take (seconds; environment overrides).
 
     `request`: one request, body included (blobs get `size / MIN_BLOB_RATE` more);
-    `stall`: no byte at all for this long; `overall`: everything one source does.
+    `stall`: no byte at all for this long; `overall`: everything one source does;
+    `low_speed`: a body that arrives slower than this is abandoned (see `lowspeed`).
     """
 
     request: float = 300.0
     stall: float = 30.0
     overall: float = 1200.0
+    low_speed: LowSpeed = LowSpeed()
 
     @classmethod
     def from_env(cls) -> Deadlines:
         request = _seconds("PATCHKEEPER_REGISTRY_TIMEOUT", cls.request)
+        low_speed = LowSpeed.from_env()
         return cls(
             request=request,
-            stall=min(cls.stall, request),
+            stall=min(cls.stall, request, low_speed.seconds),
             overall=_seconds("PATCHKEEPER_REGISTRY_DEADLINE", cls.overall),
+            low_speed=low_speed,
         )
 
 
@@ -233,6 +238,19 @@ class RegistryClient:
             raise ImageError(f"registry {self.registry}: {url}: {reason}")
         return response
 
+    def paced(self, chunks: Iterator[bytes], url: str, pace: Pace) -> Iterator[bytes]:
+        """`chunks` as they arrive, abandoned when they arrive below the low-speed limit."""
+        while True:
+            started = time.monotonic()
+            chunk = next(chunks, None)
+            if chunk is None:
+                return
+            if pace.too_slow(len(chunk), time.monotonic() - started):
+                raise UnreachableError(
+                    f"registry {self.registry}: {url}: too slow, {pace.reason()}"
+                )
+            yield chunk
+
     def check_deadline(self, url: str, ends_at: float, what: str) -> None:
         if time.monotonic() > min(ends_at, self.ends_at):
             limit = "overall deadline" if ends_at >= self.ends_at else what
@@ -249,9 +267,9 @@ class RegistryClient:
             raise UnsafeInputError(
                 f"registry {self.registry}: {what} of {declared} bytes, over the {cap} limit"
             )
-        chunks, size = [], 0
+        chunks, size, pace = [], 0, self.deadlines.low_speed.pace()
         try:
-            for chunk in response.iter_bytes(1 << 16):
+            for chunk in self.paced(response.iter_bytes(), url, pace):
                 size += len(chunk)
                 if size > cap:
                     raise UnsafeInputError(
@@ -382,6 +400,7 @@ class _BlobReader(io.RawIOBase):
         self._ends_at = ends_at
         self._offset, self._span, self._whole = 0, FIRST_RANGE, False
         self._opened_at = 0
+        self._pace = client.deadlines.low_speed.pace()
         self._response: httpx.Response | None = None
         self._chunks: Iterator[bytes] = iter(())
 
@@ -413,7 +432,7 @@ class _BlobReader(io.RawIOBase):
             "Content-Range", ""
         ).startswith(f"bytes {self._offset}-"):
             raise ImageError(f"{where}: bad reply to a range request (HTTP {response.status_code})")
-        self._chunks = response.iter_raw(1 << 16)
+        self._chunks = self._client.paced(response.iter_raw(), self._url, self._pace)
         return True
 
     def readinto(self, buffer: Any) -> int:
