@@ -28,7 +28,7 @@ import os
 import re
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import docker.auth
@@ -87,7 +87,7 @@ class Deadlines:
     request: float = 300.0
     stall: float = 30.0
     overall: float = 1200.0
-    low_speed: LowSpeed = LowSpeed()
+    low_speed: LowSpeed = field(default_factory=LowSpeed)
 
     @classmethod
     def from_env(cls) -> Deadlines:
