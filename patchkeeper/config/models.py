@@ -16,6 +16,12 @@ from pydantic import BaseModel, ConfigDict, Field, StrictInt, field_validator, m
 from patchkeeper.config.compose_spec import service_errors
 
 _REPO = re.compile(r"^[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+$")
+# What `git check-ref-format --branch` refuses: control characters, space, ~^:?*[\, `..`,
+# `@{`, `//`, a leading `-` or `/`, a trailing `/` or `.`, `@` alone, and a component
+# that starts with `.` or ends with `.lock`.
+_BAD_BRANCH = re.compile(
+    r"[\x00-\x20\x7f~^:?*\[\\]|\.\.|@\{|//|^[-/]|[/.]$|^@$|(^|/)\.|\.lock(/|$)"
+)
 
 
 class _Strict(BaseModel):
@@ -34,6 +40,13 @@ class Upstream(_Strict):
     def _github_is_owner_name(cls, value: str | None) -> str | None:
         if value is not None and not _REPO.match(value):
             raise ValueError(f"must be 'owner/name', got {value!r}")
+        return value
+
+    @field_validator("branch")
+    @classmethod
+    def _branch_is_a_ref_name(cls, value: str) -> str:
+        if not value or _BAD_BRANCH.search(value):
+            raise ValueError(f"{value!r} is not a valid branch name (git check-ref-format)")
         return value
 
     @model_validator(mode="after")
