@@ -701,7 +701,9 @@ class LayeredSource:
         self.progress = progress
         self.cache = LayerCache(cache_dir() / "layers")
         self.layer_stats: dict[str, LayerStats] = {}
-        self._layers: dict[str, tuple[list[LayerBlob], str | None]] = {}
+        # By (image id, manifest digest, scope), not the image id alone: two registries (or
+        # manifests) may pair one config with different layers.
+        self._layers: dict[tuple[str, str | None, str | None], list[LayerBlob]] = {}
         self._records: dict[str, dict[str, Record]] = {}
 
     def register(
@@ -717,7 +719,7 @@ class LayeredSource:
         for blob in layers:
             digests.checked(blob.digest, f"image {ref}: layer")
             self.layer_stats.setdefault(blob.digest, LayerStats(blob.digest, blob.size))
-        self._layers[image_id] = (layers, scope)
+        self._layers[(image_id, digest, scope)] = layers
         labels = (config.get("config") or {}).get("Labels") or {}
         created = config.get("created")
         return ResolvedImage(
@@ -744,9 +746,10 @@ class LayeredSource:
         return self._reader(image).read(paths, git_dirs)
 
     def _reader(self, image: ResolvedImage) -> LayerReader:
-        if image.image_id not in self._layers:
+        key = (image.image_id, image.digest, image.provenance)
+        if key not in self._layers:
             self.resolve(image.ref)
-        layers, scope = self._layers[image.image_id]
+        layers, scope = self._layers[key], image.provenance
         records = self._records.setdefault(scope or f"unscoped {image.image_id}", {})
         return LayerReader(layers, self.cache, scope, records, self.layer_stats, self._progress_for)
 

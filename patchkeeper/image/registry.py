@@ -508,7 +508,8 @@ class RegistrySource(LayeredSource):
                 raise ImageError(f"image {ref}: layer {digest} has a bad size {size!r}")
             opener = functools.partial(client.blob, name, digest, size)
             layers.append(LayerBlob(digest, size, str(layer.get("mediaType", "")), opener))
-        # A partly read layer is trusted only as what this registry served for this
-        # verified manifest: its records are cached under exactly that.
-        scope = f"registry {registry} {top.digest}"
+        # A partly read layer is trusted only as what this repository of this registry
+        # served for this verified manifest (which pins every layer digest): its records
+        # are cached under exactly that.
+        scope = f"registry {registry} {name} {top.digest}"
         return self.register(ref, config_digest, top.digest, parsed, layers, scope)
