@@ -73,6 +73,17 @@ def normalize_platform(os_name: str, arch: str, variant: str = "") -> tuple[str,
     return os_name, arch, variant
 
 
+def _platform(entry: dict[str, Any], where: str, number: int) -> tuple[str, str, str]:
+    """An index entry's (os, architecture, variant), normalized; each a string if present."""
+    given = entry.get("platform") or {}
+    fields = ("os", "architecture", "variant")
+    if not isinstance(given, dict) or not all(isinstance(given.get(f, ""), str) for f in fields):
+        raise ImageError(
+            f"{where}: malformed index: manifests[{number}].platform is not os/arch strings"
+        )
+    return normalize_platform(*(given.get(f, "") for f in fields))
+
+
 def choose_platform(index: dict[str, Any], platform: str, where: str) -> str:
     """The manifest digest for `os/arch[/variant]` in an index (`linux/arm64/v8` is
     `linux/arm64`); without a variant, any variant of that arch matches."""
@@ -83,17 +94,9 @@ def choose_platform(index: dict[str, Any], platform: str, where: str) -> str:
     entries = index.get("manifests", [])
     if not isinstance(entries, list) or not all(isinstance(e, dict) for e in entries):
         raise ImageError(f"{where}: malformed index: 'manifests' is not a list of objects")
-    for entry in entries:
-        p = entry.get("platform") or {}
-        have = normalize_platform(p.get("os", ""), p.get("architecture", ""), p.get("variant", ""))
+    platforms = [_platform(entry, where, n) for n, entry in enumerate(entries)]
+    for entry, have in zip(entries, platforms, strict=True):
         if have[:2] == wanted[:2] and wanted[2] in ("", have[2]):
             return _descriptor(entry, where, "index entry").digest
-    available = sorted(
-        "/".join(
-            filter(
-                None, [e.get("platform", {}).get("os"), e.get("platform", {}).get("architecture")]
-            )
-        )
-        for e in entries
-    )
+    available = sorted("/".join(filter(None, have[:2])) for have in platforms)
     raise ImageError(f"{where}: no {platform} image in the index (has {', '.join(available)})")

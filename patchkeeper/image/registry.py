@@ -29,10 +29,11 @@ import re
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 import docker.auth
 import httpx
+from pydantic import BaseModel, ConfigDict, ValidationError
 from tenacity import (
     Retrying,
     retry_if_exception,
@@ -41,10 +42,22 @@ from tenacity import (
     wait_random,
 )
 
-from patchkeeper.errors import ImageError, UnreachableError, UnsafeInputError, register_secret
+from patchkeeper.errors import (
+    ImageError,
+    UnreachableError,
+    UnsafeInputError,
+    redact,
+    register_secret,
+)
 from patchkeeper.image import digests
 from patchkeeper.image.layers import LayerBlob, LayeredSource, read_config
-from patchkeeper.image.manifests import INDEX_TYPES, MANIFEST_TYPES, choose_platform, is_index
+from patchkeeper.image.manifests import (
+    INDEX_TYPES,
+    MANIFEST_TYPES,
+    choose_platform,
+    image_parts,
+    is_index,
+)
 from patchkeeper.image.model import ImageRef, ResolvedImage
 from patchkeeper.lowspeed import LowSpeed, Pace
 
@@ -156,6 +169,37 @@ def _wait(state: Any) -> float:
         if after.isdigit():
             return min(float(after), 60.0)
     return float((wait_exponential(multiplier=0.5, max=20) + wait_random(0, 0.5))(state))
+
+
+class _Reply(BaseModel):
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+
+_R = TypeVar("_R", bound=_Reply)
+
+
+class TokenReply(_Reply):
+    """A token service's answer (Docker's token spec: `token`, or OAuth's `access_token`)."""
+
+    token: str | None = None
+    access_token: str | None = None
+
+
+class TagList(_Reply):
+    """One page of `/v2/<name>/tags/list`."""
+
+    tags: list[str] | None = None
+
+
+def _reply(model: type[_R], data: bytes, where: str) -> _R:
+    """`data` parsed into `model`; a reply of another shape is an ImageError naming `where`
+    and the field (never the values: a token reply holds a secret)."""
+    try:
+        return model.model_validate_json(data)
+    except ValidationError as err:
+        first = err.errors()[0]
+        field = ".".join(str(part) for part in first["loc"]) or "the reply"
+        raise ImageError(f"{where}: unexpected reply: {field}: {first['msg']}") from None
 
 
 @dataclass(frozen=True)
@@ -312,10 +356,11 @@ class RegistryClient:
             raise ImageError(
                 f"registry {self.registry}: token refused for {scope} (HTTP {reply.status_code})"
             )
-        body = reply.json()
-        token = body.get("token") or body.get("access_token")
+        where = f"registry {self.registry}: token service {redact(params['realm'])}"
+        answer = _reply(TokenReply, reply.content, where)
+        token = answer.token or answer.access_token
         if not token:
-            raise ImageError(f"registry {self.registry}: token service sent no token")
+            raise ImageError(f"{where}: sent no token")
         return f"Bearer {token}"
 
     def tags(self, repository: str) -> list[str]:
@@ -332,11 +377,7 @@ class RegistryClient:
             seen.add(url)
             response = self.request("GET", url, scope)
             data = self.body(response, url, MAX_TAGS_PAGE_BYTES, "tag list page")
-            try:
-                tags = json.loads(data).get("tags") or []
-            except (ValueError, AttributeError):
-                raise ImageError(f"registry {self.registry}: tag list is not JSON") from None
-            found += [t for t in tags if isinstance(t, str)]
+            found += _reply(TagList, data, f"registry {self.registry}: {url}").tags or []
             link = _NEXT.search(response.headers.get("Link", ""))
             url = self._same_origin(response.url.join(link.group(1))) if link else None
         return found
@@ -491,23 +532,22 @@ class RegistrySource(LayeredSource):
         if is_index(top.body, top.media_type):
             chosen = choose_platform(top.body, self.platform, str(ref))
             manifest = client.manifest(name, digests.checked(chosen, f"image {ref}: manifest"))
-        config = manifest.body.get("config")
-        config_digest = digests.checked(
-            config.get("digest") if isinstance(config, dict) else None, f"image {ref}: config"
-        )
+        config, blobs = image_parts(manifest.body, f"registry {registry}: image {ref}")
+        config_digest = config.digest
         config_bytes = self.cache.content(config_digest.removeprefix("sha256:"))
         if config_bytes is None:  # content-addressed: once fetched, never again
             config_bytes = client.config(name, config_digest)
         parsed = read_config(config_bytes, config_digest, str(ref))
         self.cache.put_content(config_bytes)
-        layers = []
-        for layer in manifest.body.get("layers") or []:
-            digest = digests.checked(layer.get("digest"), f"image {ref}: layer")
-            size = layer.get("size", 0)
-            if not isinstance(size, int) or size < 0:
-                raise ImageError(f"image {ref}: layer {digest} has a bad size {size!r}")
-            opener = functools.partial(client.blob, name, digest, size)
-            layers.append(LayerBlob(digest, size, str(layer.get("mediaType", "")), opener))
+        layers = [
+            LayerBlob(
+                b.digest,
+                b.size,
+                b.media_type,
+                functools.partial(client.blob, name, b.digest, b.size),
+            )
+            for b in blobs
+        ]
         # A partly read layer is trusted only as what this repository of this registry
         # served for this verified manifest (which pins every layer digest): its records
         # are cached under exactly that.
