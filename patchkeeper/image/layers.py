@@ -703,7 +703,8 @@ class LayeredSource:
         self.layer_stats: dict[str, LayerStats] = {}
         # By (image id, manifest digest, scope), not the image id alone: two registries (or
         # manifests) may pair one config with different layers.
-        self._layers: dict[tuple[str, str | None, str | None], list[LayerBlob]] = {}
+        self._layers: dict[tuple[str, str | None, str | None], tuple[list[LayerBlob], str | None]]
+        self._layers = {}
         self._records: dict[str, dict[str, Record]] = {}
 
     def register(
@@ -719,7 +720,7 @@ class LayeredSource:
         for blob in layers:
             digests.checked(blob.digest, f"image {ref}: layer")
             self.layer_stats.setdefault(blob.digest, LayerStats(blob.digest, blob.size))
-        self._layers[(image_id, digest, scope)] = layers
+        self._layers[(image_id, digest, scope)] = (layers, scope)
         labels = (config.get("config") or {}).get("Labels") or {}
         created = config.get("created")
         return ResolvedImage(
@@ -747,9 +748,12 @@ class LayeredSource:
 
     def _reader(self, image: ResolvedImage) -> LayerReader:
         key = (image.image_id, image.digest, image.provenance)
-        if key not in self._layers:
-            self.resolve(image.ref)
-        layers, scope = self._layers[key], image.provenance
+        if key not in self._layers:  # not resolved by this source (yet): resolve it now
+            fresh = self.resolve(image.ref)
+            if fresh.image_id != image.image_id:
+                raise ImageError(f"image {image.ref} is now {fresh.image_id}, not {image.image_id}")
+            self._layers[key] = self._layers[(fresh.image_id, fresh.digest, fresh.provenance)]
+        layers, scope = self._layers[key]
         records = self._records.setdefault(scope or f"unscoped {image.image_id}", {})
         return LayerReader(layers, self.cache, scope, records, self.layer_stats, self._progress_for)
 
