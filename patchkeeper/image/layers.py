@@ -45,7 +45,7 @@ from patchkeeper.errors import ImageError, UnsafeInputError
 from patchkeeper.image import digests, order
 from patchkeeper.image.model import ImageFile, ImageRef, PathKind, ResolvedImage, printable
 from patchkeeper.image.paths import MAX_FILE_BYTES, MAX_SYMLINK_HOPS, follow_link
-from patchkeeper.paths import atomic_write, cache_dir
+from patchkeeper.paths import atomic_write, cache_dir, directory
 
 log = logging.getLogger("patchkeeper.image")
 
@@ -168,7 +168,7 @@ class LayerCache:
     def __init__(self, root: Path) -> None:
         self.root = root
         for folder in ("verified", "partial", "contents"):
-            (root / folder).mkdir(parents=True, exist_ok=True)
+            directory(root / folder, "layer cache directory")
 
     def _record_path(self, digest: str, scope: str | None) -> Path:
         name = f"{digests.file_name(digest)}.json"
