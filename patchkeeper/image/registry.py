@@ -71,6 +71,7 @@ _NEXT = re.compile(r'<([^>]+)>;\s*rel="?next"?')
 MAX_MANIFEST_BYTES = 4 << 20  # containerd's limit
 MAX_CONFIG_BYTES = 16 << 20
 MAX_TAGS_PAGE_BYTES = 16 << 20
+MAX_TOKEN_BYTES = 1 << 20
 MAX_TAG_PAGES = 1000
 MIN_BLOB_RATE = 1 << 20  # bytes/s a blob request may not fall below, on average
 FIRST_RANGE = 256 << 10
@@ -344,20 +345,27 @@ class RegistryClient:
         if scheme != "bearer" or "realm" not in params:
             raise ImageError(f"registry {self.registry}: unsupported auth challenge {scheme!r}")
         query = {"service": params.get("service", ""), "scope": params.get("scope", scope)}
+        realm = params["realm"]
         auth = httpx.BasicAuth(*self._credentials) if self._credentials else None
         try:
             self.requests += 1
-            reply = httpx.get(
-                params["realm"], params=query, auth=auth, timeout=self.deadlines.stall
-            )
+            with httpx.Client(auth=auth, timeout=self.deadlines.stall) as client:
+                reply = client.send(httpx.Request("GET", realm, params=query), stream=True)
+                if reply.status_code != 200:
+                    reply.close()
+                    raise ImageError(
+                        f"registry {self.registry}: token refused for {scope} "
+                        f"(HTTP {reply.status_code})"
+                    )
+                data = self.body(reply, redact(realm), MAX_TOKEN_BYTES, "token reply")
+        except httpx.InvalidURL:
+            raise ImageError(
+                f"registry {self.registry}: auth challenge realm {redact(realm)!r} is not a URL"
+            ) from None
         except httpx.HTTPError as err:
             raise UnreachableError(f"token service of {self.registry} unreachable: {err}") from None
-        if reply.status_code != 200:
-            raise ImageError(
-                f"registry {self.registry}: token refused for {scope} (HTTP {reply.status_code})"
-            )
-        where = f"registry {self.registry}: token service {redact(params['realm'])}"
-        answer = _reply(TokenReply, reply.content, where)
+        where = f"registry {self.registry}: token service {redact(realm)}"
+        answer = _reply(TokenReply, data, where)
         token = answer.token or answer.access_token
         if not token:
             raise ImageError(f"{where}: sent no token")

@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from patchkeeper.errors import ImageError
+from patchkeeper.errors import ImageError, UnreachableError, UnsafeInputError
 from patchkeeper.image.manifests import choose_platform, image_parts
 from patchkeeper.image.model import ImageRef
 from patchkeeper.image.registry import RegistryClient, RegistrySource, TagList, TokenReply, _reply
@@ -83,6 +83,28 @@ def test_a_token_reply_of_the_wrong_shape_names_the_token_service(
         ImageError, match=rf"token service http://{server.host}/token: unexpected reply: {field}:"
     ):
         RegistryClient(server.host).tags("r")
+
+
+def test_a_huge_token_reply_is_refused_at_its_cap(scripted_registry: Scripted) -> None:
+    server = scripted_registry()
+    challenge = f'Bearer realm="http://{server.host}/token"'
+    server.routes["/v2/r/tags/list"] = Reply(401, headers={"WWW-Authenticate": challenge})
+    server.routes["/token"] = Reply(body=b'{"token": "' + b"t" * (2 << 20) + b'"}')
+    with pytest.raises(UnsafeInputError, match=r"token reply of .* bytes, over the 1048576 limit"):
+        RegistryClient(server.host).tags("r")
+
+
+@pytest.mark.parametrize("realm", ["http://[bad", "nothing"])
+def test_a_challenge_realm_that_is_no_url_is_refused(
+    scripted_registry: Scripted, realm: str
+) -> None:
+    server = scripted_registry()
+    server.routes["/v2/r/tags/list"] = Reply(
+        401, headers={"WWW-Authenticate": f'Bearer realm="{realm}"'}
+    )
+    with pytest.raises((ImageError, UnreachableError), match=r"realm|token service") as err:
+        RegistryClient(server.host).tags("r")
+    assert err.value.exit_code in (2, 3)
 
 
 def test_a_token_reply_with_no_token_says_so(scripted_registry: Scripted) -> None:
