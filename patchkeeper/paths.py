@@ -17,7 +17,8 @@ def directory(path: Path, what: str) -> Path:
     try:
         path.mkdir(parents=True, exist_ok=True)
     except OSError as err:
-        reason = "not a directory" if path.exists() else (err.strerror or str(err))
+        in_the_way = isinstance(err, FileExistsError | NotADirectoryError)
+        reason = "not a directory (a file is in the way)" if in_the_way else err.strerror
         raise OutputError(f"{what} {path}: {reason}") from None
     return path
 

@@ -24,7 +24,7 @@ from patchkeeper.image.model import (
     PathKind,
     ResolvedImage,
 )
-from patchkeeper.paths import atomic_write, cache_dir
+from patchkeeper.paths import atomic_write, cache_dir, directory
 
 log = logging.getLogger(__name__)
 
@@ -134,7 +134,7 @@ class CachedSource:
         return True, ImageFile(path, content, meta.mode, PurePosixPath(meta.resolved))
 
     def _store(self, folder: Path, path: PurePosixPath, file: ImageFile | None) -> None:
-        folder.mkdir(parents=True, exist_ok=True)
+        directory(folder, "image file cache directory")
         if file is None:
             meta: dict[str, object] = {"path": str(path), "absent": True}
         else:

@@ -8,9 +8,11 @@ import os
 import tempfile
 from pathlib import Path, PurePosixPath
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from patchkeeper.errors import OutputError
 from patchkeeper.image.cache import CachedSource
 from patchkeeper.image.model import ImageFile, ImageRef
 from patchkeeper.image.registry import RegistrySource
@@ -72,3 +74,12 @@ def _forged_but_well_formed(entry: object, listing: object) -> bool:
     is believed (the cache lives under the user's own directory; its shape is checked, not
     its honesty)."""
     return (isinstance(entry, dict) and entry.get("absent") is True) or listing == []
+
+
+def test_a_file_in_the_caches_place_is_bad_input_naming_it(tmp_path: Path) -> None:
+    (tmp_path / "files").write_text("")
+    with pytest.raises(
+        OutputError, match=r"image file cache directory .*files/\w+: not a dir"
+    ) as err:
+        _read(tmp_path / "files")
+    assert err.value.exit_code == 2
