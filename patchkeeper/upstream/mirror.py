@@ -178,18 +178,19 @@ class GitMirror:
         missing = [n for n in ("HEAD", "objects", "refs", "config") if not (self.path / n).exists()]
         if missing:
             return f"no {', '.join(missing)}"
-        checked = subprocess.run(
-            ["git", "config", "--file", str(self.path / "config"), "--list"],
-            cwd=self.path,
-            capture_output=True,
-            check=False,
+        checks = (
+            ("unreadable config", ["config", "--file", "config", "--list"]),
+            ("not a git repository", ["rev-parse", "--git-dir", "--is-shallow-repository"]),
+            ("broken refs", ["for-each-ref", "--format=%(refname)"]),
         )
-        if checked.returncode != 0:
-            return f"unreadable config: {checked.stderr.decode(errors='replace').strip()}"
-        try:
-            git.Repo(self.path).git.rev_parse("--git-dir")
-        except (git.GitError, OSError) as err:
-            return f"not a git repository ({type(err).__name__})"
+        here = {**os.environ, "GIT_DIR": str(self.path)}  # never a repository around it
+        for what, args in checks:
+            done = subprocess.run(
+                ["git", *args], cwd=self.path, env=here, capture_output=True, check=False
+            )
+            said = done.stderr.decode(errors="replace").strip()
+            if done.returncode != 0 or "broken ref" in said:  # git only warns of those
+                return f"{what}: {said.splitlines()[0] if said else done.returncode}"
         return None
 
     def git_env(self) -> dict[str, str]:

@@ -74,9 +74,34 @@ def _garble_config(mirror: Path) -> None:
     (mirror / "config").write_bytes(b"[core\n\x00garbage = = =\n")
 
 
+def _break_a_ref(mirror: Path) -> None:
+    (mirror / "refs" / "heads").mkdir(parents=True, exist_ok=True)
+    (mirror / "refs" / "heads" / "main").write_text("garbage\n")
+
+
+def _garble_packed_refs(mirror: Path) -> None:
+    (mirror / "packed-refs").write_text("# pack-refs with: peeled\nzz refs/heads/main\n")
+
+
+def _garble_shallow(mirror: Path) -> None:
+    (mirror / "shallow").write_text("garbage\n")
+
+
+def _garble_head(mirror: Path) -> None:
+    (mirror / "HEAD").write_text("garbage")
+
+
 @pytest.mark.parametrize(
     ("damage", "said"),
-    [(_remove_objects, "no objects"), (_remove_refs, "no refs"), (_garble_config, "config")],
+    [
+        (_remove_objects, "no objects"),
+        (_remove_refs, "no refs"),
+        (_garble_config, "unreadable config"),
+        (_break_a_ref, "broken refs"),
+        (_garble_packed_refs, "broken refs"),
+        (_garble_shallow, "bad shallow line"),
+        (_garble_head, "not a git repository"),
+    ],
 )
 def test_a_damaged_mirror_is_moved_aside_rebuilt_and_said(
     history: History, tmp_path: Path, damage: object, said: str
