@@ -8,20 +8,32 @@ from pathlib import Path
 
 from platformdirs import user_cache_path, user_log_path
 
+from patchkeeper.errors import OutputError
+
+
+def directory(path: Path, what: str) -> Path:
+    """`path`, made if missing; one that cannot be a directory (a file is in the way, no
+    permission) is an OutputError naming it and `what` it is for."""
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        in_the_way = isinstance(err, FileExistsError | NotADirectoryError)
+        reason = "not a directory (a file is in the way)" if in_the_way else err.strerror
+        raise OutputError(f"{what} {path}: {reason}") from None
+    return path
+
 
 def cache_dir() -> Path:
     override = os.environ.get("PATCHKEEPER_CACHE_DIR")
     path = Path(override) if override else user_cache_path("patchkeeper", appauthor=False)
-    path.mkdir(parents=True, exist_ok=True)
-    return path
+    return directory(path, "cache directory (PATCHKEEPER_CACHE_DIR)")
 
 
 def env_dir() -> Path:
     """Where verify keeps its SGLang venvs and tiny model (large, worth keeping)."""
     override = os.environ.get("PATCHKEEPER_ENV_DIR")
     path = Path(override) if override else cache_dir() / "envs"
-    path.mkdir(parents=True, exist_ok=True)
-    return path
+    return directory(path, "environment directory (PATCHKEEPER_ENV_DIR)")
 
 
 def atomic_write(target: Path, data: bytes) -> None:

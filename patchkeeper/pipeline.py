@@ -34,6 +34,7 @@ from patchkeeper.patching.port import (
     refuse_unmountable,
     sha256,
 )
+from patchkeeper.upstream.mirror import split_credentials
 from patchkeeper.upstream.model import PrState, UpstreamResolver
 
 ResolverFactory = Callable[[Patchset], UpstreamResolver]
@@ -295,7 +296,7 @@ def build_lock(
         patchsets=[
             L.LockedPatchset(
                 name=ps.name,
-                upstream=redact(ps.upstream.clone_url),
+                upstream=redact(split_credentials(ps.upstream.clone_url)[0]),  # no userinfo
                 branch=ps.upstream.branch,
                 source_root=str(ps.source_root),
                 commit=identity.commit,

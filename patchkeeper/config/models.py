@@ -19,6 +19,12 @@ _REPO = re.compile(r"^[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+$")
 # Names that become path components (the conflicts directory, the resolutions store, the
 # overlay): no separators, and no leading dot (`.`, `..` and hidden names are not names).
 NAME_PATTERN = r"^[A-Za-z0-9_-][A-Za-z0-9_.-]*$"
+# What `git check-ref-format --branch` refuses: control characters, space, ~^:?*[\, `..`,
+# `@{`, `//`, a leading `-` or `/`, a trailing `/` or `.`, `@` alone, and a component
+# that starts with `.` or ends with `.lock`.
+_BAD_BRANCH = re.compile(
+    r"[\x00-\x20\x7f~^:?*\[\\]|\.\.|@\{|//|^[-/]|[/.]$|^@$|(^|/)\.|\.lock(/|$)"
+)
 
 
 class _Strict(BaseModel):
@@ -37,6 +43,13 @@ class Upstream(_Strict):
     def _github_is_owner_name(cls, value: str | None) -> str | None:
         if value is not None and not _REPO.match(value):
             raise ValueError(f"must be 'owner/name', got {value!r}")
+        return value
+
+    @field_validator("branch")
+    @classmethod
+    def _branch_is_a_ref_name(cls, value: str) -> str:
+        if not value or _BAD_BRANCH.search(value):
+            raise ValueError(f"{value!r} is not a valid branch name (git check-ref-format)")
         return value
 
     @model_validator(mode="after")

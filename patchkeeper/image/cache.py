@@ -15,6 +15,8 @@ from collections.abc import Sequence
 from pathlib import Path, PurePosixPath
 from typing import Any
 
+from pydantic import BaseModel, ConfigDict, TypeAdapter, ValidationError
+
 from patchkeeper.image.model import (
     ImageFile,
     ImageRef,
@@ -22,9 +24,23 @@ from patchkeeper.image.model import (
     PathKind,
     ResolvedImage,
 )
-from patchkeeper.paths import atomic_write, cache_dir
+from patchkeeper.paths import atomic_write, cache_dir, directory
 
 log = logging.getLogger(__name__)
+
+
+class _Entry(BaseModel):
+    """One cached path's record (`<sha256 of the path>.json`)."""
+
+    model_config = ConfigDict(extra="ignore", strict=True)
+
+    absent: bool = False
+    sha256: str | None = None
+    mode: int = 0
+    resolved: str | None = None
+
+
+_NAMES = TypeAdapter(list[str])
 
 
 class CachedSource:
@@ -96,27 +112,29 @@ class CachedSource:
         return folder / (hashlib.sha256(str(path).encode()).hexdigest() + suffix)
 
     def _listing(self, folder: Path, git_dir: PurePosixPath) -> list[PurePosixPath] | None:
+        """The git dir's cached listing; None (a miss) when absent or of another shape."""
         try:
-            names = json.loads(self._key(folder, git_dir, ".dir").read_text())
-        except (OSError, ValueError):
+            names = _NAMES.validate_json(self._key(folder, git_dir, ".dir").read_bytes())
+        except (OSError, ValidationError):
             return None
-        return [PurePosixPath(n) for n in names] if isinstance(names, list) else None
+        return [PurePosixPath(n) for n in names]
 
     def _load(self, folder: Path, path: PurePosixPath) -> tuple[bool, ImageFile | None]:
-        """(hit, file): a hit with None means the image is known to lack the path."""
+        """(hit, file): a hit with None means the image is known to lack the path. An entry
+        that is missing, damaged or of another shape is a miss: read again, never a crash."""
         try:
-            meta = json.loads(self._key(folder, path, ".json").read_text())
-            if meta.get("absent"):
+            meta = _Entry.model_validate_json(self._key(folder, path, ".json").read_bytes())
+            if meta.absent:
                 return True, None
             content = self._key(folder, path, ".bin").read_bytes()
-        except (OSError, ValueError):
+        except (OSError, ValidationError):
             return False, None
-        if hashlib.sha256(content).hexdigest() != meta.get("sha256"):
+        if meta.resolved is None or hashlib.sha256(content).hexdigest() != meta.sha256:
             return False, None
-        return True, ImageFile(path, content, int(meta["mode"]), PurePosixPath(meta["resolved"]))
+        return True, ImageFile(path, content, meta.mode, PurePosixPath(meta.resolved))
 
     def _store(self, folder: Path, path: PurePosixPath, file: ImageFile | None) -> None:
-        folder.mkdir(parents=True, exist_ok=True)
+        directory(folder, "image file cache directory")
         if file is None:
             meta: dict[str, object] = {"path": str(path), "absent": True}
         else:

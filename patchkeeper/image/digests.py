@@ -9,12 +9,19 @@ from typing import Any
 from patchkeeper.errors import ImageError
 
 _HEX_LENGTH = {"sha256": 64, "sha512": 128}
-_DIGEST = re.compile(r"^(?P<algorithm>sha256|sha512):(?P<hex>[0-9a-f]+)$")
+_DIGEST = re.compile(r"(?P<algorithm>sha256|sha512):(?P<hex>[0-9a-f]+)")
+_SHA256 = re.compile(r"sha256:[0-9a-f]{64}")
+
+
+def is_sha256(value: Any) -> bool:
+    """`value` is exactly `sha256:<64 lowercase hex>`: nothing before or after (not even a
+    newline), so it is safe as a file name and in a URL."""
+    return isinstance(value, str) and _SHA256.fullmatch(value) is not None
 
 
 def checked(value: Any, where: str) -> str:
     """`value` if it is a digest patchkeeper can verify (sha256/sha512, lowercase hex)."""
-    match = _DIGEST.match(value) if isinstance(value, str) else None
+    match = _DIGEST.fullmatch(value) if isinstance(value, str) else None
     if not match or len(match["hex"]) != _HEX_LENGTH[match["algorithm"]]:
         raise ImageError(f"{where}: malformed or unsupported digest {str(value)[:100]!r}")
     return str(value)

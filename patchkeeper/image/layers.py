@@ -45,7 +45,7 @@ from patchkeeper.errors import ImageError, UnsafeInputError
 from patchkeeper.image import digests, order
 from patchkeeper.image.model import ImageFile, ImageRef, PathKind, ResolvedImage, printable
 from patchkeeper.image.paths import MAX_FILE_BYTES, MAX_SYMLINK_HOPS, follow_link
-from patchkeeper.paths import atomic_write, cache_dir
+from patchkeeper.paths import atomic_write, cache_dir, directory
 
 log = logging.getLogger("patchkeeper.image")
 
@@ -168,7 +168,7 @@ class LayerCache:
     def __init__(self, root: Path) -> None:
         self.root = root
         for folder in ("verified", "partial", "contents"):
-            (root / folder).mkdir(parents=True, exist_ok=True)
+            directory(root / folder, "layer cache directory")
 
     def _record_path(self, digest: str, scope: str | None) -> Path:
         name = f"{digests.file_name(digest)}.json"
@@ -701,7 +701,10 @@ class LayeredSource:
         self.progress = progress
         self.cache = LayerCache(cache_dir() / "layers")
         self.layer_stats: dict[str, LayerStats] = {}
-        self._layers: dict[str, tuple[list[LayerBlob], str | None]] = {}
+        # By (image id, manifest digest, scope), not the image id alone: two registries (or
+        # manifests) may pair one config with different layers.
+        self._layers: dict[tuple[str, str | None, str | None], tuple[list[LayerBlob], str | None]]
+        self._layers = {}
         self._records: dict[str, dict[str, Record]] = {}
 
     def register(
@@ -717,7 +720,7 @@ class LayeredSource:
         for blob in layers:
             digests.checked(blob.digest, f"image {ref}: layer")
             self.layer_stats.setdefault(blob.digest, LayerStats(blob.digest, blob.size))
-        self._layers[image_id] = (layers, scope)
+        self._layers[(image_id, digest, scope)] = (layers, scope)
         labels = (config.get("config") or {}).get("Labels") or {}
         created = config.get("created")
         return ResolvedImage(
@@ -744,9 +747,13 @@ class LayeredSource:
         return self._reader(image).read(paths, git_dirs)
 
     def _reader(self, image: ResolvedImage) -> LayerReader:
-        if image.image_id not in self._layers:
-            self.resolve(image.ref)
-        layers, scope = self._layers[image.image_id]
+        key = (image.image_id, image.digest, image.provenance)
+        if key not in self._layers:  # not resolved by this source (yet): resolve it now
+            fresh = self.resolve(image.ref)
+            if fresh.image_id != image.image_id:
+                raise ImageError(f"image {image.ref} is now {fresh.image_id}, not {image.image_id}")
+            self._layers[key] = self._layers[(fresh.image_id, fresh.digest, fresh.provenance)]
+        layers, scope = self._layers[key]
         records = self._records.setdefault(scope or f"unscoped {image.image_id}", {})
         return LayerReader(layers, self.cache, scope, records, self.layer_stats, self._progress_for)
 

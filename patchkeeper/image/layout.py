@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import io
 import json
 import tarfile
 from collections.abc import Iterator
@@ -24,6 +25,22 @@ from patchkeeper.image.model import ImageRef, ResolvedImage
 
 REF_NAME = "org.opencontainers.image.ref.name"
 CONTAINERD_NAME = "io.containerd.image.name"
+
+
+class _Slice(io.RawIOBase):
+    """The next `size` bytes of `handle`: one archive member, read by one thread."""
+
+    def __init__(self, handle: IO[bytes], size: int) -> None:
+        self._handle, self._left = handle, size
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        data = self._handle.read(min(len(buffer), self._left))
+        self._left -= len(data)
+        buffer[: len(data)] = data
+        return len(data)
 
 
 class _Store:
@@ -45,11 +62,13 @@ class _Store:
             raise ImageError(f"{self.path}: refusing path {name!r} in the layout")
         if self.tar:
             member = self.members.get(name)
-            handle = self.tar.extractfile(member) if member and member.isreg() else None
-            if handle is None:
+            if member is None or not member.isreg() or member.issparse():
                 raise ImageError(f"{self.path}: no file {name} in the archive")
-            with handle:
-                yield handle
+            # A handle of its own: layers are read in parallel, and handles from
+            # `extractfile` share one file position between threads.
+            with self.path.open("rb") as archive:
+                archive.seek(member.offset_data)
+                yield io.BufferedReader(_Slice(archive, member.size))
         else:
             with (self.path / name).open("rb") as handle:
                 yield handle

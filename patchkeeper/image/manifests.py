@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import json
-import re
 from dataclasses import dataclass
 from typing import Any
 
 from patchkeeper.errors import ImageError
+from patchkeeper.image.digests import is_sha256
 
 INDEX_TYPES = {
     "application/vnd.oci.image.index.v1+json",
@@ -17,9 +17,6 @@ MANIFEST_TYPES = {
     "application/vnd.oci.image.manifest.v1+json",
     "application/vnd.docker.distribution.manifest.v2+json",
 }
-
-
-_DIGEST = re.compile(r"^sha256:[0-9a-f]{64}$")
 
 
 @dataclass(frozen=True)
@@ -41,7 +38,7 @@ def parse_json(data: bytes, where: str) -> dict[str, Any]:
 
 
 def _descriptor(value: Any, where: str, field: str) -> Descriptor:
-    if not isinstance(value, dict) or not _DIGEST.match(str(value.get("digest", ""))):
+    if not isinstance(value, dict) or not is_sha256(value.get("digest")):
         raise ImageError(f"{where}: malformed manifest: {field} has no sha256 digest")
     size = value.get("size", 0)
     if not isinstance(size, int) or isinstance(size, bool) or size < 0:
@@ -76,6 +73,17 @@ def normalize_platform(os_name: str, arch: str, variant: str = "") -> tuple[str,
     return os_name, arch, variant
 
 
+def _platform(entry: dict[str, Any], where: str, number: int) -> tuple[str, str, str]:
+    """An index entry's (os, architecture, variant), normalized; each a string if present."""
+    given = entry.get("platform") or {}
+    fields = ("os", "architecture", "variant")
+    if not isinstance(given, dict) or not all(isinstance(given.get(f, ""), str) for f in fields):
+        raise ImageError(
+            f"{where}: malformed index: manifests[{number}].platform is not os/arch strings"
+        )
+    return normalize_platform(*(given.get(f, "") for f in fields))
+
+
 def choose_platform(index: dict[str, Any], platform: str, where: str) -> str:
     """The manifest digest for `os/arch[/variant]` in an index (`linux/arm64/v8` is
     `linux/arm64`); without a variant, any variant of that arch matches."""
@@ -86,17 +94,9 @@ def choose_platform(index: dict[str, Any], platform: str, where: str) -> str:
     entries = index.get("manifests", [])
     if not isinstance(entries, list) or not all(isinstance(e, dict) for e in entries):
         raise ImageError(f"{where}: malformed index: 'manifests' is not a list of objects")
-    for entry in entries:
-        p = entry.get("platform") or {}
-        have = normalize_platform(p.get("os", ""), p.get("architecture", ""), p.get("variant", ""))
+    platforms = [_platform(entry, where, n) for n, entry in enumerate(entries)]
+    for entry, have in zip(entries, platforms, strict=True):
         if have[:2] == wanted[:2] and wanted[2] in ("", have[2]):
             return _descriptor(entry, where, "index entry").digest
-    available = sorted(
-        "/".join(
-            filter(
-                None, [e.get("platform", {}).get("os"), e.get("platform", {}).get("architecture")]
-            )
-        )
-        for e in entries
-    )
+    available = sorted("/".join(filter(None, have[:2])) for have in platforms)
     raise ImageError(f"{where}: no {platform} image in the index (has {', '.join(available)})")

@@ -10,9 +10,14 @@ from pathlib import PurePosixPath
 from typing import Any, Literal, Protocol
 
 from patchkeeper.errors import ConfigError
+from patchkeeper.image.digests import is_sha256
 
-_DIGEST = re.compile(r"^sha256:[0-9a-f]{64}$")
-_TAG = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
+_TAG = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}")
+# The distribution reference grammar: [host[:port]/]component(/component)*.
+_HOST_PART = r"(?:[A-Za-z0-9]|[A-Za-z0-9][A-Za-z0-9-]*[A-Za-z0-9])"
+_HOST = rf"(?:{_HOST_PART}(?:\.{_HOST_PART})*|\[[0-9A-Fa-f:]+\])(?::[0-9]+)?"
+_COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
+_REPOSITORY = re.compile(rf"(?:{_HOST}/)?{_COMPONENT}(?:/{_COMPONENT})*")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 
 
@@ -32,14 +37,16 @@ class ImageRef:
 
     @classmethod
     def parse(cls, text: str) -> ImageRef:
-        rest, _, digest = text.partition("@")
+        """Each part checked whole (they become URL paths and names): a clear ConfigError
+        for anything else."""
+        rest, at, digest = text.partition("@")
         repository, tag = rest, None
         last = rest.rsplit("/", 1)[-1]
         if ":" in last:
             repository, tag = rest.rsplit(":", 1)
-        if not repository or (tag is not None and not _TAG.match(tag)):
+        if not _REPOSITORY.fullmatch(repository) or (tag is not None and not _TAG.fullmatch(tag)):
             raise ConfigError(f"image reference {text!r}: bad repository or tag")
-        if digest and not _DIGEST.match(digest):
+        if at and not is_sha256(digest):
             raise ConfigError(f"image reference {text!r}: digest must be sha256:<64 hex>")
         return cls(repository, tag, digest or None)
 

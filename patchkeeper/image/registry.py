@@ -28,11 +28,12 @@ import os
 import re
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
 
 import docker.auth
 import httpx
+from pydantic import BaseModel, ConfigDict, ValidationError
 from tenacity import (
     Retrying,
     retry_if_exception,
@@ -41,11 +42,24 @@ from tenacity import (
     wait_random,
 )
 
-from patchkeeper.errors import ImageError, UnreachableError, UnsafeInputError, register_secret
+from patchkeeper.errors import (
+    ImageError,
+    UnreachableError,
+    UnsafeInputError,
+    redact,
+    register_secret,
+)
 from patchkeeper.image import digests
 from patchkeeper.image.layers import LayerBlob, LayeredSource, read_config
-from patchkeeper.image.manifests import INDEX_TYPES, MANIFEST_TYPES, choose_platform, is_index
+from patchkeeper.image.manifests import (
+    INDEX_TYPES,
+    MANIFEST_TYPES,
+    choose_platform,
+    image_parts,
+    is_index,
+)
 from patchkeeper.image.model import ImageRef, ResolvedImage
+from patchkeeper.lowspeed import LowSpeed, Pace
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +71,7 @@ _NEXT = re.compile(r'<([^>]+)>;\s*rel="?next"?')
 MAX_MANIFEST_BYTES = 4 << 20  # containerd's limit
 MAX_CONFIG_BYTES = 16 << 20
 MAX_TAGS_PAGE_BYTES = 16 << 20
+MAX_TOKEN_BYTES = 1 << 20
 MAX_TAG_PAGES = 1000
 MIN_BLOB_RATE = 1 << 20  # bytes/s a blob request may not fall below, on average
 FIRST_RANGE = 256 << 10
@@ -79,20 +94,24 @@ class Deadlines:
     """How long registry work may take (seconds; environment overrides).
 
     `request`: one request, body included (blobs get `size / MIN_BLOB_RATE` more);
-    `stall`: no byte at all for this long; `overall`: everything one source does.
+    `stall`: no byte at all for this long; `overall`: everything one source does;
+    `low_speed`: a body that arrives slower than this is abandoned (see `lowspeed`).
     """
 
     request: float = 300.0
     stall: float = 30.0
     overall: float = 1200.0
+    low_speed: LowSpeed = field(default_factory=LowSpeed)
 
     @classmethod
     def from_env(cls) -> Deadlines:
         request = _seconds("PATCHKEEPER_REGISTRY_TIMEOUT", cls.request)
+        low_speed = LowSpeed.from_env()
         return cls(
             request=request,
-            stall=min(cls.stall, request),
+            stall=min(cls.stall, request, low_speed.seconds),
             overall=_seconds("PATCHKEEPER_REGISTRY_DEADLINE", cls.overall),
+            low_speed=low_speed,
         )
 
 
@@ -151,6 +170,37 @@ def _wait(state: Any) -> float:
         if after.isdigit():
             return min(float(after), 60.0)
     return float((wait_exponential(multiplier=0.5, max=20) + wait_random(0, 0.5))(state))
+
+
+class _Reply(BaseModel):
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+
+_R = TypeVar("_R", bound=_Reply)
+
+
+class TokenReply(_Reply):
+    """A token service's answer (Docker's token spec: `token`, or OAuth's `access_token`)."""
+
+    token: str | None = None
+    access_token: str | None = None
+
+
+class TagList(_Reply):
+    """One page of `/v2/<name>/tags/list`."""
+
+    tags: list[str] | None = None
+
+
+def _reply(model: type[_R], data: bytes, where: str) -> _R:
+    """`data` parsed into `model`; a reply of another shape is an ImageError naming `where`
+    and the field (never the values: a token reply holds a secret)."""
+    try:
+        return model.model_validate_json(data)
+    except ValidationError as err:
+        first = err.errors()[0]
+        field = ".".join(str(part) for part in first["loc"]) or "the reply"
+        raise ImageError(f"{where}: unexpected reply: {field}: {first['msg']}") from None
 
 
 @dataclass(frozen=True)
@@ -233,6 +283,19 @@ class RegistryClient:
             raise ImageError(f"registry {self.registry}: {url}: {reason}")
         return response
 
+    def paced(self, chunks: Iterator[bytes], url: str, pace: Pace) -> Iterator[bytes]:
+        """`chunks` as they arrive, abandoned when they arrive below the low-speed limit."""
+        while True:
+            started = time.monotonic()
+            chunk = next(chunks, None)
+            if chunk is None:
+                return
+            if pace.too_slow(len(chunk), time.monotonic() - started):
+                raise UnreachableError(
+                    f"registry {self.registry}: {url}: too slow, {pace.reason()}"
+                )
+            yield chunk
+
     def check_deadline(self, url: str, ends_at: float, what: str) -> None:
         if time.monotonic() > min(ends_at, self.ends_at):
             limit = "overall deadline" if ends_at >= self.ends_at else what
@@ -249,9 +312,9 @@ class RegistryClient:
             raise UnsafeInputError(
                 f"registry {self.registry}: {what} of {declared} bytes, over the {cap} limit"
             )
-        chunks, size = [], 0
+        chunks, size, pace = [], 0, self.deadlines.low_speed.pace()
         try:
-            for chunk in response.iter_bytes(1 << 16):
+            for chunk in self.paced(response.iter_bytes(), url, pace):
                 size += len(chunk)
                 if size > cap:
                     raise UnsafeInputError(
@@ -282,22 +345,30 @@ class RegistryClient:
         if scheme != "bearer" or "realm" not in params:
             raise ImageError(f"registry {self.registry}: unsupported auth challenge {scheme!r}")
         query = {"service": params.get("service", ""), "scope": params.get("scope", scope)}
+        realm = params["realm"]
         auth = httpx.BasicAuth(*self._credentials) if self._credentials else None
         try:
             self.requests += 1
-            reply = httpx.get(
-                params["realm"], params=query, auth=auth, timeout=self.deadlines.stall
-            )
+            with httpx.Client(auth=auth, timeout=self.deadlines.stall) as client:
+                reply = client.send(httpx.Request("GET", realm, params=query), stream=True)
+                if reply.status_code != 200:
+                    reply.close()
+                    raise ImageError(
+                        f"registry {self.registry}: token refused for {scope} "
+                        f"(HTTP {reply.status_code})"
+                    )
+                data = self.body(reply, redact(realm), MAX_TOKEN_BYTES, "token reply")
+        except httpx.InvalidURL:
+            raise ImageError(
+                f"registry {self.registry}: auth challenge realm {redact(realm)!r} is not a URL"
+            ) from None
         except httpx.HTTPError as err:
             raise UnreachableError(f"token service of {self.registry} unreachable: {err}") from None
-        if reply.status_code != 200:
-            raise ImageError(
-                f"registry {self.registry}: token refused for {scope} (HTTP {reply.status_code})"
-            )
-        body = reply.json()
-        token = body.get("token") or body.get("access_token")
+        where = f"registry {self.registry}: token service {redact(realm)}"
+        answer = _reply(TokenReply, data, where)
+        token = answer.token or answer.access_token
         if not token:
-            raise ImageError(f"registry {self.registry}: token service sent no token")
+            raise ImageError(f"{where}: sent no token")
         return f"Bearer {token}"
 
     def tags(self, repository: str) -> list[str]:
@@ -314,11 +385,7 @@ class RegistryClient:
             seen.add(url)
             response = self.request("GET", url, scope)
             data = self.body(response, url, MAX_TAGS_PAGE_BYTES, "tag list page")
-            try:
-                tags = json.loads(data).get("tags") or []
-            except (ValueError, AttributeError):
-                raise ImageError(f"registry {self.registry}: tag list is not JSON") from None
-            found += [t for t in tags if isinstance(t, str)]
+            found += _reply(TagList, data, f"registry {self.registry}: {url}").tags or []
             link = _NEXT.search(response.headers.get("Link", ""))
             url = self._same_origin(response.url.join(link.group(1))) if link else None
         return found
@@ -382,6 +449,7 @@ class _BlobReader(io.RawIOBase):
         self._ends_at = ends_at
         self._offset, self._span, self._whole = 0, FIRST_RANGE, False
         self._opened_at = 0
+        self._pace = client.deadlines.low_speed.pace()
         self._response: httpx.Response | None = None
         self._chunks: Iterator[bytes] = iter(())
 
@@ -413,7 +481,7 @@ class _BlobReader(io.RawIOBase):
             "Content-Range", ""
         ).startswith(f"bytes {self._offset}-"):
             raise ImageError(f"{where}: bad reply to a range request (HTTP {response.status_code})")
-        self._chunks = response.iter_raw(1 << 16)
+        self._chunks = self._client.paced(response.iter_raw(), self._url, self._pace)
         return True
 
     def readinto(self, buffer: Any) -> int:
@@ -472,24 +540,24 @@ class RegistrySource(LayeredSource):
         if is_index(top.body, top.media_type):
             chosen = choose_platform(top.body, self.platform, str(ref))
             manifest = client.manifest(name, digests.checked(chosen, f"image {ref}: manifest"))
-        config = manifest.body.get("config")
-        config_digest = digests.checked(
-            config.get("digest") if isinstance(config, dict) else None, f"image {ref}: config"
-        )
+        config, blobs = image_parts(manifest.body, f"registry {registry}: image {ref}")
+        config_digest = config.digest
         config_bytes = self.cache.content(config_digest.removeprefix("sha256:"))
         if config_bytes is None:  # content-addressed: once fetched, never again
             config_bytes = client.config(name, config_digest)
         parsed = read_config(config_bytes, config_digest, str(ref))
         self.cache.put_content(config_bytes)
-        layers = []
-        for layer in manifest.body.get("layers") or []:
-            digest = digests.checked(layer.get("digest"), f"image {ref}: layer")
-            size = layer.get("size", 0)
-            if not isinstance(size, int) or size < 0:
-                raise ImageError(f"image {ref}: layer {digest} has a bad size {size!r}")
-            opener = functools.partial(client.blob, name, digest, size)
-            layers.append(LayerBlob(digest, size, str(layer.get("mediaType", "")), opener))
-        # A partly read layer is trusted only as what this registry served for this
-        # verified manifest: its records are cached under exactly that.
-        scope = f"registry {registry} {top.digest}"
+        layers = [
+            LayerBlob(
+                b.digest,
+                b.size,
+                b.media_type,
+                functools.partial(client.blob, name, b.digest, b.size),
+            )
+            for b in blobs
+        ]
+        # A partly read layer is trusted only as what this repository of this registry
+        # served for this verified manifest (which pins every layer digest): its records
+        # are cached under exactly that.
+        scope = f"registry {registry} {name} {top.digest}"
         return self.register(ref, config_digest, top.digest, parsed, layers, scope)

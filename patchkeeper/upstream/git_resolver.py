@@ -10,6 +10,7 @@ later first-parent commit that reverts it (a `git revert` body or GitHub's
 
 from __future__ import annotations
 
+import contextlib
 import re
 import subprocess
 from collections.abc import Sequence
@@ -22,7 +23,7 @@ from git.remote import RemoteProgress
 
 from patchkeeper.config.models import Patch, Upstream
 from patchkeeper.containment import ancestry_masks
-from patchkeeper.errors import ConfigError, UpstreamError
+from patchkeeper.errors import ConfigError, UpstreamError, redact
 from patchkeeper.upstream.mirror import PULL_REF, GitMirror
 from patchkeeper.upstream.model import PrState, UpstreamChange
 
@@ -81,7 +82,8 @@ class GitResolver:
         for number in pulls:
             head = self.mirror.rev(PULL_REF.format(number=number, kind="head"))
             if head is not None:
-                pairs.append(self._endpoints(number, head, None)[:2])
+                with contextlib.suppress(UpstreamError):  # resolve() names the PR's problem
+                    pairs.append(self._endpoints(number, head, None)[:2])
         self.mirror.prefetch(pairs)
 
     @cached_property
@@ -163,7 +165,15 @@ class GitResolver:
         if how == "fast-forward":  # which earlier commits were the PR's, git cannot tell
             return f"{head}^1", head, landed
         # Rebased copies, GitHub's word alone, or unmerged: the PR's own commits.
-        return str(self.mirror.repo.git.merge_base(self.branch, head)), head, landed
+        try:
+            base = str(self.mirror.repo.git.merge_base(self.branch, head))
+        except git.GitCommandError:
+            raise UpstreamError(
+                f"PR #{number}: its head {head[:12]} shares no history with "
+                f"{self.upstream.branch!r} of {redact(self.upstream.clone_url)} (no merge base): "
+                "there is no change to port; drop the PR or ask its author to rebase it"
+            ) from None
+        return base, head, landed
 
     def resolve(self, patchset: str, patch: Patch, hint: str | None = None) -> UpstreamChange:
         if patch.diff is not None:

@@ -6,8 +6,9 @@ listed PRs' refs, and the blobs of the files those PRs touch: a partial clone
 (`prefetch`). A server that refuses filters gets a full fetch, with a warning.
 
 The mirror's config holds a credential-free URL only: credentials in the configured URL
-reach git through `url.<with credentials>.insteadOf` in the environment of each git it
-runs (lazy fetches of promisor objects included), never a file or a command line.
+reach git through a credential helper that reads them from the environment of each git it
+runs (lazy fetches of promisor objects included), never a file or a command line (which
+`ps` shows to anyone). Transfers slower than the low-speed limit are abandoned.
 """
 
 from __future__ import annotations
@@ -17,9 +18,10 @@ import logging
 import os
 import re
 import subprocess
+import time
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import unquote, urlsplit, urlunsplit
 
 import git
 from filelock import FileLock
@@ -28,8 +30,9 @@ from git.remote import RemoteProgress
 from git.util import finalize_process
 from rich.markup import escape
 
-from patchkeeper.errors import UnreachableError, UpstreamError, redact
-from patchkeeper.paths import cache_dir
+from patchkeeper.errors import UnreachableError, UpstreamError, redact, register_secret
+from patchkeeper.lowspeed import LowSpeed
+from patchkeeper.paths import cache_dir, directory
 from patchkeeper.ui import err_console
 
 log = logging.getLogger(__name__)
@@ -56,17 +59,48 @@ def split_credentials(url: str) -> tuple[str, str | None]:
     return urlunsplit(parts._replace(netloc=host)), url
 
 
+# Answers git's credential requests from the environment, which only the user can read
+# (a command line is readable by anyone through `ps`).
+_HELPER = (
+    '!f() { test "$1" = get && printf "username=%s\\npassword=%s\\n" '
+    '"$PATCHKEEPER_GIT_USERNAME" "$PATCHKEEPER_GIT_PASSWORD"; }; f'
+)
+
+
+def _git_environment(clean_url: str, secret_url: str | None) -> dict[str, str]:
+    """What every git run on the mirror gets: no prompts, the low-speed limit, and the
+    credentials of `secret_url` (if any) through a credential helper for its host only."""
+    config = list(LowSpeed.from_env().git_config().items())
+    env = {"GIT_TERMINAL_PROMPT": "0"}
+    if secret_url:
+        parts = urlsplit(secret_url)
+        register_secret(unquote(parts.password or ""))  # never echoed by an error message
+        origin = urlunsplit(urlsplit(clean_url)._replace(path="", query="", fragment=""))
+        # An empty helper first: helpers configured elsewhere are not asked.
+        config += [(f"credential.{origin}.helper", ""), (f"credential.{origin}.helper", _HELPER)]
+        env |= {
+            "PATCHKEEPER_GIT_USERNAME": unquote(parts.username or ""),
+            "PATCHKEEPER_GIT_PASSWORD": unquote(parts.password or ""),
+        }
+    env["GIT_CONFIG_COUNT"] = str(len(config))
+    for n, (key, value) in enumerate(config):
+        env |= {f"GIT_CONFIG_KEY_{n}": key, f"GIT_CONFIG_VALUE_{n}": value}
+    return env
+
+
 def _warn(message: str) -> None:
     err_console.print(f"[yellow]warning[/] {escape(message)}")
 
 
 def git_processes_in(path: Path) -> list[int] | None:
-    """Pids of git processes (not our own children) working in `path`: cwd or an open file
-    inside it. None where the platform cannot tell (no /proc)."""
+    """Pids of git processes (not our own children) that may work in `path`, wherever they
+    were started: their cwd, an open or mapped file, a path on their command line
+    (`--git-dir=`, `-C`) or in their `GIT_*` environment lies inside it. None where the
+    platform cannot tell (no /proc)."""
     proc = Path("/proc")
     if not (proc / "self" / "fd").is_dir():
         return None
-    root, me, found = str(path.resolve()), os.getpid(), []
+    root, me, found = os.path.realpath(path), os.getpid(), []
     for entry in proc.iterdir():
         if not entry.name.isdigit() or int(entry.name) == me:
             continue
@@ -75,13 +109,29 @@ def git_processes_in(path: Path) -> list[int] | None:
             ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
             if not comm.startswith("git") or ppid == me:
                 continue  # our own children are read-only helpers, we hold the mirror lock
-            places = [os.readlink(entry / "cwd")]
-            places += [os.readlink(fd) for fd in (entry / "fd").iterdir()]
+            places = _places(entry)
         except (OSError, ValueError, IndexError):
             continue  # gone, or not ours to inspect
         if any(p == root or p.startswith(root + os.sep) for p in places):
             found.append(int(entry.name))
     return found
+
+
+def _places(entry: Path) -> list[str]:
+    """Every path process `entry` may work in, absolute and with symlinks resolved."""
+    cwd = os.readlink(entry / "cwd")
+    named = [os.readlink(fd) for fd in (entry / "fd").iterdir()]
+    named += [
+        line.split(None, 5)[5]
+        for line in (entry / "maps").read_text().splitlines()
+        if len(line.split(None, 5)) == 6
+    ]
+    for arg in (entry / "cmdline").read_bytes().decode(errors="replace").split("\0"):
+        named += [arg, arg.partition("=")[2]]  # `--git-dir=PATH` as well as `-C PATH`
+    for variable in (entry / "environ").read_bytes().decode(errors="replace").split("\0"):
+        if variable.startswith("GIT_"):
+            named.append(variable.partition("=")[2])
+    return [cwd] + [os.path.realpath(os.path.join(cwd, n)) for n in named if n]
 
 
 class GitMirror:
@@ -92,23 +142,56 @@ class GitMirror:
     ) -> None:
         self.url = url
         self.clean_url, secret_url = split_credentials(url)
-        self.path = (root or cache_dir() / "mirrors") / f"{_slug(url)}.git"
+        folder = directory(root or cache_dir() / "mirrors", "mirror cache directory")
+        self.path = folder / f"{_slug(url)}.git"
         self.warn = warn
         self._lock = FileLock(str(self.path) + ".lock")
-        self.path.parent.mkdir(parents=True, exist_ok=True)
         with self._lock:
-            if not (self.path / "HEAD").exists():
-                git.Repo.init(self.path, bare=True)
-            self.repo = git.Repo(self.path)
-            self._configure()
-        env = {"GIT_TERMINAL_PROMPT": "0"}
-        if secret_url:
-            env |= {
-                "GIT_CONFIG_COUNT": "1",
-                "GIT_CONFIG_KEY_0": f"url.{secret_url}.insteadOf",
-                "GIT_CONFIG_VALUE_0": self.clean_url,
-            }
-        self.repo.git.update_environment(**env)
+            self._open()
+        self.repo.git.update_environment(**_git_environment(self.clean_url, secret_url))
+
+    def _open(self) -> None:
+        """The mirror, made when missing; one that is damaged (a file in its place, objects/
+        or refs/ gone, a garbled config) is moved aside, with a warning, and made anew:
+        a cache heals instead of failing every later sync."""
+        damage = self._damage()
+        if damage is not None:
+            aside = self.path.with_name(
+                f"{self.path.name}.damaged-{time.strftime('%Y%m%d%H%M%S')}-{os.getpid()}"
+            )
+            self.path.rename(aside)
+            self.warn(
+                f"the cached mirror {self.path} was damaged ({damage}): moved it to {aside} "
+                "(delete it when done looking) and fetching a new one"
+            )
+        if not self.path.exists():
+            git.Repo.init(self.path, bare=True, mkdir=True)
+        self.repo = git.Repo(self.path)
+        self._configure()
+
+    def _damage(self) -> str | None:
+        """What is wrong with the mirror on disk (None: nothing, or no mirror yet)."""
+        if not self.path.exists() and not self.path.is_symlink():
+            return None
+        if self.path.is_symlink() or not self.path.is_dir():
+            return "not a directory"
+        missing = [n for n in ("HEAD", "objects", "refs", "config") if not (self.path / n).exists()]
+        if missing:
+            return f"no {', '.join(missing)}"
+        checks = (
+            ("unreadable config", ["config", "--file", "config", "--list"]),
+            ("not a git repository", ["rev-parse", "--git-dir", "--is-shallow-repository"]),
+            ("broken refs", ["for-each-ref", "--format=%(refname)"]),
+        )
+        here = {**os.environ, "GIT_DIR": str(self.path)}  # never a repository around it
+        for what, args in checks:
+            done = subprocess.run(
+                ["git", *args], cwd=self.path, env=here, capture_output=True, check=False
+            )
+            said = done.stderr.decode(errors="replace").strip()
+            if done.returncode != 0 or "broken ref" in said:  # git only warns of those
+                return f"{what}: {said.splitlines()[0] if said else done.returncode}"
+        return None
 
     def git_env(self) -> dict[str, str]:
         """The environment for a git run by hand in the mirror (`subprocess`), so that git's

@@ -16,7 +16,7 @@ from pathlib import Path, PurePosixPath
 
 import pytest
 
-from patchkeeper.errors import ImageError, UnreachableError, UnsafeInputError
+from patchkeeper.errors import ConfigError, ImageError, UnreachableError, UnsafeInputError
 from patchkeeper.image import layers as layer_reader
 from patchkeeper.image.cache import CachedSource
 from patchkeeper.image.identity import identify
@@ -200,10 +200,11 @@ def test_a_tags_link_that_loops_is_refused(scripted_registry: Scripted) -> None:
     assert len(server.requests) == 1
 
 
-def test_a_drip_fed_blob_fails_at_the_request_deadline(
+def test_a_drip_fed_blob_is_abandoned_at_the_low_speed_limit(
     scripted_registry: Scripted, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setenv("PATCHKEEPER_REGISTRY_TIMEOUT", "1")
+    # Below 1000 bytes/s for 1 s: abandoned, long before any deadline (left at defaults).
+    monkeypatch.setenv("PATCHKEEPER_LOW_SPEED_TIME", "1")
     image = Image([layer(tree({"/f": os.urandom(600)}))])
     server = scripted_registry()
     server.serve("r", "1", image)
@@ -211,9 +212,32 @@ def test_a_drip_fed_blob_fails_at_the_request_deadline(
     server.routes[blob] = Reply(body=image.layers[0].blob, drip=0.05)
     source = RegistrySource()
     resolved = source.resolve(ImageRef(f"{server.host}/r", "1"))
-    with pytest.raises(UnreachableError, match="deadline") as caught:
+    with pytest.raises(
+        UnreachableError, match="too slow, less than 1000 bytes/s for 1 s"
+    ) as caught:
         source.read(resolved, [P("/f")])
     assert caught.value.exit_code == 3
+
+
+def test_a_drip_fed_manifest_is_abandoned_at_the_low_speed_limit(
+    scripted_registry: Scripted, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("PATCHKEEPER_LOW_SPEED_LIMIT", "50")
+    monkeypatch.setenv("PATCHKEEPER_LOW_SPEED_TIME", "1")
+    image = Image([layer(tree({"/f": "x"}))])
+    server = scripted_registry()
+    server.serve("r", "1", image)
+    server.routes["/v2/r/manifests/1"] = Reply(body=image.manifest_blob, drip=0.1)
+    with pytest.raises(UnreachableError, match="manifests/1: too slow, less than 50 bytes/s"):
+        RegistrySource().resolve(ImageRef(f"{server.host}/r", "1"))
+
+
+@pytest.mark.parametrize("value", ["0", "-5", "fast", "1.5"])
+def test_bad_low_speed_settings_are_bad_input(monkeypatch: pytest.MonkeyPatch, value: str) -> None:
+    monkeypatch.setenv("PATCHKEEPER_LOW_SPEED_TIME", value)
+    with pytest.raises(ConfigError, match="PATCHKEEPER_LOW_SPEED_TIME") as caught:
+        RegistrySource()
+    assert caught.value.exit_code == 2
 
 
 def test_a_silent_registry_fails_at_the_overall_deadline(
