@@ -31,6 +31,7 @@ from patchkeeper.boundary import GuardedGroup
 from patchkeeper.commands._common import SourceKind, SourceOptions
 from patchkeeper.ui import configure_logging, err_console
 from patchkeeper.verify.smoke import ALL as SMOKE_CHECKS
+from patchkeeper.verify.smoke import SmokeOptions
 from patchkeeper.verify.tiers import Runtime
 
 
@@ -361,10 +362,30 @@ def smoke(
         str | None,
         typer.Option("--claude-cli", metavar="PATH", help="path of the Claude Code CLI to run"),
     ] = None,
+    check_deadline: Annotated[
+        float,
+        typer.Option(
+            "--check-deadline", metavar="SECONDS", min=0.1, help="the most one check may take"
+        ),
+    ] = SmokeOptions.check_deadline,
+    stream_deadline: Annotated[
+        float,
+        typer.Option(
+            "--stream-deadline",
+            metavar="SECONDS",
+            min=0.1,
+            help="the most one reply (a stream, a body) may take",
+        ),
+    ] = SmokeOptions.stream_deadline,
+    max_reply_bytes: Annotated[
+        int,
+        typer.Option(
+            "--max-reply-bytes", metavar="BYTES", min=1, help="the most one reply may hold"
+        ),
+    ] = SmokeOptions.max_body,
 ) -> int:
     """Run the protocol smoke suite against an Anthropic-compatible endpoint."""
     from patchkeeper.commands import smoke as command
-    from patchkeeper.verify.smoke import SmokeOptions
 
     options = SmokeOptions(
         base_url,
@@ -372,6 +393,9 @@ def smoke(
         speculative_algorithm=speculative,
         min_accept_length=min_accept_length,
         claude_cli=claude_cli,
+        check_deadline=check_deadline,
+        stream_deadline=stream_deadline,
+        max_body=max_reply_bytes,
     )
     return command.run(options, list(check or []), as_json, junit)
 

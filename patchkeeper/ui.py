@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -18,6 +19,7 @@ from typing import Any
 
 from git.remote import RemoteProgress
 from rich.console import Console, ConsoleDimensions
+from rich.markup import escape
 from rich.progress import BarColumn, Progress, SpinnerColumn, TaskID, TextColumn
 
 from patchkeeper.errors import redact
@@ -77,6 +79,18 @@ def configure_logging(verbosity: int) -> None:
     log.addHandler(handler)
     log.setLevel(level)
     log.propagate = False
+
+
+# Every C0 and C1 control character but newline: a terminal obeys them (ESC starts a
+# sequence that retitles the window, clears the screen, moves the cursor...).
+_CONTROLS = re.compile("[\x00-\x09\x0b-\x1f\x7f-\x9f]")
+
+
+def printable(text: str) -> str:
+    """Untrusted text (a server's reply, its logs, a name read from a file) for a Rich
+    console: control characters shown as `\\xNN`, Rich markup escaped, so it prints
+    as the text it is and can neither style nor steer the terminal."""
+    return escape(_CONTROLS.sub(lambda m: f"\\x{ord(m.group()):02x}", text))
 
 
 def rule(console: Console, title: str) -> None:

@@ -83,6 +83,9 @@ class ServerInfo(Shape):
     internal_states: list[InternalState] = []
 
 
+OBJECT = "Input should be an object"  # as JSON says it, whether parsed or validated
+
+
 def problem(err: ValidationError, limit: int = 2) -> str:
     """A validation error as `field: what is wrong (got value)`; containers' values are
     left out (they may be large, or deep)."""
@@ -91,7 +94,8 @@ def problem(err: ValidationError, limit: int = 2) -> str:
         where = ".".join(str(p) for p in found["loc"])
         value = found.get("input")
         got = f" (got {value!r:.60})" if isinstance(value, (str, int, float, type(None))) else ""
-        parts.append(f"{where}: {found['msg']}{got}" if where else f"{found['msg']}{got}")
+        said = OBJECT if found["type"] in ("model_type", "dict_type") else found["msg"]
+        parts.append(f"{where}: {said}{got}" if where else f"{said}{got}")
     return "; ".join(parts)
 
 

@@ -158,6 +158,7 @@ def validate(events: Iterable[Event]) -> StreamReport:
             data = shape.model_validate(event.data) if shape else None
         except ValidationError as err:
             bad(f"{where}: {problem(err)}")
+            started = True  # a stream, if a broken one
             continue
         if not started:
             if kind != "message_start":
