@@ -20,7 +20,6 @@ from patchkeeper.overlay.write import BASE_COMPOSE, OVERRIDE_COMPOSE
 from patchkeeper.verify import reporting
 from patchkeeper.verify.image_runtime import compose_service, new_run_id
 from patchkeeper.verify.smoke import ALL, CheckResult, SmokeOptions, Status, run_suite
-from patchkeeper.verify.witness import Verdict, unproven
 from tests.verify.anthropic_double import (
     BEHAVIOUR,
     GRAMMAR,
@@ -131,26 +130,6 @@ def test_untrusted_reasons_are_printed_as_text_not_markup() -> None:
     reporting.print_table([hostile], console, "smoke: [/y]")
     printed = buffer.getvalue()
     assert "[/x] [bold]not bold" in printed and "smoke: [/y]" in printed
-
-
-def verdict(witness: str | None, vanilla: Status, overlay: Status) -> Verdict:
-    proven = witness is not None and vanilla is Status.FAILED and overlay is Status.PASSED
-    retirable = witness is not None and vanilla is Status.PASSED
-    return Verdict("p", witness, vanilla.value, overlay.value, proven, retirable)
-
-
-def test_a_witness_that_proves_nothing_is_unproven() -> None:
-    assert unproven([verdict("w", Status.FAILED, Status.PASSED)]) == []
-    assert unproven([verdict("w", Status.PASSED, Status.PASSED)]) == []  # retirable
-    assert unproven([verdict(None, Status.NOT_RUN, Status.NOT_RUN)]) == []  # no witness
-    for vanilla, overlay in (
-        (Status.NOT_RUN, Status.NOT_RUN),
-        (Status.NOT_RUN, Status.PASSED),
-        (Status.FAILED, Status.FAILED),
-        (Status.FAILED, Status.NOT_RUN),
-    ):
-        weak = verdict("w", vanilla, overlay)
-        assert unproven([weak]) == [weak], (vanilla, overlay)
 
 
 def test_a_failing_compose_down_never_hides_the_failure_before_it(tmp_path: Path) -> None:
