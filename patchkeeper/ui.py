@@ -82,15 +82,17 @@ def configure_logging(verbosity: int) -> None:
 
 
 # Every C0 and C1 control character but newline: a terminal obeys them (ESC starts a
-# sequence that retitles the window, clears the screen, moves the cursor...).
-_CONTROLS = re.compile("[\x00-\x09\x0b-\x1f\x7f-\x9f]")
+# sequence that retitles the window, clears the screen, moves the cursor...); and lone
+# surrogates, which no UTF-8 stream can carry.
+_CONTROLS = re.compile("[\x00-\x09\x0b-\x1f\x7f-\x9f\ud800-\udfff]")
 
 
 def printable(text: str) -> str:
     """Untrusted text (a server's reply, its logs, a name read from a file) for a Rich
-    console: control characters shown as `\\xNN`, Rich markup escaped, so it prints
-    as the text it is and can neither style nor steer the terminal."""
-    return escape(_CONTROLS.sub(lambda m: f"\\x{ord(m.group()):02x}", text))
+    console: control characters shown as Python writes them (`\\x1b`, `\\t`), Rich
+    markup escaped, so it prints as the text it is and can neither style nor steer the
+    terminal."""
+    return escape(_CONTROLS.sub(lambda m: ascii(m.group())[1:-1], text))
 
 
 def rule(console: Console, title: str) -> None:

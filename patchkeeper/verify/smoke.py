@@ -433,6 +433,7 @@ def check_claude_code(client: Client) -> str:
                 env=env,
                 capture_output=True,
                 text=True,
+                errors="replace",  # its output quotes the server
                 timeout=max(0.01, min(client.options.timeout, client.remaining())),
             )
         except (OSError, subprocess.TimeoutExpired) as err:
