@@ -12,11 +12,13 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from pydantic import StrictInt, StrictStr, ValidationError
-from pydantic_core import from_json
+from pydantic import StrictInt, StrictStr, TypeAdapter, ValidationError
 
 from patchkeeper.verify.replies import Shape, Usage, problem
 
+# Any JSON value, parsed by pydantic's parser, which bounds nesting depth; its errors
+# are ValueErrors.
+_JSON: TypeAdapter[Any] = TypeAdapter(Any)
 DELTA_FOR_BLOCK = {
     "text_delta": {"text"},
     "citations_delta": {"text"},
@@ -63,7 +65,7 @@ def parse_events(raw: Iterable[tuple[str, str]]) -> tuple[list[Event], list[str]
     events, problems = [], []
     for position, (name, data) in enumerate(raw):
         try:
-            payload = from_json(data)
+            payload = _JSON.validate_json(data)
         except ValueError:
             problems.append(f"event {position} ({name}): data is not JSON: {data[:80]!r}")
             continue
@@ -248,7 +250,7 @@ def _close_tool_input(report: StreamReport, index: int, raw: str, where: str) ->
     if raw == "":
         return
     try:
-        value = from_json(raw)
+        value = _JSON.validate_json(raw)
     except ValueError:
         report.violations.append(f"{where}: tool input of block {index} is not JSON: {raw[:80]!r}")
         return
