@@ -319,3 +319,14 @@ def test_terminal_escapes_from_a_server_reach_neither_the_table_nor_the_junit_fi
     assert failure.text == "POST /v1/messages: HTTP 500: " + ESCAPES.replace(
         "\x1b", "\\x1b"
     ).replace("\x07", "\\x07").replace("\x00", "\\x00").replace("\x0c", "\\x0c")
+
+
+def test_a_model_listing_that_drips_costs_the_first_model_only_its_deadline() -> None:
+    """The suite asks /v1/models for a model to name before any check: a listing that
+    never finishes leaves it "default", and the checks go on."""
+    listing = json.dumps({"data": [{"id": "listed"}]}).encode()
+    with ScriptedAnthropic(hostile={"GET /v1/models": drip(listing, 0.2)}) as server:
+        code, checks = smoke_cli(server, "--check", "count_tokens", "--check-deadline", "1")
+        models = [r["model"] for r in server.requests]
+    assert code == 0 and checks["count_tokens"]["status"] == "passed", checks
+    assert models == ["default", "default"]
