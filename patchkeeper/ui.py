@@ -87,12 +87,16 @@ def configure_logging(verbosity: int) -> None:
 _CONTROLS = re.compile("[\x00-\x09\x0b-\x1f\x7f-\x9f\ud800-\udfff]")
 
 
+def plain(text: str) -> str:
+    """Untrusted text (a server's reply, its logs, a name read from a file) for a
+    terminal: control characters shown as Python writes them (`\\x1b`, `\\t`), so it
+    prints as the text it is and cannot steer the terminal."""
+    return _CONTROLS.sub(lambda m: ascii(m.group())[1:-1], text)
+
+
 def printable(text: str) -> str:
-    """Untrusted text (a server's reply, its logs, a name read from a file) for a Rich
-    console: control characters shown as Python writes them (`\\x1b`, `\\t`), Rich
-    markup escaped, so it prints as the text it is and can neither style nor steer the
-    terminal."""
-    return escape(_CONTROLS.sub(lambda m: ascii(m.group())[1:-1], text))
+    """`plain` text for a Rich console: its markup escaped too, so it cannot style."""
+    return escape(plain(text))
 
 
 def rule(console: Console, title: str) -> None:
