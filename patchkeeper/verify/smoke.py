@@ -16,11 +16,14 @@ import json
 import os
 import re
 import secrets
+import socket
 import subprocess
 import tempfile
+import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import suppress
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
@@ -84,6 +87,45 @@ class NotExercised(Exception):
 ERROR_BYTES = 4096  # what is read of a reply that is not 200: its head is the reason
 
 
+class _Watchdog:
+    """Shuts a request's connection down at its deadline. Each read has its own timeout,
+    so a server that drips even its status line and headers would hold the request for
+    as long as it likes; this bounds it whole. (Every request connects anew: see the
+    client's limits.)"""
+
+    def __init__(self, ends: float) -> None:
+        self.fired = False
+        self._sockets: list[socket.socket] = []
+        self._lock = threading.Lock()
+        self._timer = threading.Timer(max(0.0, ends - time.monotonic()), self._fire)
+        self._timer.daemon = True
+
+    def trace(self, event: str, info: dict[str, Any]) -> None:
+        """httpx's trace hook: remember each connection the request opens."""
+        if event == "connection.connect_tcp.complete":
+            with self._lock:
+                self._sockets.append(info["return_value"].get_extra_info("socket"))
+                if self.fired:
+                    self._fire_locked()
+
+    def _fire(self) -> None:
+        with self._lock:
+            self.fired = True
+            self._fire_locked()
+
+    def _fire_locked(self) -> None:
+        for sock in self._sockets:
+            with suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+
+    def __enter__(self) -> _Watchdog:
+        self._timer.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._timer.cancel()
+
+
 @dataclass
 class Client:
     """HTTP to the endpoint, remembering every stream for the grammar check. `deadline`
@@ -99,6 +141,7 @@ class Client:
         self.http = httpx.Client(
             base_url=self.options.base_url.rstrip("/"),
             timeout=self.options.timeout,
+            limits=httpx.Limits(max_keepalive_connections=0),  # each request watched
             headers={
                 "x-api-key": self.options.api_key,
                 "anthropic-version": "2023-06-01",
@@ -129,22 +172,38 @@ class Client:
             raise Failed(f"{what}: not sent: the check's deadline has passed")
         limit = min(self.options.stream_deadline, self.remaining())
         ends = time.monotonic() + limit
+        whose = "the check's" if limit < self.options.stream_deadline else "a reply's"
+        late = f"{what}: still sending after {limit:.1f} s, {whose} deadline"
         wait = max(0.01, min(self.options.timeout, limit))
-        with self.http.stream(method, path, json=body, headers=headers, timeout=wait) as reply:
-            cap = self.options.max_body if reply.status_code == 200 else ERROR_BYTES
-            data = bytearray()
-            for chunk in reply.iter_bytes():
-                data += chunk
-                if len(data) > cap and reply.status_code != 200:
-                    break
-                if len(data) > cap:
-                    raise Failed(f"{what}: the reply is larger than {cap} bytes")
-                if time.monotonic() > ends:
-                    whose = "the check's" if limit < self.options.stream_deadline else "a reply's"
-                    raise Failed(
-                        f"{what}: still sending after {limit:.1f} s, {whose} deadline "
-                        f"({len(data)} bytes so far)"
-                    )
+        data = bytearray()
+        watchdog = _Watchdog(ends)
+        try:
+            with (
+                watchdog,
+                self.http.stream(
+                    method,
+                    path,
+                    json=body,
+                    headers=headers,
+                    timeout=wait,
+                    extensions={"trace": watchdog.trace},
+                ) as reply,
+            ):
+                cap = self.options.max_body if reply.status_code == 200 else ERROR_BYTES
+                for chunk in reply.iter_bytes():
+                    data += chunk
+                    if len(data) > cap and reply.status_code != 200:
+                        break
+                    if len(data) > cap:
+                        raise Failed(f"{what}: the reply is larger than {cap} bytes")
+                    if time.monotonic() > ends:
+                        raise Failed(f"{late} ({len(data)} bytes so far)")
+            if watchdog.fired:  # the connection it shut down may read as the reply's end
+                raise Failed(f"{late} ({len(data)} bytes so far)")
+        except httpx.HTTPError:
+            if watchdog.fired:
+                raise Failed(f"{late} ({len(data)} bytes so far)") from None
+            raise
         return reply, bytes(data[:cap])
 
     def get(self, path: str, shape: type[Reply]) -> Reply:

@@ -16,7 +16,8 @@ one that is no well-formed Messages request (400; see `malformed`).
 Edge cases beyond the named faults: `replies` serves a canned (status, content type,
 body) for a route ("GET /v1/models", "POST /v1/messages", "POST /v1/messages stream",
 ...), `stall` holds a route's reply until the server closes, `hostile` hands a route
-to a writer that misbehaves on the wire (`endless_pings`, `drip`, `flood`), and
+to a writer that misbehaves on the wire (`endless_pings`, `drip`, `drip_head`,
+`flood`), and
 subclasses may override any of the behaviour methods (`models`, `message`, `count`,
 `stream_events`, ...) to send what a broken server sends.
 """
@@ -290,6 +291,21 @@ def drip(body: bytes, every: float) -> Writer:
             if server._closing.wait(every):
                 return
             handler.wfile.write(body[i : i + 1])
+            handler.wfile.flush()
+            server.count_sent(route, 1)
+
+    return write
+
+
+def drip_head(every: float) -> Writer:
+    """A reply whose status line and headers come one byte every `every` s."""
+
+    def write(handler: BaseHTTPRequestHandler, server: ScriptedAnthropic, route: str) -> None:
+        head = b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\n" + b"x-pad: y\r\n" * 50
+        for i in range(len(head)):
+            if server._closing.wait(every):
+                return
+            handler.wfile.write(head[i : i + 1])
             handler.wfile.flush()
             server.count_sent(route, 1)
 

@@ -25,6 +25,7 @@ from tests.verify.anthropic_double import (
     GRAMMAR,
     ScriptedAnthropic,
     drip,
+    drip_head,
     endless_pings,
     flood,
 )
@@ -172,6 +173,16 @@ def test_a_body_dripped_a_byte_at_a_time_fails_at_the_checks_deadline() -> None:
     reason = checks["messages_basic"]["reason"]
     assert reason.startswith("POST /v1/messages: still sending after 1.0 s, the check's deadline")
     assert server.sent["POST /v1/messages"] < len(body)  # it was not waited out
+
+
+def test_a_status_line_and_headers_dripped_fail_at_the_checks_deadline() -> None:
+    """Each read has its own timeout: only a deadline on the whole request ends this."""
+    with ScriptedAnthropic(hostile={"POST /v1/messages": drip_head(0.1)}) as server:
+        code, checks = smoke_cli(server, "--check", "messages_basic", "--check-deadline", "1")
+    assert code == 1
+    assert checks["messages_basic"]["reason"] == (
+        "POST /v1/messages: still sending after 1.0 s, the check's deadline (0 bytes so far)"
+    )
 
 
 def test_a_huge_error_body_is_read_only_as_far_as_its_head() -> None:
