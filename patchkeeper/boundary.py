@@ -31,7 +31,7 @@ from patchkeeper.errors import (
     redact,
 )
 from patchkeeper.paths import log_dir
-from patchkeeper.ui import log, versioned
+from patchkeeper.ui import log, plain, versioned
 
 
 def json_requested(args: Sequence[str]) -> bool:
@@ -49,7 +49,7 @@ def report(message: str, code: int, as_json: bool, **extra: Any) -> int:
         doc = versioned("error", {"error": message, "exit_code": code, **extra})
         sys.stdout.write(json.dumps(doc, indent=2) + "\n")
     else:
-        sys.stderr.write(f"error: {message}\n")  # plain, and printed even under -q
+        sys.stderr.write(f"error: {plain(message)}\n")  # printed even under -q
     return code
 
 

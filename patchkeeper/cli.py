@@ -29,8 +29,8 @@ import typer
 from patchkeeper import __version__
 from patchkeeper.boundary import GuardedGroup
 from patchkeeper.image.model import SourceKind
+from patchkeeper.verify.catalog import CHECK_DEADLINE_S, MAX_REPLY_BYTES, STREAM_DEADLINE_S, Runtime
 from patchkeeper.verify.catalog import CHECK_NAMES as SMOKE_CHECKS
-from patchkeeper.verify.catalog import Runtime
 
 if TYPE_CHECKING:
     from patchkeeper.commands._common import SourceOptions
@@ -372,6 +372,27 @@ def smoke(
         typer.Option("--min-accept-length", metavar="X", help="speculative: least accept length"),
     ] = 1.0,
     claude_cli: ClaudeCliOpt = None,
+    check_deadline: Annotated[
+        float,
+        typer.Option(
+            "--check-deadline", metavar="SECONDS", min=0.1, help="the most one check may take"
+        ),
+    ] = CHECK_DEADLINE_S,
+    stream_deadline: Annotated[
+        float,
+        typer.Option(
+            "--stream-deadline",
+            metavar="SECONDS",
+            min=0.1,
+            help="the most one reply (a stream, a body) may take",
+        ),
+    ] = STREAM_DEADLINE_S,
+    max_reply_bytes: Annotated[
+        int,
+        typer.Option(
+            "--max-reply-bytes", metavar="BYTES", min=1, help="the most one reply may hold"
+        ),
+    ] = MAX_REPLY_BYTES,
 ) -> int:
     """Run the protocol smoke suite against an Anthropic-compatible endpoint."""
     from patchkeeper.commands import smoke as command
@@ -383,6 +404,9 @@ def smoke(
         speculative_algorithm=speculative,
         min_accept_length=min_accept_length,
         claude_cli=claude_cli,
+        check_deadline=check_deadline,
+        stream_deadline=stream_deadline,
+        max_body=max_reply_bytes,
     )
     return command.run(options, list(check or []), as_json, junit)
 

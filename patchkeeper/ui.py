@@ -11,12 +11,14 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
 from rich.console import Console, ConsoleDimensions
+from rich.markup import escape
 from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn
 
 from patchkeeper.errors import redact
@@ -76,6 +78,24 @@ def configure_logging(verbosity: int) -> None:
     log.addHandler(handler)
     log.setLevel(level)
     log.propagate = False
+
+
+# Every C0 and C1 control character but newline: a terminal obeys them (ESC starts a
+# sequence that retitles the window, clears the screen, moves the cursor...); and lone
+# surrogates, which no UTF-8 stream can carry.
+_CONTROLS = re.compile("[\x00-\x09\x0b-\x1f\x7f-\x9f\ud800-\udfff]")
+
+
+def plain(text: str) -> str:
+    """Untrusted text (a server's reply, its logs, a name read from a file) for a
+    terminal: control characters shown as Python writes them (`\\x1b`, `\\t`), so it
+    prints as the text it is and cannot steer the terminal."""
+    return _CONTROLS.sub(lambda m: ascii(m.group())[1:-1], text)
+
+
+def printable(text: str) -> str:
+    """`plain` text for a Rich console: its markup escaped too, so it cannot style."""
+    return escape(plain(text))
 
 
 def rule(console: Console, title: str) -> None:

@@ -104,3 +104,21 @@ def test_error_output_human_and_json_is_redacted() -> None:
     assert human.exit_code == as_json.exit_code == 70
     assert BODY not in human.output and BODY not in as_json.output
     assert "https://***@h/" in json.loads(as_json.stdout)["error"]
+
+
+def test_an_error_quoting_a_server_prints_its_control_characters_as_text() -> None:
+    app = typer.Typer(cls=GuardedGroup)
+
+    @app.command()
+    def fail() -> int:
+        raise ConflictError("smoke failed: messages_basic: HTTP 500: \x1b]0;owned\x07\x1b[2J")
+
+    @app.command()
+    def other() -> None:  # two commands: a group, as the real CLI is
+        """Unused."""
+
+    done = CliRunner().invoke(app, ["fail"])
+    assert done.exit_code == 1
+    assert (
+        done.stderr == "error: smoke failed: messages_basic: HTTP 500: \\x1b]0;owned\\x07\\x1b[2J\n"
+    )

@@ -6,13 +6,12 @@ import tempfile
 from dataclasses import asdict
 from pathlib import Path
 
-from rich.markup import escape
 from rich.table import Table
 
 from patchkeeper.errors import EXIT_CONFLICT, EXIT_OK, ConfigError
 from patchkeeper.overlay import drift
 from patchkeeper.overlay.lock import read_lock
-from patchkeeper.ui import err_console, out_console, print_document, rule
+from patchkeeper.ui import err_console, out_console, print_document, printable, rule
 from patchkeeper.verify import reporting
 from patchkeeper.verify.tiers import Outcome, Runtime, Settings, verify
 from patchkeeper.verify.witness import unproven
@@ -64,7 +63,7 @@ def run(
         _print(outcome)
         if weak and not allow_unproven:
             err_console.print(
-                f"not proven: {escape(', '.join(weak))} (--allow-unproven accepts that)"
+                f"not proven: {printable(', '.join(weak))} (--allow-unproven accepts that)"
             )
     if junit:
         reporting.write_junit(outcome.checks, junit, f"patchkeeper.verify.{tier}")
@@ -83,8 +82,8 @@ def _print(outcome: Outcome) -> None:
             table.add_column(column)
         for v in outcome.verdicts:
             row = (v.patch, v.witness or "-", v.vanilla, v.overlay, v.summary)
-            table.add_row(*(escape(cell) for cell in row))
+            table.add_row(*(printable(cell) for cell in row))
         out_console.print(table)
     if outcome.logs:
         rule(err_console, "server logs")
-        err_console.print(outcome.logs, markup=False, highlight=False)
+        err_console.print(printable(outcome.logs), highlight=False)

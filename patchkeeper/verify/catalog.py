@@ -1,4 +1,4 @@
-"""The names the command line offers for verification, without importing what runs them.
+"""The names and bounds the command line offers for verification, without importing what runs them.
 
 Kept apart from `smoke` and `tiers` (HTTP clients, the engine, compose) so that
 `patchkeeper --help` and shell completion start instantly; a test holds
@@ -23,6 +23,11 @@ CHECK_NAMES = (
     "claude_code",
     "sse_grammar",
 )
+
+# Bounds on a server under test, the smoke command's defaults.
+CHECK_DEADLINE_S = 900.0  # the longest any one check may take, all in all
+STREAM_DEADLINE_S = 300.0  # the longest one reply (a stream, a body) may take
+MAX_REPLY_BYTES = 32 * 2**20  # the most bytes one reply may have
 
 
 class Runtime(StrEnum):

@@ -3,17 +3,18 @@
 from __future__ import annotations
 
 import os
+import re
 import xml.etree.ElementTree as ET
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from rich.console import Console
-from rich.markup import escape
 from rich.table import Table
 
 from patchkeeper import markdown as md
 from patchkeeper.errors import OutputError
+from patchkeeper.ui import printable
 from patchkeeper.verify.smoke import CheckResult, Status
 from patchkeeper.verify.witness import Verdict
 
@@ -38,22 +39,35 @@ def as_json(results: Sequence[CheckResult]) -> list[dict[str, Any]]:
 
 
 def print_table(results: Sequence[CheckResult], console: Console, title: str) -> None:
-    """Reasons quote servers and titles name images: both are escaped, never markup."""
-    table = Table(title=escape(title))
+    """Reasons quote servers and titles name images: both are printed as plain text."""
+    table = Table(title=printable(title))
     for column in ("check", "result", "reason", "s"):
         table.add_column(column, overflow="fold", no_wrap=column != "reason")
     for r in results:
         table.add_row(
-            escape(r.name),
+            printable(r.name),
             f"[{_STYLE[r.status]}]{r.status}[/]",
-            escape(r.reason),
+            printable(r.reason),
             f"{r.seconds:.1f}",
         )
     console.print(table)
 
 
+# What XML 1.0 forbids anywhere, even escaped: C0 controls but tab, newline and
+# carriage return; surrogates; U+FFFE and U+FFFF.
+_NOT_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
+
+
+def xml_text(text: str) -> str:
+    """`text` as XML 1.0 can hold it: each forbidden character shown as `\\xNN` or
+    `\\uNNNN` (the writer escapes the rest)."""
+    return _NOT_XML.sub(lambda m: ascii(m.group())[1:-1], text)
+
+
 def write_junit(results: Sequence[CheckResult], path: Path, suite: str) -> None:
-    """One testcase per check; failures carry the reason, not-run ones are skipped."""
+    """One testcase per check; failures carry the reason, not-run ones are skipped.
+    Reasons quote the server: the file is valid XML 1.0 whatever they hold."""
+    suite = xml_text(suite)
     root = ET.Element(
         "testsuite",
         name=suite,
@@ -63,13 +77,12 @@ def write_junit(results: Sequence[CheckResult], path: Path, suite: str) -> None:
         time=f"{sum(r.seconds for r in results):.3f}",
     )
     for r in results:
-        case = ET.SubElement(
-            root, "testcase", classname=suite, name=r.name, time=f"{r.seconds:.3f}"
-        )
+        name, reason = xml_text(r.name), xml_text(r.reason)
+        case = ET.SubElement(root, "testcase", classname=suite, name=name, time=f"{r.seconds:.3f}")
         if r.status is Status.FAILED:
-            ET.SubElement(case, "failure", message=r.reason).text = r.reason
+            ET.SubElement(case, "failure", message=reason).text = reason
         elif r.status is Status.NOT_RUN:
-            ET.SubElement(case, "skipped", message=r.reason)
+            ET.SubElement(case, "skipped", message=reason)
     path.parent.mkdir(parents=True, exist_ok=True)
     ET.ElementTree(root).write(path, encoding="utf-8", xml_declaration=True)
 

@@ -3,6 +3,11 @@
 Each check is one small, named request with a precise reason when it fails.
 Every streamed response any check receives is also held to the strict stream
 grammar (`sse_grammar`), because that is where clients disagree.
+
+The server under test is untrusted: every reply is read with a cap on its size and
+a total deadline (per check, and per stream or body within it), and parsed into its
+typed shape (`replies`) before a check reads it. A reply that is too big, too slow
+or of the wrong shape fails the check that asked for it.
 """
 
 from __future__ import annotations
@@ -11,19 +16,33 @@ import json
 import os
 import re
 import secrets
+import socket
 import subprocess
 import tempfile
+import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import suppress
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
 import httpx
-from httpx_sse import SSEError, connect_sse
+from httpx_sse import EventSource, SSEError
 
 from patchkeeper.errors import UnreachableError
+from patchkeeper.verify.catalog import CHECK_DEADLINE_S, MAX_REPLY_BYTES, STREAM_DEADLINE_S
+from patchkeeper.verify.replies import (
+    BadReply,
+    Message,
+    Models,
+    Reply,
+    ServerInfo,
+    TokenCount,
+    Usage,
+    parse,
+)
 from patchkeeper.verify.sse import STOP_REASONS, StreamReport, parse_events, validate
 
 
@@ -46,7 +65,10 @@ class SmokeOptions:
     base_url: str
     model: str | None = None
     api_key: str = "dummy"
-    timeout: float = 300.0
+    timeout: float = 300.0  # the longest wait for any one read
+    check_deadline: float = CHECK_DEADLINE_S
+    stream_deadline: float = STREAM_DEADLINE_S
+    max_body: int = MAX_REPLY_BYTES
     max_tokens: int = 48
     concurrency: int = 4
     speculative_algorithm: str | None = None
@@ -63,19 +85,64 @@ class NotExercised(Exception):
     """The endpoint answered correctly but never did what the check looks at."""
 
 
+ERROR_BYTES = 4096  # what is read of a reply that is not 200: its head is the reason
+
+
+class _Watchdog:
+    """Shuts a request's connection down at its deadline. Each read has its own timeout,
+    so a server that drips even its status line and headers would hold the request for
+    as long as it likes; this bounds it whole. (Every request connects anew: see the
+    client's limits.)"""
+
+    def __init__(self, ends: float) -> None:
+        self.fired = False
+        self._sockets: list[socket.socket] = []
+        self._lock = threading.Lock()
+        self._timer = threading.Timer(max(0.0, ends - time.monotonic()), self._fire)
+        self._timer.daemon = True
+
+    def trace(self, event: str, info: dict[str, Any]) -> None:
+        """httpx's trace hook: remember each connection the request opens."""
+        if event == "connection.connect_tcp.complete":
+            with self._lock:
+                self._sockets.append(info["return_value"].get_extra_info("socket"))
+                if self.fired:
+                    self._fire_locked()
+
+    def _fire(self) -> None:
+        with self._lock:
+            self.fired = True
+            self._fire_locked()
+
+    def _fire_locked(self) -> None:
+        for sock in self._sockets:
+            with suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+
+    def __enter__(self) -> _Watchdog:
+        self._timer.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._timer.cancel()
+
+
 @dataclass
 class Client:
-    """HTTP to the endpoint, remembering every stream for the grammar check."""
+    """HTTP to the endpoint, remembering every stream for the grammar check. `deadline`
+    (a `time.monotonic()` instant) is the end of the check under way."""
 
     options: SmokeOptions
     http: httpx.Client = field(init=False)
     streams: list[tuple[str, StreamReport]] = field(default_factory=list)
     model: str = "default"
+    deadline: float = float("inf")
 
     def __post_init__(self) -> None:
         self.http = httpx.Client(
             base_url=self.options.base_url.rstrip("/"),
             timeout=self.options.timeout,
+            limits=httpx.Limits(max_keepalive_connections=0),  # each request watched
             headers={
                 "x-api-key": self.options.api_key,
                 "anthropic-version": "2023-06-01",
@@ -91,25 +158,89 @@ class Client:
             **extra,
         }
 
-    def post(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
-        response = self.http.post(path, json=body)
-        if response.status_code != 200:
-            raise Failed(f"POST {path}: HTTP {response.status_code}: {response.text[:300]}")
-        return _json(response, path)
+    def remaining(self) -> float:
+        """Seconds left to the check under way."""
+        return self.deadline - time.monotonic()
+
+    def fetch(
+        self, method: str, path: str, body: dict[str, Any] | None = None, **headers: str
+    ) -> tuple[httpx.Response, bytes]:
+        """One request and its reply, read whole within the caps: at most `max_body`
+        bytes (`ERROR_BYTES` of a reply that is not 200: the rest is not read), by the
+        stream deadline and the check's. Any wait for one read ends by then too."""
+        what = f"{method} {path}"
+        if self.remaining() <= 0:
+            raise Failed(f"{what}: not sent: the check's deadline has passed")
+        limit = min(self.options.stream_deadline, self.remaining())
+        ends = time.monotonic() + limit
+        whose = "the check's" if limit < self.options.stream_deadline else "a reply's"
+        late = f"{what}: still sending after {limit:.1f} s, {whose} deadline"
+        wait = max(0.01, min(self.options.timeout, limit))
+        data = bytearray()
+        watchdog = _Watchdog(ends)
+        try:
+            with (
+                watchdog,
+                self.http.stream(
+                    method,
+                    path,
+                    json=body,
+                    headers=headers,
+                    timeout=wait,
+                    extensions={"trace": watchdog.trace},
+                ) as reply,
+            ):
+                cap = self.options.max_body if reply.status_code == 200 else ERROR_BYTES
+                for chunk in reply.iter_bytes():
+                    data += chunk
+                    if len(data) > cap and reply.status_code != 200:
+                        break
+                    if len(data) > cap:
+                        raise Failed(f"{what}: the reply is larger than {cap} bytes")
+                    if time.monotonic() > ends:
+                        raise Failed(f"{late} ({len(data)} bytes so far)")
+            if watchdog.fired:  # the connection it shut down may read as the reply's end
+                raise Failed(f"{late} ({len(data)} bytes so far)")
+        except httpx.HTTPError:
+            if watchdog.fired:
+                raise Failed(f"{late} ({len(data)} bytes so far)") from None
+            raise
+        return reply, bytes(data[:cap])
+
+    def get(self, path: str, shape: type[Reply]) -> Reply:
+        return self._parsed("GET", path, None, shape)
+
+    def post(self, path: str, body: dict[str, Any], shape: type[Reply]) -> Reply:
+        return self._parsed("POST", path, body, shape)
+
+    def _parsed(
+        self, method: str, path: str, body: dict[str, Any] | None, shape: type[Reply]
+    ) -> Reply:
+        reply, data = self.fetch(method, path, body)
+        if reply.status_code != 200:
+            raise Failed(f"{method} {path}: HTTP {reply.status_code}: {_head(data)}")
+        try:
+            return parse(shape, data, f"{method} {path}")
+        except BadReply as err:
+            raise Failed(str(err)) from None
 
     def stream(self, check: str, body: dict[str, Any]) -> StreamReport:
-        raw: list[tuple[str, str]] = []
-        with connect_sse(
-            self.http, "POST", "/v1/messages", json={**body, "stream": True}
-        ) as source:
-            response = source.response
-            if response.status_code != 200:
-                response.read()
-                raise Failed(f"stream: HTTP {response.status_code}: {response.text[:300]}")
-            try:
-                raw = [(sse.event, sse.data) for sse in source.iter_sse()]
-            except SSEError as err:
-                raise Failed(f"stream: not an event stream: {err}") from None
+        reply, data = self.fetch(
+            "POST",
+            "/v1/messages",
+            {**body, "stream": True},
+            accept="text/event-stream",
+        )
+        if reply.status_code != 200:
+            raise Failed(f"stream: HTTP {reply.status_code}: {_head(data)}")
+        # The body, read within the caps, parsed as the event stream it claims to be.
+        read = httpx.Response(
+            200, headers={"content-type": reply.headers.get("content-type", "")}, content=data
+        )
+        try:
+            raw = [(sse.event, sse.data) for sse in EventSource(read).iter_sse()]
+        except SSEError as err:
+            raise Failed(f"stream: not an event stream: {err}") from None
         events, problems = parse_events(raw)
         report = validate(events)
         report.violations[:0] = problems
@@ -117,14 +248,9 @@ class Client:
         return report
 
 
-def _json(response: httpx.Response, what: str) -> dict[str, Any]:
-    try:
-        value = response.json()
-    except ValueError:
-        raise Failed(f"{what}: response is not JSON: {response.text[:200]!r}") from None
-    if not isinstance(value, dict):
-        raise Failed(f"{what}: response is not a JSON object")
-    return value
+def _head(data: bytes) -> str:
+    """The start of an error reply, as text."""
+    return data[:300].decode("utf-8", "replace")
 
 
 def _grammar(report: StreamReport) -> None:
@@ -136,22 +262,14 @@ HELLO = [{"role": "user", "content": "Say hello in one short sentence."}]
 
 
 def check_messages_basic(client: Client) -> str:
-    reply = client.post("/v1/messages", client.body(HELLO))
+    reply = client.post("/v1/messages", client.body(HELLO), Message)
     problems = []
-    if reply.get("type") != "message" or reply.get("role") != "assistant":
-        problems.append(f"type/role are {reply.get('type')!r}/{reply.get('role')!r}")
-    content = reply.get("content")
-    if not isinstance(content, list) or not all(
-        isinstance(b, dict) and "type" in b for b in content
-    ):
-        problems.append("content is not a list of typed blocks")
-    if reply.get("stop_reason") not in STOP_REASONS:
-        problems.append(f"stop_reason {reply.get('stop_reason')!r}")
-    usage = reply.get("usage") or {}
-    if not isinstance(usage.get("input_tokens"), int) or not isinstance(
-        usage.get("output_tokens"), int
-    ):
-        problems.append(f"usage lacks integer input/output tokens: {usage}")
+    if reply.type != "message" or reply.role != "assistant":
+        problems.append(f"type/role are {reply.type!r}/{reply.role!r}")
+    if reply.stop_reason not in STOP_REASONS:
+        problems.append(f"stop_reason {reply.stop_reason!r}")
+    if reply.usage.input_tokens is None or reply.usage.output_tokens is None:
+        problems.append(f"usage lacks integer input/output tokens: {_usage(reply.usage)}")
     if problems:
         raise Failed("non-streaming response: " + "; ".join(problems))
     report = client.stream("messages_basic", client.body(HELLO))
@@ -162,21 +280,16 @@ def check_messages_basic(client: Client) -> str:
 
 
 def check_models_list(client: Client) -> str:
-    response = client.http.get("/v1/models")
-    if response.status_code != 200:
-        raise Failed(f"GET /v1/models: HTTP {response.status_code}")
-    data = _json(response, "/v1/models").get("data") or []
-    ids = [str(m["id"]) for m in data if isinstance(m, dict) and isinstance(m.get("id"), str)]
+    ids = [m.id for m in client.get("/v1/models", Models).data]
     if not ids:
         raise Failed("GET /v1/models lists no model ids")
     return f"models: {', '.join(ids[:3])}"
 
 
 def _count(client: Client, messages: list[dict[str, Any]]) -> int:
-    reply = client.post("/v1/messages/count_tokens", {"model": client.model, "messages": messages})
-    count = reply.get("input_tokens")
-    # bool is an int in Python, and 0 is no count of a non-empty prompt.
-    if not isinstance(count, int) or isinstance(count, bool) or count <= 0:
+    body = {"model": client.model, "messages": messages}
+    count = client.post("/v1/messages/count_tokens", body, TokenCount).input_tokens
+    if count <= 0:  # 0 is no count of a non-empty prompt
         raise Failed(f"input_tokens is {count!r}")
     return count
 
@@ -199,16 +312,14 @@ def check_mid_conversation_system(client: Client) -> str:
     _grammar(baseline)
     with_system = client.stream("mid_conversation_system", client.body([user, system]))
     _grammar(with_system)
-    before, after = _prompt_tokens(baseline.usage), _prompt_tokens(with_system.usage)
+    before, after = baseline.usage.prompt_tokens(), with_system.usage.prompt_tokens()
     if after <= before:
         raise Failed(f"accepted, but input_tokens did not grow ({before} -> {after}): dropped?")
     return f"accepted and counted ({before} -> {after} input tokens)"
 
 
-def _prompt_tokens(usage: dict[str, Any]) -> int:
-    """Everything the prompt cost, whether or not some of it came from the cache."""
-    keys = ("input_tokens", "cache_read_input_tokens", "cache_creation_input_tokens")
-    return sum(int(usage.get(key) or 0) for key in keys)
+def _usage(usage: Usage) -> str:
+    return str(usage.model_dump(exclude_unset=True))[:300]
 
 
 TOOLS = [
@@ -265,13 +376,13 @@ def check_prefix_cache(client: Client) -> str:
     prefix = " ".join(f"Rule {i}: keep answers short and precise." for i in rules)
     usages = []
     for question in ("Name a colour.", "Name a fruit."):
-        reply = client.post(
-            "/v1/messages", client.body([{"role": "user", "content": question}], system=prefix)
+        body = client.body([{"role": "user", "content": question}], system=prefix)
+        usages.append(client.post("/v1/messages", body, Message).usage)
+    cached = usages[1].cache_read_input_tokens or 0
+    if cached <= 0:
+        raise Failed(
+            f"second request reports cache_read_input_tokens={cached!r}: {_usage(usages[1])}"
         )
-        usages.append(reply.get("usage") or {})
-    cached = usages[1].get("cache_read_input_tokens") or 0
-    if not isinstance(cached, int) or cached <= 0:
-        raise Failed(f"second request reports cache_read_input_tokens={cached!r}: {usages[1]}")
     return f"cache_read_input_tokens={cached} on the repeat"
 
 
@@ -294,12 +405,13 @@ def check_billing_header_prefix(client: Client) -> str:
             {"type": "text", "text": BILLING_LINE.format(secrets.token_hex(3))},
             {"type": "text", "text": f"You are a coding agent. {rules}"},
         ]
-        reply = client.post("/v1/messages", client.body(messages, system=system))
-        usages.append(reply.get("usage") or {})
-    cached = usages[1].get("cache_read_input_tokens")
-    if not isinstance(cached, int) or isinstance(cached, bool):
-        raise NotExercised(f"the endpoint reports no cached input tokens: {usages[1]}")
-    first = _prompt_tokens(usages[0])
+        usages.append(
+            client.post("/v1/messages", client.body(messages, system=system), Message).usage
+        )
+    cached = usages[1].cache_read_input_tokens
+    if cached is None:
+        raise NotExercised(f"the endpoint reports no cached input tokens: {_usage(usages[1])}")
+    first = usages[0].prompt_tokens()
     if cached * 2 < first:
         raise Failed(
             f"turn 2 read {cached} of turn 1's {first} prompt tokens from the cache: the "
@@ -337,20 +449,15 @@ def check_speculative(client: Client) -> str:
     wanted = client.options.speculative_algorithm
     if not wanted:
         raise NotExercised("no speculative algorithm expected")
-    response = client.http.get("/get_server_info")
-    if response.status_code != 200:
-        raise Failed(f"GET /get_server_info: HTTP {response.status_code}")
-    info = _json(response, "/get_server_info")
-    algorithm = info.get("speculative_algorithm") or (info.get("server_args") or {}).get(
-        "speculative_algorithm"
+    info = client.get("/get_server_info", ServerInfo)
+    algorithm = info.speculative_algorithm or (
+        info.server_args.speculative_algorithm if info.server_args else None
     )
     if _algorithm(algorithm) != _algorithm(wanted):
         raise Failed(f"server runs speculative algorithm {algorithm!r}, expected {wanted!r}")
-    states = info.get("internal_states")
-    first = states[0] if isinstance(states, list) and states else {}
-    accept = first.get("avg_spec_accept_length") if isinstance(first, dict) else None
-    if not isinstance(accept, (int, float)) or isinstance(accept, bool):
-        raise Failed(f"server reports no avg_spec_accept_length: {[first]}")
+    accept = info.internal_states[0].avg_spec_accept_length if info.internal_states else None
+    if accept is None:
+        raise Failed("server reports no avg_spec_accept_length in internal_states[0]")
     if accept < client.options.min_accept_length:
         raise Failed(f"average accept length {accept:.2f} < {client.options.min_accept_length}")
     return f"{algorithm}, average accept length {accept:.2f}"
@@ -386,13 +493,16 @@ def check_claude_code(client: Client) -> str:
                 env=env,
                 capture_output=True,
                 text=True,
-                timeout=client.options.timeout,
+                errors="replace",  # its output quotes the server
+                timeout=max(0.01, min(client.options.timeout, client.remaining())),
             )
         except (OSError, subprocess.TimeoutExpired) as err:
             raise Failed(f"claude CLI did not run: {err}") from None
     try:
         result = json.loads(done.stdout.strip().splitlines()[-1]) if done.stdout.strip() else {}
     except ValueError:
+        result = {}
+    if not isinstance(result, dict):
         result = {}
     if done.returncode != 0 or result.get("is_error") is not False:
         detail = result.get("result") or done.stderr.strip()[-200:] or done.stdout[-200:]
@@ -419,27 +529,29 @@ ALL = [*CHECKS, "sse_grammar"]
 
 
 def _first_model(client: Client) -> str:
+    """The first model the endpoint lists ("default" if it lists none, or garbage: that
+    is `models_list`'s to report); UnreachableError if it does not answer at all."""
+    client.deadline = time.monotonic() + client.options.check_deadline
     try:
-        response = client.http.get("/v1/models")
-        data = response.json().get("data") or [] if response.status_code == 200 else []
-        return str(data[0]["id"]) if data else "default"
-    except (ValueError, KeyError, AttributeError, TypeError):  # an untrusted listing
+        listed = client.get("/v1/models", Models).data
+    except httpx.HTTPError as err:
+        raise UnreachableError(f"endpoint {client.options.base_url} unreachable: {err}") from None
+    except Failed:
         return "default"
+    return listed[0].id if listed else "default"
 
 
 def run_suite(options: SmokeOptions, names: list[str] | None = None) -> list[CheckResult]:
     """Run the named checks (default: all) and the grammar check over their streams."""
     client = Client(options)
-    try:
-        client.http.get("/v1/models")
-    except httpx.HTTPError as err:
-        raise UnreachableError(f"endpoint {options.base_url} unreachable: {err}") from None
-    client.model = options.model or _first_model(client)
+    model = _first_model(client)
+    client.model = options.model or model
     results = []
     for name, check in CHECKS.items():
         if names and name not in names:
             continue
         started = time.monotonic()
+        client.deadline = started + options.check_deadline
         try:
             status, reason = Status.PASSED, check(client)
         except Failed as err:

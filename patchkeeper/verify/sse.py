@@ -8,11 +8,17 @@ the Messages API never sends, so a stream that passes it is safe for both.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from pydantic import StrictInt, StrictStr, TypeAdapter, ValidationError
+
+from patchkeeper.verify.replies import Shape, Usage, problem
+
+# Any JSON value, parsed by pydantic's parser, which bounds nesting depth; its errors
+# are ValueErrors.
+_JSON: TypeAdapter[Any] = TypeAdapter(Any)
 DELTA_FOR_BLOCK = {
     "text_delta": {"text"},
     "citations_delta": {"text"},
@@ -40,7 +46,7 @@ class StreamReport:
     violations: list[str] = field(default_factory=list)
     blocks: list[dict[str, Any]] = field(default_factory=list)  # type, text, input, thinking
     stop_reason: str | None = None
-    usage: dict[str, Any] = field(default_factory=dict)
+    usage: Usage = field(default_factory=Usage)
 
     @property
     def ok(self) -> bool:
@@ -54,11 +60,12 @@ class StreamReport:
 
 
 def parse_events(raw: Iterable[tuple[str, str]]) -> tuple[list[Event], list[str]]:
-    """(event name, data text) pairs -> events, plus violations for unparsable data."""
+    """(event name, data text) pairs -> events, plus violations for unparsable data.
+    The parser bounds nesting depth: data nested too deep is unparsable, not a crash."""
     events, problems = [], []
     for position, (name, data) in enumerate(raw):
         try:
-            payload = json.loads(data)
+            payload = _JSON.validate_json(data)
         except ValueError:
             problems.append(f"event {position} ({name}): data is not JSON: {data[:80]!r}")
             continue
@@ -69,6 +76,61 @@ def parse_events(raw: Iterable[tuple[str, str]]) -> tuple[list[Event], list[str]
     return events, problems
 
 
+class _StartMessage(Shape):
+    usage: Usage = Usage()
+
+
+class _MessageStart(Shape):
+    message: _StartMessage = _StartMessage()
+
+
+class _ContentBlock(Shape):
+    type: StrictStr
+    text: StrictStr | None = None
+    thinking: StrictStr | None = None
+
+
+class _BlockStart(Shape):
+    index: StrictInt | None = None
+    content_block: _ContentBlock
+
+
+class _Delta(Shape):
+    type: StrictStr | None = None
+    text: StrictStr = ""
+    thinking: StrictStr = ""
+    partial_json: StrictStr = ""
+
+
+class _BlockDelta(Shape):
+    index: StrictInt | None = None
+    delta: _Delta = _Delta()
+
+
+class _BlockStop(Shape):
+    index: StrictInt | None = None
+
+
+class _StopReason(Shape):
+    stop_reason: StrictStr | None = None
+
+
+class _MessageDelta(Shape):
+    delta: _StopReason = _StopReason()
+    usage: Usage = Usage()
+
+
+# The fields of each event the grammar reads, typed: an event of the wrong shape is a
+# violation naming the field, and the rules below read only checked values.
+SHAPES: dict[str, type[Shape]] = {
+    "message_start": _MessageStart,
+    "content_block_start": _BlockStart,
+    "content_block_delta": _BlockDelta,
+    "content_block_stop": _BlockStop,
+    "message_delta": _MessageDelta,
+}
+
+
 def validate(events: Iterable[Event]) -> StreamReport:
     """Hold a stream to the Messages API's event order, rule by rule.
 
@@ -76,7 +138,8 @@ def validate(events: Iterable[Event]) -> StreamReport:
     own kind and stopped before the next starts (ping anywhere); then exactly one
     message_delta with a stop reason, with no block open; then message_stop, last.
     Unknown event types are violations: a client that does not know them may drop
-    content silently.
+    content silently. An event whose fields are of the wrong shape is a violation and
+    otherwise ignored.
     """
     report = StreamReport()
     bad = report.violations.append
@@ -92,36 +155,43 @@ def validate(events: Iterable[Event]) -> StreamReport:
         if stopped:
             bad(f"{where}: sent after message_stop")
             continue
+        shape = SHAPES.get(kind) if isinstance(kind, str) else None
+        try:
+            data = shape.model_validate(event.data) if shape else None
+        except ValidationError as err:
+            bad(f"{where}: {problem(err)}")
+            started = True  # a stream, if a broken one
+            continue
         if not started:
             if kind != "message_start":
                 bad(f"{where}: the first event must be message_start")
             started = True
-            if kind == "message_start":
-                report.usage.update((event.data.get("message") or {}).get("usage") or {})
+            if isinstance(data, _MessageStart):
+                report.usage = _merged(report.usage, data.message.usage)
                 continue
         if kind == "ping":
             continue
         if delta_seen and kind in CONTENT_EVENTS:
             bad(f"{where}: content after message_delta")
         if kind == "error":
-            bad(f"{where}: error event: {event.data.get('error')}")
+            bad(f"{where}: error event: {str(event.data.get('error'))[:200]}")
         elif kind == "message_start":
             bad(f"{where}: a second message_start")
-        elif kind == "content_block_start":
-            index, block = event.data.get("index"), event.data.get("content_block") or {}
+        elif isinstance(data, _BlockStart):
+            index, block = data.index, event.data["content_block"]
             if open_index is not None:
                 bad(f"{where}: block {index} starts while block {open_index} is still open")
             if index != len(report.blocks):
                 bad(f"{where}: block index {index}, expected {len(report.blocks)}")
-            open_index, open_type = index, str(block.get("type"))
+            open_index, open_type = index, data.content_block.type
             report.blocks.append(dict(block))
             if open_type in TOOL_BLOCKS:
                 if not isinstance(block.get("input", {}), dict):
                     bad(f"{where}: tool input of block {index} is not a JSON object")
                 partial_json[len(report.blocks) - 1] = ""
-        elif kind == "content_block_delta":
-            index, delta = event.data.get("index"), event.data.get("delta") or {}
-            delta_type = str(delta.get("type"))
+        elif isinstance(data, _BlockDelta):
+            index, delta = data.index, data.delta
+            delta_type = str(delta.type)
             if index != open_index or open_index is None:  # no block open: nothing to add to
                 bad(f"{where}: {delta_type} for block {index}, but the open block is {open_index}")
                 continue
@@ -132,29 +202,28 @@ def validate(events: Iterable[Event]) -> StreamReport:
                 bad(f"{where}: {delta_type} on a {open_type} block (index {index})")
             block = report.blocks[-1]  # the open block (index mismatches were reported at start)
             if delta_type == "text_delta":
-                block["text"] = block.get("text", "") + str(delta.get("text", ""))
+                block["text"] = (block.get("text") or "") + delta.text
             elif delta_type == "thinking_delta":
-                block["thinking"] = block.get("thinking", "") + str(delta.get("thinking", ""))
+                block["thinking"] = (block.get("thinking") or "") + delta.thinking
             elif delta_type == "input_json_delta" and len(report.blocks) - 1 in partial_json:
-                partial_json[len(report.blocks) - 1] += str(delta.get("partial_json", ""))
-        elif kind == "content_block_stop":
-            index = event.data.get("index")
-            if index != open_index:
-                bad(f"{where}: stop for block {index}, but the open block is {open_index}")
+                partial_json[len(report.blocks) - 1] += delta.partial_json
+        elif isinstance(data, _BlockStop):
+            if data.index != open_index:
+                bad(f"{where}: stop for block {data.index}, but the open block is {open_index}")
             elif len(report.blocks) - 1 in partial_json:
                 position = len(report.blocks) - 1
                 _close_tool_input(report, position, partial_json[position], where)
             open_index = None
-        elif kind == "message_delta":
+        elif isinstance(data, _MessageDelta):
             if delta_seen:
                 bad(f"{where}: a second message_delta")
             if open_index is not None:
                 bad(f"{where}: message_delta while block {open_index} is still open")
-            reason = (event.data.get("delta") or {}).get("stop_reason")
+            reason = data.delta.stop_reason
             if reason not in STOP_REASONS:
                 bad(f"{where}: stop_reason {reason!r} is not a Messages API stop reason")
             report.stop_reason = reason
-            report.usage.update(event.data.get("usage") or {})
+            report.usage = _merged(report.usage, data.usage)
             delta_seen = True
         elif kind == "message_stop":
             if open_index is not None:
@@ -171,12 +240,17 @@ def validate(events: Iterable[Event]) -> StreamReport:
     return report
 
 
+def _merged(usage: Usage, later: Usage) -> Usage:
+    """A stream's usage: what message_start said, updated by what message_delta says."""
+    return usage.model_copy(update=later.model_dump(exclude_unset=True))
+
+
 def _close_tool_input(report: StreamReport, index: int, raw: str, where: str) -> None:
     """A tool_use block's input is its start input, or the JSON its deltas assemble."""
     if raw == "":
         return
     try:
-        value = json.loads(raw)
+        value = _JSON.validate_json(raw)
     except ValueError:
         report.violations.append(f"{where}: tool input of block {index} is not JSON: {raw[:80]!r}")
         return

@@ -15,15 +15,19 @@ one that is no well-formed Messages request (400; see `malformed`).
 
 Edge cases beyond the named faults: `replies` serves a canned (status, content type,
 body) for a route ("GET /v1/models", "POST /v1/messages", "POST /v1/messages stream",
-...), `stall` holds a route's reply until the server closes, and subclasses may
-override any of the behaviour methods (`models`, `message`, `count`, `stream_events`,
-...) to send what a broken server sends.
+...), `stall` holds a route's reply until the server closes, `hostile` hands a route
+to a writer that misbehaves on the wire (`endless_pings`, `drip`, `drip_head`,
+`flood`), and
+subclasses may override any of the behaviour methods (`models`, `message`, `count`,
+`stream_events`, ...) to send what a broken server sends.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import threading
+import time
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler
 from typing import Any
@@ -245,6 +249,83 @@ FAULTS = {*GRAMMAR, *BEHAVIOUR}
 
 
 Reply = tuple[int, str, str]  # status, content type, body
+# Writes a whole reply to the handler's socket, misbehaving; the server's `sent` counts
+# the body bytes that reached the socket, per route.
+Writer = Callable[[BaseHTTPRequestHandler, "ScriptedAnthropic", str], None]
+
+
+def _head(handler: BaseHTTPRequestHandler, status: int, content_type: str, length: int) -> None:
+    handler.send_response(status)
+    handler.send_header("content-type", content_type)
+    handler.send_header("content-length", str(length))
+    handler.end_headers()
+    handler.wfile.flush()
+
+
+def endless_pings(every: float, for_at_most: float = 20.0) -> Writer:
+    """A stream that starts, then only pings, every `every` s: a client without a total
+    deadline waits `for_at_most` s, then sees a stream that never stopped."""
+
+    def write(handler: BaseHTTPRequestHandler, server: ScriptedAnthropic, route: str) -> None:
+        handler.send_response(200)
+        handler.send_header("content-type", "text/event-stream")
+        handler.send_header("connection", "close")
+        handler.end_headers()
+        start = {"type": "message_start", "message": {"usage": {"input_tokens": 1}}}
+        handler.wfile.write(f"event: message_start\ndata: {json.dumps(start)}\n\n".encode())
+        ends = time.monotonic() + for_at_most
+        while time.monotonic() < ends and not server._closing.wait(every):
+            handler.wfile.write(b'event: ping\ndata: {"type": "ping"}\n\n')
+            handler.wfile.flush()
+            server.count_sent(route, 1)
+
+    return write
+
+
+def drip(body: bytes, every: float) -> Writer:
+    """A 200 JSON reply whose body comes one byte every `every` s."""
+
+    def write(handler: BaseHTTPRequestHandler, server: ScriptedAnthropic, route: str) -> None:
+        _head(handler, 200, "application/json", len(body))
+        for i in range(len(body)):
+            if server._closing.wait(every):
+                return
+            handler.wfile.write(body[i : i + 1])
+            handler.wfile.flush()
+            server.count_sent(route, 1)
+
+    return write
+
+
+def drip_head(every: float) -> Writer:
+    """A reply whose status line and headers come one byte every `every` s."""
+
+    def write(handler: BaseHTTPRequestHandler, server: ScriptedAnthropic, route: str) -> None:
+        head = b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\n" + b"x-pad: y\r\n" * 50
+        for i in range(len(head)):
+            if server._closing.wait(every):
+                return
+            handler.wfile.write(head[i : i + 1])
+            handler.wfile.flush()
+            server.count_sent(route, 1)
+
+    return write
+
+
+def flood(status: int, size: int, content_type: str = "text/plain") -> Writer:
+    """A reply of `size` bytes ('x' after a short head), written as fast as it is read."""
+
+    def write(handler: BaseHTTPRequestHandler, server: ScriptedAnthropic, route: str) -> None:
+        _head(handler, status, content_type, size)
+        chunk = b"x" * 65536
+        sent = 0
+        while sent < size and not server._closing.is_set():
+            part = chunk[: size - sent]
+            handler.wfile.write(part)
+            sent += len(part)
+            server.count_sent(route, len(part))
+
+    return write
 
 
 class ScriptedAnthropic(BackgroundHTTPServer):
@@ -257,12 +338,15 @@ class ScriptedAnthropic(BackgroundHTTPServer):
         *,
         replies: dict[str, Reply] | None = None,
         stall: frozenset[str] = frozenset(),
+        hostile: dict[str, Writer] | None = None,
     ) -> None:
         if fault is not None and fault not in FAULTS:
             raise ValueError(f"unknown fault {fault!r}")
         self.fault = fault
         self.replies = replies or {}
         self.stall = stall
+        self.hostile = hostile or {}
+        self.sent: dict[str, int] = {}
         self._closing = threading.Event()
         self.requests: list[dict[str, Any]] = []
         self.headers: list[dict[str, str]] = []
@@ -278,6 +362,10 @@ class ScriptedAnthropic(BackgroundHTTPServer):
             target=self._server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True
         )
         self.url = f"http://{self.host}"
+
+    def count_sent(self, route: str, n: int) -> None:
+        with self._lock:
+            self.sent[route] = self.sent.get(route, 0) + n
 
     def __exit__(self, *exc: object) -> None:
         self._closing.set()  # let stalled replies go, so that shutdown can finish
@@ -423,6 +511,11 @@ class ScriptedAnthropic(BackgroundHTTPServer):
                     server.routes.append(route)
                 if route in server.stall:
                     server._closing.wait(timeout=30)
+                    return True
+                if route in server.hostile:
+                    with contextlib.suppress(OSError):  # the client left, as it should
+                        server.hostile[route](self, server, route)
+                    self.close_connection = True
                     return True
                 if route in server.replies:
                     status, content_type, text = server.replies[route]

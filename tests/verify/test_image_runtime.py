@@ -17,6 +17,9 @@ from patchkeeper.chat_template import QWEN_LIKE_TEMPLATE
 from patchkeeper.cli import app
 from patchkeeper.demo.scenario import SERVING, SOURCE_ROOT
 from patchkeeper.errors import ServerError
+from patchkeeper.overlay.compose import overlay_mounts
+from patchkeeper.overlay.lock import read_lock
+from patchkeeper.verify import tiers
 from patchkeeper.verify.image_runtime import LABEL, adapter_container, new_run_id
 
 
@@ -108,3 +111,25 @@ def test_an_interrupt_still_removes_the_container(
         assert leftovers(docker_client, run_id) == [running.container.name]
         raise KeyboardInterrupt
     assert leftovers(docker_client, run_id) == []
+
+
+def test_in_image_verify_mounts_the_overlay_read_only(
+    image_overlay: Path, docker_client: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The server under test must not be able to change the overlay it is proving: the
+    real containers' mounts, looked at while the checks run, are all read-only."""
+    seen: list[tuple[str, list[dict[str, Any]]]] = []
+    suite = tiers._adapter_suite
+
+    def looking(url: str, settings: Any, lock: Any) -> Any:
+        for container in docker_client.containers.list(filters={"label": LABEL}):
+            seen.append((container.labels[LABEL], container.attrs["Mounts"]))
+        return suite(url, settings, lock)
+
+    monkeypatch.setattr(tiers, "_adapter_suite", looking)
+    code, doc = verify(image_overlay, "--runtime", "image")
+    assert code == 0, doc
+    mounts = [m for run_id, found in seen if run_id == doc["run_id"] for m in found]
+    targets = {m.target for m in overlay_mounts(read_lock(image_overlay), image_overlay)}
+    assert targets and targets <= {m["Destination"] for m in mounts}, mounts
+    assert [m["Destination"] for m in mounts if m["RW"]] == []

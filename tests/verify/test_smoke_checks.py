@@ -160,15 +160,15 @@ HTML = "<html>busy</html>" + "z" * 300
 @pytest.mark.parametrize(
     ("text", "reason"),
     [
-        (HTML, f"response is not JSON: {HTML[:200]!r}"),
+        (HTML, f"response is not JSON (expected value at line 1 column 1): {HTML[:200]!r}"),
         ("[1, 2]", "response is not a JSON object"),
     ],
 )
 def test_a_reply_that_is_no_json_object_fails_naming_what_was_asked(text: str, reason: str) -> None:
     with ScriptedAnthropic(replies={"POST /v1/messages": (200, JSON, text)}) as server:
-        assert failure(check_messages_basic, server) == f"/v1/messages: {reason}"
+        assert failure(check_messages_basic, server) == f"POST /v1/messages: {reason}"
     with ScriptedAnthropic(replies={"GET /v1/models": (200, JSON, text)}) as server:
-        assert failure(check_models_list, server) == f"/v1/models: {reason}"
+        assert failure(check_models_list, server) == f"GET /v1/models: {reason}"
 
 
 def test_unparsable_stream_data_comes_first_among_the_grammar_violations() -> None:
@@ -341,16 +341,8 @@ def edit(**fields: Any) -> Callable[[dict[str, Any], dict[str, Any]], dict[str, 
     [
         ({"type": "completion"}, "type/role are 'completion'/'assistant'"),
         ({"role": "user"}, "type/role are 'message'/'user'"),
-        ({"content": "OK"}, "content is not a list of typed blocks"),
-        ({"content": [{"text": "OK"}]}, "content is not a list of typed blocks"),
-        ({"content": ["OK"]}, "content is not a list of typed blocks"),
-        ({"content": ["a type"]}, "content is not a list of typed blocks"),
         ({"stop_reason": None}, "stop_reason None"),
         ({"usage": ...}, "usage lacks integer input/output tokens: {}"),
-        (
-            {"usage": {"input_tokens": "5", "output_tokens": 3}},
-            "usage lacks integer input/output tokens: {'input_tokens': '5', 'output_tokens': 3}",
-        ),
         (
             {"usage": {"input_tokens": 5}},
             "usage lacks integer input/output tokens: {'input_tokens': 5}",
@@ -365,13 +357,41 @@ def test_messages_basic_names_what_is_wrong_with_the_reply(
 
 
 def test_messages_basic_lists_every_problem_at_once() -> None:
-    broken = edit(type=..., role=..., content={}, stop_reason="stop", usage=None)
+    broken = edit(type=..., role=..., stop_reason="stop", usage=...)
     with Replying(message=broken) as server:
         assert failure(check_messages_basic, server) == (
-            "non-streaming response: type/role are None/None; "
-            "content is not a list of typed blocks; stop_reason 'stop'; "
+            "non-streaming response: type/role are None/None; stop_reason 'stop'; "
             "usage lacks integer input/output tokens: {}"
         )
+
+
+WRONG = "POST /v1/messages: response of the wrong shape: "
+
+
+@pytest.mark.parametrize(
+    ("fields", "problem"),
+    [
+        ({"content": "OK"}, "content: Input should be a valid array (got 'OK')"),
+        ({"content": [{"text": "OK"}]}, "content.0.type: Field required"),
+        ({"content": ["OK"]}, "content.0: Input should be an object (got 'OK')"),
+        ({"content": [{"type": 5}]}, "content.0.type: Input should be a valid string (got 5)"),
+        (
+            {"usage": {"input_tokens": "5", "output_tokens": 3}},
+            "usage.input_tokens: Input should be a valid integer (got '5')",
+        ),
+        ({"usage": [1, 2]}, "usage: Input should be an object"),
+        ({"usage": "many"}, "usage: Input should be an object (got 'many')"),
+        (
+            {"content": {}, "usage": None},
+            "content: Input should be a valid array; usage: Input should be an object (got None)",
+        ),
+    ],
+)
+def test_messages_basic_names_the_field_of_a_reply_of_the_wrong_shape(
+    fields: dict[str, Any], problem: str
+) -> None:
+    with Replying(message=edit(**fields)) as server:
+        assert failure(check_messages_basic, server) == WRONG + problem
 
 
 def test_messages_basic_needs_a_content_block_in_the_stream() -> None:
@@ -395,18 +415,37 @@ def test_messages_basic_holds_its_stream_to_the_grammar() -> None:
 # ---- models_list ---------------------------------------------------------------------
 
 
-def test_models_list_shows_the_first_three_string_ids() -> None:
-    data = [{"id": 7}, "junk", {"id": "a"}, {"name": "b"}, {"id": "c"}, {"id": "d"}, {"id": "e"}]
+def test_models_list_shows_the_first_three_ids() -> None:
+    data = [{"id": "a", "type": "model"}, {"id": "c"}, {"id": "d"}, {"id": "e"}]
     with Replying(models={"data": data}) as server:
         assert check_models_list(client_of(server)) == "models: a, c, d"
+
+
+MODELS_WRONG = "GET /v1/models: response of the wrong shape: "
 
 
 @pytest.mark.parametrize(
     ("reply", "reason"),
     [
-        ((404, JSON, "{}"), "GET /v1/models: HTTP 404"),
-        ((200, JSON, json.dumps({"data": None})), "GET /v1/models lists no model ids"),
-        ((200, JSON, json.dumps({"data": [{"id": 1}]})), "GET /v1/models lists no model ids"),
+        ((404, JSON, "{}"), "GET /v1/models: HTTP 404: {}"),
+        ((200, JSON, json.dumps({"data": []})), "GET /v1/models lists no model ids"),
+        (
+            (200, JSON, json.dumps({"data": None})),
+            MODELS_WRONG + "data: Input should be a valid array (got None)",
+        ),
+        (
+            (200, JSON, json.dumps({"data": 5})),
+            MODELS_WRONG + "data: Input should be a valid array (got 5)",
+        ),
+        (
+            (200, JSON, json.dumps({"data": [{"id": 1}]})),
+            MODELS_WRONG + "data.0.id: Input should be a valid string (got 1)",
+        ),
+        (
+            (200, JSON, json.dumps({"data": [{"id": 7}, "junk", {"id": "a"}]})),
+            MODELS_WRONG + "data.0.id: Input should be a valid string (got 7); "
+            "data.1: Input should be an object (got 'junk')",
+        ),
     ],
 )
 def test_models_list_fails_on_an_error_or_no_ids(reply: Reply, reason: str) -> None:
@@ -428,11 +467,19 @@ def test_count_tokens_reports_both_counts(endpoint: ScriptedAnthropic) -> None:
 
 @pytest.mark.parametrize(
     ("count", "shown"),
-    [(0, "0"), (-3, "-3"), (True, "True"), ("12", "'12'"), (None, "None"), (2.5, "2.5")],
+    [(0, "input_tokens is 0"), (-3, "input_tokens is -3")]
+    + [
+        (
+            value,
+            "POST /v1/messages/count_tokens: response of the wrong shape: input_tokens: "
+            f"Input should be a valid integer (got {value!r})",
+        )
+        for value in (True, "12", None, 2.5)
+    ],
 )
 def test_count_tokens_refuses_what_is_no_count(count: object, shown: str) -> None:
     with Replying(count=lambda _body: count) as server:
-        assert failure(check_count_tokens, server) == f"input_tokens is {shown}"
+        assert failure(check_count_tokens, server) == shown
 
 
 def test_count_tokens_accepts_a_count_of_one_that_grows() -> None:
@@ -667,7 +714,7 @@ def test_prefix_cache_takes_a_single_cached_token() -> None:
         assert check_prefix_cache(client_of(server)) == "cache_read_input_tokens=1 on the repeat"
 
 
-@pytest.mark.parametrize(("value", "shown"), [(0, "0"), (None, "0"), ("9", "'9'"), (-2, "-2")])
+@pytest.mark.parametrize(("value", "shown"), [(0, "0"), (None, "0"), (-2, "-2")])
 def test_prefix_cache_fails_without_a_cache_hit(value: object, shown: str) -> None:
     with Replying(message=cached_on_repeat(value)) as server:
         reason = failure(check_prefix_cache, server)
@@ -675,8 +722,17 @@ def test_prefix_cache_fails_without_a_cache_hit(value: object, shown: str) -> No
     assert reason == f"second request reports cache_read_input_tokens={shown}: {usage}"
 
 
+def test_prefix_cache_fails_on_a_count_of_the_wrong_shape() -> None:
+    with Replying(message=cached_on_repeat("9")) as server:
+        reason = failure(check_prefix_cache, server)
+    assert reason == (
+        "POST /v1/messages: response of the wrong shape: usage.cache_read_input_tokens: "
+        "Input should be a valid integer (got '9')"
+    )
+
+
 def test_prefix_cache_fails_on_a_reply_without_usage() -> None:
-    with Replying(message=edit(usage=None)) as server:
+    with Replying(message=edit(usage=...)) as server:
         reason = failure(check_prefix_cache, server)
     assert reason == "second request reports cache_read_input_tokens=0: {}"
 
@@ -741,7 +797,7 @@ def test_billing_header_prefix_needs_half_of_turn_one_from_the_cache(
             )
 
 
-@pytest.mark.parametrize("second", [{"input_tokens": 5}, {"cache_read_input_tokens": True}, None])
+@pytest.mark.parametrize("second", [{"input_tokens": 5}, None])
 def test_billing_header_prefix_is_not_exercised_without_cache_counts(
     second: dict[str, Any] | None,
 ) -> None:
@@ -833,33 +889,37 @@ def test_speculative_passes_the_expected_algorithm(
         (
             {"speculative_algorithm": "EAGLE"},
             "EAGLE",
-            "server reports no avg_spec_accept_length: [{}]",
+            "server reports no avg_spec_accept_length in internal_states[0]",
         ),
         (
             {"speculative_algorithm": "EAGLE", "internal_states": []},
             "EAGLE",
-            "server reports no avg_spec_accept_length: [{}]",
+            "server reports no avg_spec_accept_length in internal_states[0]",
         ),
         (
             info("EAGLE", "high"),
             "EAGLE",
-            "server reports no avg_spec_accept_length: [{'avg_spec_accept_length': 'high'}]",
+            "GET /get_server_info: response of the wrong shape: "
+            "internal_states.0.avg_spec_accept_length: Input should be a valid number (got 'high')",
         ),
         (info("EAGLE", 0.99), "EAGLE", "average accept length 0.99 < 1.0"),
         (
             info("EAGLE", True),
             "EAGLE",
-            "server reports no avg_spec_accept_length: [{'avg_spec_accept_length': True}]",
+            "GET /get_server_info: response of the wrong shape: "
+            "internal_states.0.avg_spec_accept_length: Input should be a valid number (got True)",
         ),
         (
             {"speculative_algorithm": "EAGLE", "internal_states": "busy"},
             "EAGLE",
-            "server reports no avg_spec_accept_length: [{}]",
+            "GET /get_server_info: response of the wrong shape: internal_states: "
+            "Input should be a valid array (got 'busy')",
         ),
         (
             {"speculative_algorithm": "EAGLE", "internal_states": ["busy"]},
             "EAGLE",
-            "server reports no avg_spec_accept_length: ['busy']",
+            "GET /get_server_info: response of the wrong shape: "
+            "internal_states.0: Input should be an object (got 'busy')",
         ),
     ],
 )
@@ -879,8 +939,12 @@ def test_speculative_compares_with_the_minimum_accept_length_asked() -> None:
 @pytest.mark.parametrize(
     ("reply", "reason"),
     [
-        ((404, JSON, "{}"), "GET /get_server_info: HTTP 404"),
-        ((200, "text/html", "<p>no</p>"), "/get_server_info: response is not JSON: '<p>no</p>'"),
+        ((404, JSON, "{}"), "GET /get_server_info: HTTP 404: {}"),
+        (
+            (200, "text/html", "<p>no</p>"),
+            "GET /get_server_info: response is not JSON (expected value at line 1 column 1): "
+            "'<p>no</p>'",
+        ),
     ],
 )
 def test_speculative_fails_when_the_server_info_is_refused(reply: Reply, reason: str) -> None:

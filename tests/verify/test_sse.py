@@ -62,7 +62,7 @@ def test_a_text_and_two_tool_calls_stream_is_valid() -> None:
     assert report.ok, report.violations
     assert [b["type"] for b in report.blocks] == ["text", "tool_use", "text", "tool_use"]
     assert report.blocks[1]["input"] == {"command": "ls"}
-    assert report.stop_reason == "tool_use" and report.usage["input_tokens"] == 7
+    assert report.stop_reason == "tool_use" and report.usage.input_tokens == 7
 
 
 def test_thinking_blocks_take_thinking_and_signature_deltas() -> None:

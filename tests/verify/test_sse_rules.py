@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 
+from patchkeeper.verify.replies import Usage
 from patchkeeper.verify.sse import Event, parse_events, validate
 
 
@@ -76,7 +77,7 @@ def test_a_valid_stream_assembles_every_block_and_the_usage() -> None:
     assert report.text() == "Hello world"
     assert [b["id"] for b in report.of_type("tool_use")] == ["t", "u"]
     assert report.stop_reason == "end_turn"
-    assert report.usage == {"input_tokens": 7, "output_tokens": 3}
+    assert report.usage == Usage(input_tokens=7, output_tokens=3)
 
 
 @pytest.mark.parametrize(
