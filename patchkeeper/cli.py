@@ -110,7 +110,15 @@ ImageOpt = Annotated[
         "--image", metavar="REF", help="image reference; default: newest tag matching the recipe"
     ),
 ]
-OutOpt = Annotated[Path, typer.Option("--out", metavar="DIR", help="overlay root")]
+OutOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--out",
+        metavar="DIR",
+        help="overlay root; default: PATCHKEEPER_OUT, the recipe's `out:`, "
+        "else overlays/ beside the recipe",
+    ),
+]
 JsonOpt = Annotated[bool, typer.Option("--json", help="print one JSON document on stdout")]
 SourceOpt = Annotated[
     SourceKind,
@@ -152,7 +160,7 @@ def _source(kind: SourceKind | str, layout: Path | None, platform: str) -> Sourc
 def sync(
     recipe: RecipeOpt,
     image: ImageOpt = None,
-    out: OutOpt = Path("overlays"),
+    out: OutOpt = None,
     as_json: JsonOpt = False,
     image_source: SourceOpt = SourceKind.AUTO,
     layout: LayoutOpt = None,
@@ -428,11 +436,13 @@ def nightly(
         ),
     ],
     out: Annotated[
-        Path,
+        Path | None,
         typer.Option(
-            "--out", metavar="DIR", envvar="PATCHKEEPER_OUT", help="overlay root (committed)"
+            "--out",
+            metavar="DIR",
+            help="overlay root (committed); default: as for sync, the same for every recipe",
         ),
-    ] = Path("overlays"),
+    ] = None,
     verify_tier: Annotated[
         NightlyVerify,
         typer.Option(
@@ -509,7 +519,24 @@ def nightly(
         proving = command.Proving(runtime, Settings(sglang_version), allow_unproven)
     publish = command.Publish(branch, base, "origin", repository, push)
     options = _source(image_source, None, "linux/amd64")
-    return command.run([Path(r) for r in recipe], out, options, proving, publish, outputs)
+    recipes = [Path(r) for r in recipe]
+    return command.run(recipes, _shared_root(recipes, out), options, proving, publish, outputs)
+
+
+def _shared_root(recipes: list[Path], out: Path | None) -> Path:
+    """The one overlay root `nightly` commits: every recipe's must be the same."""
+    from patchkeeper.config.load import load_recipe
+    from patchkeeper.errors import ConfigError
+    from patchkeeper.overlay.root import overlays_root
+
+    if out is not None or not recipes:
+        return overlays_root(None, out)
+    roots = {overlays_root(load_recipe(r), None) for r in recipes}
+    if len(roots) > 1:
+        raise ConfigError(
+            f"the recipes' overlay roots differ ({sorted(map(str, roots))}): give --out"
+        )
+    return roots.pop()
 
 
 OverlayOpt = Annotated[
@@ -543,7 +570,7 @@ def up(
     recipe: OptionalRecipeOpt = None,
     image: ImageOpt = None,
     overlay: OverlayOpt = None,
-    out: OutOpt = Path("overlays"),
+    out: OutOpt = None,
     compose_file: ComposeFileOpt = None,
     service: ServiceOpt = None,
     project: ProjectOpt = None,
@@ -579,7 +606,7 @@ def up(
 def down(
     recipe: OptionalRecipeOpt = None,
     overlay: OverlayOpt = None,
-    out: OutOpt = Path("overlays"),
+    out: OutOpt = None,
     compose_file: ComposeFileOpt = None,
     service: ServiceOpt = None,
     project: ProjectOpt = None,
@@ -638,7 +665,11 @@ def init(
 
 @app.command()
 def gc(
-    out: OutOpt = Path("overlays"),
+    recipe: Annotated[
+        Path | None,
+        typer.Option("--recipe", metavar="FILE", help="its overlay root (default: --out's rule)"),
+    ] = None,
+    out: OutOpt = None,
     keep: Annotated[
         int, typer.Option("--keep", metavar="N", help="keep each recipe's last N syncs")
     ] = 3,
@@ -646,8 +677,10 @@ def gc(
 ) -> int:
     """Remove store directories no link, recent sync or container refers to."""
     from patchkeeper.commands import gc as command
+    from patchkeeper.config.load import load_recipe
+    from patchkeeper.overlay.root import overlays_root
 
-    return command.run(out, keep, delete)
+    return command.run(overlays_root(load_recipe(recipe) if recipe else None, out), keep, delete)
 
 
 @app.command()

@@ -5,9 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 
 from patchkeeper.commands._common import SourceOptions, make_plan, writable_dir
+from patchkeeper.config.load import load_recipe
 from patchkeeper.errors import EXIT_CONFLICT, EXIT_OK, OutputError
 from patchkeeper.overlay import compose
 from patchkeeper.overlay.lock import Lock
+from patchkeeper.overlay.root import overlays_root
 from patchkeeper.overlay.write import OverlayContent, write_overlay
 from patchkeeper.patching.resolutions import write_conflicts
 from patchkeeper.pipeline import Plan
@@ -57,11 +59,12 @@ def with_conflict_files(lock: Lock, written: dict[tuple[str, str], Path]) -> Loc
 def run(
     recipe: Path,
     image: str | None,
-    out: Path,
+    out: Path | None,
     as_json: bool,
     source: SourceOptions,
     conflicts: Path | None = None,
 ) -> int:
+    out = overlays_root(load_recipe(recipe), out)
     writable_dir(out, "--out")
     plan = make_plan(recipe, image, not as_json, source)
     if plan.conflicts:

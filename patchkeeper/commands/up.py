@@ -28,6 +28,7 @@ from patchkeeper.image.engine import EngineSource
 from patchkeeper.overlay import compose_cli, drift
 from patchkeeper.overlay.compose import flag, service_command
 from patchkeeper.overlay.lock import Lock
+from patchkeeper.overlay.root import overlays_root
 from patchkeeper.overlay.service import Composed, UserCompose, composed, links_of, record_override
 from patchkeeper.overlay.write import BASE_COMPOSE, CURRENT, PREVIOUS, linked, point
 from patchkeeper.report import print_table
@@ -52,7 +53,7 @@ LOG_LINES = 60
 class UpOptions:
     """What the command line chose besides the recipe or overlay."""
 
-    out: Path = Path("overlays")
+    out: Path | None = None  # None: the recipe's root (overlay/root.py)
     user: UserCompose | None = None
     project: str | None = None
     deadline_s: float = 900.0
@@ -65,7 +66,7 @@ class UpOptions:
 
 
 def options(
-    out: Path, compose: Path | None, service: str | None, project: str | None, dry_run: bool
+    out: Path | None, compose: Path | None, service: str | None, project: str | None, dry_run: bool
 ) -> UpOptions:
     if (compose is None) != (service is None):
         raise ConfigError("give --compose FILE and --service NAME together")
@@ -239,11 +240,12 @@ def run(
         if recipe is None:
             raise ConfigError("give --recipe (sync, then up) or --overlay DIR")
         plan = make_plan(recipe, image, False, source)
+        out = overlays_root(plan.recipe, options.out)
         if plan.conflicts:
             print_table(plan.lock, out_console)
             _say("up refused: a patch does not apply; nothing changed", error=True)
             return EXIT_CONFLICT
-        overlay, _, _ = write(plan, options.out)
+        overlay, _, _ = write(plan, out)
         service = plan.recipe.service
         if options.user is None and service.compose_file is not None:
             user = UserCompose(plan.recipe.path.parent / service.compose_file, service.name)
@@ -308,9 +310,11 @@ def down(recipe: Path | None, overlay: Path | None, options: UpOptions) -> int:
     if overlay is None:
         if recipe is None:
             raise ConfigError("give --recipe or --overlay DIR")
-        overlay = linked(options.out / load_recipe(recipe).name / CURRENT)
+        loaded = load_recipe(recipe)
+        out = overlays_root(loaded, options.out)
+        overlay = linked(out / loaded.name / CURRENT)
         if overlay is None:
-            raise ConfigError(f"{options.out}: `up` has brought nothing up for {recipe}")
+            raise ConfigError(f"{out}: `up` has brought nothing up for {recipe}")
     with tempfile.TemporaryDirectory(prefix="patchkeeper-down-") as scratch:
         target = composed(overlay, options.user, options.project, Path(scratch))
         if options.dry_run:
