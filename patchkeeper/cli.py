@@ -588,6 +588,7 @@ def up(
         typer.Option("--url", metavar="URL", help="where the smoke checks reach the server"),
     ] = None,
     dry_run: DryRunOpt = False,
+    as_json: JsonOpt = False,
     image_source: SourceOpt = SourceKind.AUTO,
     layout: LayoutOpt = None,
     platform: PlatformOpt = "linux/amd64",
@@ -596,7 +597,7 @@ def up(
     from patchkeeper.commands import up as command
 
     source = _source(image_source, layout, platform)
-    options = command.options(out, compose_file, service, project, dry_run).with_run(
+    options = command.options(out, compose_file, service, project, dry_run, as_json).with_run(
         deadline, command.checks_named(check or [], no_smoke), url
     )
     return command.run(recipe, image, overlay, options, source)
@@ -611,11 +612,12 @@ def down(
     service: ServiceOpt = None,
     project: ProjectOpt = None,
     dry_run: DryRunOpt = False,
+    as_json: JsonOpt = False,
 ) -> int:
     """Stop and remove the service `up` brought up."""
     from patchkeeper.commands import up as command
 
-    options = command.options(out, compose_file, service, project, dry_run)
+    options = command.options(out, compose_file, service, project, dry_run, as_json)
     return command.down(recipe, overlay, options)
 
 
