@@ -402,22 +402,20 @@ def _before(
     if found is None:
         return Before(None, old)
     _origin(found, target, user)
+    wrong: list[str] = []
+    if old is not None:
+        wrong = running.mismatches(found, old.overlay, old.lock, local_image(client, old.lock))
+        if not wrong:
+            return Before(found, old)
     stores = {_store_of(source, target.lock.recipe) for source in found.mounts.values()}
     stores.discard(None)
-    mounted = next(iter(stores)) if len(stores) == 1 else None
-    if mounted is not None:
-        back: Composed | None = composed(mounted, user, target.project, scratch)
+    if len(stores) == 1:
+        back: Composed | None = composed(stores.pop(), user, target.project, scratch)
     elif user is not None and found.made_from(user.file):
         back = target.without_overlay()
+        wrong = wrong or [f"{found.name} runs your compose file without an overlay"]
     else:
         back = old
-    compared = old or back
-    wrong: list[str] = []
-    if compared is not None and not compared.bare:
-        image = local_image(client, compared.lock)
-        wrong = running.mismatches(found, compared.overlay, compared.lock, image)
-    elif compared is not None:
-        wrong = [f"the running container {found.name} runs your compose file without an overlay"]
     return Before(found, back, tuple(wrong))
 
 
@@ -453,7 +451,7 @@ def _links_are_links(links: Path) -> None:
 def _user_of(recipe: Recipe, given: UserCompose | None) -> UserCompose | None:
     service = recipe.service
     if given is None and service.compose_file is not None:
-        return UserCompose((recipe.path.parent / service.compose_file).absolute(), service.name)
+        return UserCompose((recipe.path.parent / service.compose_file).resolve(), service.name)
     return given
 
 

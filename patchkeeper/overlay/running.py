@@ -21,6 +21,7 @@ from patchkeeper.overlay.lock import LOCK_NAME, Lock, read_lock
 PROJECT_LABEL = "com.docker.compose.project"
 SERVICE_LABEL = "com.docker.compose.service"
 FILES_LABEL = "com.docker.compose.project.config_files"
+DIRECTORY_LABEL = "com.docker.compose.project.working_dir"
 
 
 @dataclass(frozen=True)
@@ -32,19 +33,24 @@ class Running:
     status: str
     project: str | None
     files: tuple[Path, ...]  # the compose files it was created from
+    directory: Path | None  # its project directory (v1 names copies of the files)
     image_id: str
     mounts: dict[str, str]  # container path -> host source
 
     def store_overlay(self) -> Path | None:
         """The overlay store directory its compose files came from, when they did."""
-        for file in self.files:
-            for directory in (file.parent, *file.parents):
+        places = [f.parent for f in self.files] + ([self.directory] if self.directory else [])
+        for place in places:
+            for directory in (place, *place.parents):
                 if (directory / LOCK_NAME).is_file():
                     return directory.resolve()
         return None
 
     def made_from(self, file: Path) -> bool:
-        return file.resolve() in {f.resolve() for f in self.files}
+        """Whether `file` made it: named in its labels, or (v1) its project's directory."""
+        if file.resolve() in {f.resolve() for f in self.files}:
+            return True
+        return self.directory is not None and self.directory.resolve() == file.resolve().parent
 
 
 def _running(container: Any) -> Running:
@@ -62,6 +68,7 @@ def _running(container: Any) -> Running:
         str(state),
         labels.get(PROJECT_LABEL),
         files,
+        Path(labels[DIRECTORY_LABEL]) if labels.get(DIRECTORY_LABEL) else None,
         str(container.attrs.get("Image", "")),
         mounts,
     )
