@@ -408,9 +408,9 @@ def _before(
         if not wrong:
             return Before(found, old)
     stores = {_store_of(source, target.lock.recipe) for source in found.mounts.values()}
-    stores.discard(None)
-    if len(stores) == 1:
-        back: Composed | None = composed(stores.pop(), user, target.project, scratch)
+    mounted = [store for store in stores if store is not None]
+    if len(mounted) == 1:
+        back: Composed | None = composed(mounted[0], user, target.project, scratch)
     elif user is not None and found.made_from(user.file):
         back = target.without_overlay()
         wrong = wrong or [f"{found.name} runs your compose file without an overlay"]
