@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import ctypes
 import math
+import os
 import signal
 import subprocess
 import tempfile
@@ -651,7 +652,7 @@ def down(recipe: Path | None, overlay: Path | None, options: UpOptions) -> int:
     """Remove the container `up` brought up (its project's other services stay)."""
     global _json_mode
     _json_mode = options.as_json
-    user, loaded = options.user, None
+    user, loaded, gone = options.user, None, None
     if overlay is None:
         if recipe is None:
             raise ConfigError("give --recipe or --overlay DIR")
@@ -659,6 +660,8 @@ def down(recipe: Path | None, overlay: Path | None, options: UpOptions) -> int:
         links = overlays_root(loaded, options.out) / loaded.name
         user = _user_of(loaded, user)
         overlay = linked(links / CURRENT)  # None when missing or dangling: ask the engine
+        if overlay is None and (links / CURRENT).is_symlink():  # its store directory removed
+            gone = links.parent / STORE / Path(os.readlink(links / CURRENT)).name
     compose = compose_cli.find()
     project = _project(compose, user, options.project)
     with tempfile.TemporaryDirectory(prefix="patchkeeper-down-") as scratch:
@@ -676,7 +679,7 @@ def down(recipe: Path | None, overlay: Path | None, options: UpOptions) -> int:
     if found is None:
         _tell(f"down: no container of service {named.service} in project {named.project} exists")
         return _down_document(options, named, None, "nothing")
-    _down_origin(found, named, user)
+    _down_origin(found, named, user, gone)
     if options.dry_run:
         _tell(f"dry run: would remove {found.name} (service {named.service} of {named.project})")
         return _down_document(options, named, found.name, "dry-run")
@@ -714,13 +717,19 @@ def _unproven(recipe: Recipe, user: UserCompose | None, project: str | None) -> 
     )
 
 
-def _down_origin(found: running.Running, named: _Service, user: UserCompose | None) -> None:
+def _down_origin(
+    found: running.Running, named: _Service, user: UserCompose | None, gone: Path | None
+) -> None:
+    """Refuse a container neither this recipe's `up` nor its compose file made (`gone`:
+    the removed store directory a dangling `current` names, which made it too)."""
     if found.project != named.project:
         raise ConfigError(
             f"container {found.name} is not in compose project {named.project!r} "
             f"(its project: {found.project or 'none'}); refusing to remove it"
         )
     if user is not None and found.made_from(user.file):
+        return
+    if gone is not None and any(f.parent.resolve() == gone.resolve() for f in found.files):
         return
     store = found.store_overlay()
     lock = running.overlay_lock(store) if store is not None else None
