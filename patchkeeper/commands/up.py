@@ -135,8 +135,9 @@ def changes(old: Lock | None, new: Lock, before: str = "nothing was running") ->
     return lines or ["nothing: the same overlay"]
 
 
-class Interrupted(BaseException):
-    """SIGTERM (a cron's timeout) while `up` runs: unwinds like Ctrl-C does."""
+class Interrupted(KeyboardInterrupt):
+    """SIGTERM (a cron's timeout) while `up` runs: unwinds like Ctrl-C (exit 130 before
+    the recreate; rolled back, exit 1, after it), so every `finally` runs."""
 
 
 @contextmanager
@@ -571,7 +572,7 @@ def _up(
         try:
             _bring_up(client, compose, target, options.deadline_s)
             smoke(url, options.checks)
-        except (Exception, KeyboardInterrupt, Interrupted) as err:
+        except (Exception, KeyboardInterrupt) as err:
             why = str(err) if isinstance(err, PatchkeeperError) else f"{type(err).__name__} {err}"
             _tell(f"up failed: {why}", error=True)
             _keep_logs(client, target)

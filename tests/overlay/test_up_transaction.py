@@ -11,6 +11,8 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +23,9 @@ from typer.testing import CliRunner
 from patchkeeper.cli import app
 from patchkeeper.commands import up as command
 from patchkeeper.errors import ConfigError
+from patchkeeper.image.engine import EngineSource
+from patchkeeper.overlay import drift
+from patchkeeper.overlay.lock import read_lock
 from patchkeeper.paths import cache_dir
 from tests.overlay.test_service import overlay
 from tests.overlay.test_up import NEVER_HEALTHY, Nights, nights, up
@@ -169,3 +174,24 @@ def test_down_with_a_dangling_current_still_removes_its_container(
     assert done.exit_code == 0, done.output
     assert json.loads(done.stdout)["result"] == "removed"
     assert docker_client.containers.list(all=True, filters={"name": nights.container}) == []
+
+
+def test_sigterm_during_the_drift_guard_leaves_no_never_started_container(
+    nights: Nights, docker_client: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    args = ["sync", "--recipe", str(nights.recipe), "--out", str(nights.out)]
+    assert runner.invoke(app, [*args, "--image", nights.night1]).exit_code == 0
+    lock = read_lock((nights.links / "latest").resolve())
+    image = docker_client.images.get(nights.night1).id
+    original = EngineSource._stopped_container
+
+    @contextmanager
+    def terminated(self: EngineSource, resolved: Any) -> Iterator[Any]:
+        with original(self, resolved) as container:
+            os.kill(os.getpid(), signal.SIGTERM)  # a cron's `timeout`, mid-read
+            yield container
+
+    monkeypatch.setattr(EngineSource, "_stopped_container", terminated)
+    with pytest.raises(command.Interrupted), command._terminable():
+        drift.guard(docker_client, image, lock)
+    assert docker_client.containers.list(all=True, filters={"ancestor": image}) == []
