@@ -577,7 +577,7 @@ def _up(
             _tell(f"up failed: {why}", error=True)
             _keep_logs(client, target)
             with _shielded():
-                outcome.result = _roll_back(client, compose, target, before)
+                outcome.result = _roll_back(client, compose, target, before, options.deadline_s)
             outcome.error = why
             return outcome
         _settle(links, target, before.back)
@@ -620,7 +620,11 @@ def _keep_logs(client: Any, target: Composed) -> None:
     _tell(f"  its logs are kept in {path}", error=True)
 
 
-def _roll_back(client: Any, compose: compose_cli.Compose, failed: Composed, before: Before) -> str:
+def _roll_back(
+    client: Any, compose: compose_cli.Compose, failed: Composed, before: Before, deadline_s: float
+) -> str:
+    """Return to what ran before, checked healthy; remove the failed service only when
+    nothing ran before it (it is then ours)."""
     back = before.back
     if back is None:
         project = _Project(client, compose, failed)
@@ -631,7 +635,7 @@ def _roll_back(client: Any, compose: compose_cli.Compose, failed: Composed, befo
     what = "your own compose file (no overlay)" if back.bare else back.overlay.name
     _tell(f"rolling back to {what}", error=True)
     try:
-        _bring_up(client, compose, back, 900.0)
+        _bring_up(client, compose, back, deadline_s)
     except (PatchkeeperError, OSError) as err:
         _tell(f"rollback failed too: {err}", error=True)
         return "rollback-failed"
