@@ -18,7 +18,6 @@ recipe adopted their compose file), found from the engine, from any directory.
 
 from __future__ import annotations
 
-import ctypes
 import math
 import os
 import signal
@@ -69,7 +68,6 @@ from patchkeeper.verify.smoke import ALL, SmokeOptions, Status, run_suite
 
 QUICK_CHECKS = ["models_list", "messages_basic"]
 LOG_LINES = 60
-PR_SET_PDEATHSIG = 1
 
 
 def _say(line: str, error: bool = False) -> None:
@@ -181,12 +179,6 @@ def _serialised(project: str) -> Iterator[None]:
         ) from None
 
 
-def _die_with_us() -> None:
-    """In the compose child: killed when patchkeeper dies, even by SIGKILL (Linux)."""
-    libc = ctypes.CDLL(None, use_errno=True)
-    libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
-
-
 class _Project:
     """One composed service under Compose: up, the service's container, its diagnosis."""
 
@@ -199,15 +191,7 @@ class _Project:
         )
 
     def run(self, *args: str) -> subprocess.CompletedProcess[str]:
-        """Compose in its own session (Ctrl-C reaches us, not it), dying with us."""
-        return subprocess.run(
-            [*self.argv, *args],
-            capture_output=True,
-            text=True,
-            check=False,
-            start_new_session=True,
-            preexec_fn=_die_with_us,
-        )
+        return compose_cli.run([*self.argv, *args])
 
     def container(self) -> Any | None:
         found = running.find(self.client, self.target.project, self.target.service, None)

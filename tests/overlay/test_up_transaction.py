@@ -67,11 +67,9 @@ def test_one_up_or_down_at_a_time_per_compose_project() -> None:
 
 
 CHILD = """\
-import subprocess, sys, time
-from patchkeeper.commands.up import _die_with_us
-child = subprocess.Popen(["sleep", "300"], preexec_fn=_die_with_us, start_new_session=True)
-print(child.pid, flush=True)
-time.sleep(300)
+import sys
+from patchkeeper.overlay.compose_cli import run
+run(["/bin/sh", "-c", f"echo $$ > {sys.argv[1]}.tmp && mv {sys.argv[1]}.tmp {sys.argv[1]}; exec sleep 300"])
 """
 
 
@@ -83,20 +81,23 @@ def _alive(pid: int) -> bool:
     return state != "Z"
 
 
-def test_a_compose_child_dies_when_patchkeeper_is_killed() -> None:
-    parent = subprocess.Popen(
-        [sys.executable, "-c", CHILD], stdout=subprocess.PIPE, text=True, env=dict(os.environ)
-    )
-    assert parent.stdout is not None
-    pid = int(parent.stdout.readline())
+def _eventually(condition: Any) -> bool:
+    for _ in range(300):  # signals and process exits are asynchronous
+        if condition():
+            return True
+        time.sleep(0.1)
+    return False
+
+
+def test_a_compose_child_dies_when_patchkeeper_is_killed(tmp_path: Path) -> None:
+    pidfile = tmp_path / "child.pid"
+    parent = subprocess.Popen([sys.executable, "-c", CHILD, str(pidfile)])
+    assert _eventually(pidfile.exists)
+    pid = int(pidfile.read_text())
     assert _alive(pid)
     parent.send_signal(signal.SIGKILL)
     parent.wait()
-    for _ in range(100):  # the kernel delivers the death signal asynchronously
-        if not _alive(pid):
-            break
-        time.sleep(0.1)
-    assert not _alive(pid)
+    assert _eventually(lambda: not _alive(pid))
 
 
 def test_a_dry_run_refuses_a_foreign_container_as_the_real_run_does(
