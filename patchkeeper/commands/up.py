@@ -329,7 +329,6 @@ def _model(compose: compose_cli.Compose, target: Composed) -> dict[str, Any]:
 class Before:
     """What ran before `up`, read from the engine, and what a failure returns to."""
 
-    found: running.Running | None
     back: Composed | None  # None: nothing ran, a failure removes what `up` started
     mismatches: tuple[str, ...] = ()
 
@@ -386,13 +385,13 @@ def _before(
     name = spec.get("container_name")
     found = running.find(client, target.project, target.service, str(name) if name else None)
     if found is None:
-        return Before(None, old)
+        return Before(old)
     _origin(found, target, user)
     wrong: list[str] = []
     if old is not None:
         wrong = running.mismatches(found, old.overlay, old.lock, local_image(client, old.lock))
         if not wrong:
-            return Before(found, old)
+            return Before(old)
     stores = {_store_of(source, target.lock.recipe) for source in found.mounts.values()}
     mounted = [store for store in stores if store is not None]
     if len(mounted) == 1:
@@ -402,7 +401,7 @@ def _before(
         wrong = wrong or [f"{found.name} runs your compose file without an overlay"]
     else:
         back = old
-    return Before(found, back, tuple(wrong))
+    return Before(back, tuple(wrong))
 
 
 def _keep_line(target: Composed, links: Path) -> str:
@@ -419,10 +418,10 @@ def _keep_line(target: Composed, links: Path) -> str:
 def _image(client: Any, lock: Lock, dry_run: bool) -> str | None:
     image = local_image(client, lock)
     if image is None and dry_run:
-        _say(f"dry run: would pull {lock.image.pinned}", error=True)
+        _tell(f"dry run: would pull {lock.image.pinned}", error=True)
         return None
     if image is None:
-        _say(f"pulling {lock.image.pinned}", error=True)
+        _tell(f"pulling {lock.image.pinned}", error=True)
         image = pull_image(client, lock)
     return image
 
@@ -430,7 +429,7 @@ def _image(client: Any, lock: Lock, dry_run: bool) -> str | None:
 def _links_are_links(links: Path) -> None:
     for name in LINKS:
         link = links / name
-        if (link.exists() or link.is_symlink()) and not link.is_symlink():
+        if link.exists() and not link.is_symlink():
             raise ConfigError(f"{link}: exists and is not a patchkeeper link; move it away")
 
 
