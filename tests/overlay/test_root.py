@@ -62,3 +62,15 @@ def test_an_old_overlays_dir_in_the_working_directory_is_used_with_a_notice(
     assert f"overlays belong in {tmp_path / 'pk' / 'overlays'}" in capsys.readouterr().err
     (tmp_path / "pk" / "overlays" / "qwen").mkdir(parents=True)  # moved: the recipe's wins
     assert overlays_root(recipe, None) == tmp_path / "pk" / "overlays"
+
+
+def test_nightly_commits_one_root_so_its_recipes_must_agree(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from patchkeeper.cli import app
+
+    one, two = recipe_at(tmp_path / "a"), recipe_at(tmp_path / "b")
+    args = ["nightly", "--recipe", str(one), "--recipe", str(two), "--verify", "none"]
+    done = CliRunner().invoke(app, args)
+    assert done.exit_code == 2, done.output
+    assert "the recipes' overlay roots differ" in done.output and "give --out" in done.output
