@@ -615,10 +615,11 @@ def down(
     as_json: JsonOpt = False,
 ) -> int:
     """Stop and remove the service `up` brought up."""
-    from patchkeeper.commands import up as command
+    from patchkeeper.commands import down as command
+    from patchkeeper.commands.up import options as up_options
 
-    options = command.options(out, compose_file, service, project, dry_run, as_json)
-    return command.down(recipe, overlay, options)
+    options = up_options(out, compose_file, service, project, dry_run, as_json)
+    return command.run(recipe, overlay, options)
 
 
 @app.command()

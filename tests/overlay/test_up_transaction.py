@@ -24,7 +24,7 @@ from patchkeeper.cli import app
 from patchkeeper.commands import up as command
 from patchkeeper.errors import ConfigError
 from patchkeeper.image.engine import EngineSource
-from patchkeeper.overlay import drift
+from patchkeeper.overlay import drift, driver
 from patchkeeper.overlay.lock import read_lock
 from patchkeeper.paths import cache_dir
 from tests.overlay.test_service import overlay
@@ -57,12 +57,12 @@ def test_a_current_that_is_no_link_is_refused_before_anything_runs(tmp_path: Pat
 def test_one_up_or_down_at_a_time_per_compose_project() -> None:
     path = cache_dir() / "locks" / "compose-project-web.lock"
     path.parent.mkdir(parents=True, exist_ok=True)
-    with FileLock(str(path)), pytest.raises(ConfigError) as refused, command._serialised("web"):
+    with FileLock(str(path)), pytest.raises(ConfigError) as refused, driver.serialised("web"):
         pass
     assert "another patchkeeper up or down is working on compose project 'web'" in str(
         refused.value
     )
-    with command._serialised("web"):  # released: the next one goes ahead
+    with driver.serialised("web"):  # released: the next one goes ahead
         pass
 
 
