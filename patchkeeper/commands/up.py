@@ -350,7 +350,7 @@ def _up(
     compose = compose_cli.find()
     target = composed(overlay, user, driver.project_for(compose, user, options.project), scratch)
     spec = driver.service_model(compose, target)
-    url = driver.smoke_url(target, spec, options.url) if options.checks else ""
+    url = driver.smoke_url(target.service, spec, options.url) if options.checks else ""
     client = EngineSource().client
     before = _before(client, target, spec, links, user, scratch)
     old = before.back if before.back is not None and not before.back.bare else None

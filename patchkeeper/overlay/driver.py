@@ -125,36 +125,39 @@ def wait_healthy(project: ComposeService, deadline_s: float) -> None:
 
 def published_ports(spec: dict[str, Any]) -> list[tuple[str, int, int]]:
     """(host ip, published, target) of each published port of a Compose service model."""
-    found = []
-    for port in spec.get("ports") or []:
+    found: list[tuple[str, int, int]] = []
+    listed = spec.get("ports")
+    for port in listed if isinstance(listed, list) else []:
         if isinstance(port, dict):
-            host, published, target = port.get("host_ip", ""), port.get("published"), port["target"]
+            host, published, target = port.get("host_ip"), port.get("published"), port.get("target")
         else:  # v1 may print the short syntax: [ip:]published:target[/proto]
             parts = str(port).split("/")[0].rsplit(":", 2)
             if len(parts) < 2:
                 continue
             host, published, target = parts if len(parts) == 3 else ("", *parts)
-        if published not in (None, ""):
-            found.append((str(host or ""), int(str(published).split("-")[0]), int(target)))
+        first = str(published).split("-")[0]  # a range publishes from its first port
+        if first.isdigit() and str(target).isdigit():
+            found.append((str(host or "").strip("[]"), int(first), int(str(target))))
     return found
 
 
-def smoke_url(target: Composed, spec: dict[str, Any], given: str | None) -> str:
+def smoke_url(service: str, spec: dict[str, Any], given: str | None) -> str:
     """Where a client on this host reaches the service: `--url`, else the published port
     of its `--port` (or its first published port), else `--port` itself."""
     if given:
         return given.rstrip("/")
     command = spec.get("command") or []
     port = flag([str(a) for a in command], "--port") if isinstance(command, list) else None
+    port = port if port is not None and port.isdigit() else None
     published = published_ports(spec)
     chosen = [p for p in published if port is not None and p[2] == int(port)] or published
     if chosen:
         host, number, _ = chosen[0]
         host = host if host not in ("", "0.0.0.0", "::") else "127.0.0.1"
-        return f"http://{host}:{number}"
+        return f"http://{f'[{host}]' if ':' in host else host}:{number}"
     if port is None:
         raise ConfigError(
-            f"cannot tell service {target.service}'s port (no published port, no --port in its "
+            f"cannot tell service {service}'s port (no published port, no --port in its "
             "command): give --url for the smoke checks"
         )
     return f"http://127.0.0.1:{port}"
