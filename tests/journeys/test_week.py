@@ -232,6 +232,13 @@ def test_a_users_week_adopt_then_nightly_up_from_a_cron_then_down(
     valid = cli(week.somewhere("ci"), monkeypatch, "validate", str(week.recipe))
     assert valid.exit_code == 0, valid.output
 
+    # A first night that never gets healthy: their own service comes back, as it was.
+    bad = up(week, "three", cron, monkeypatch)
+    assert bad.exit_code == 1, bad.output
+    assert "rolled back: sglang-qwen36 healthy on your own compose file (no overlay)" in bad.output
+    assert truth(docker_client, week) == today
+    assert "current" not in links(week)
+
     # Night 1: the overlay replaces the hand patch; the state lands beside the recipe.
     first = up(week, "one", cron, monkeypatch)
     assert first.exit_code == 0, first.output
