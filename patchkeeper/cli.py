@@ -519,24 +519,10 @@ def nightly(
         proving = command.Proving(runtime, Settings(sglang_version), allow_unproven)
     publish = command.Publish(branch, base, "origin", repository, push)
     options = _source(image_source, None, "linux/amd64")
+    from patchkeeper.overlay.root import shared_root
+
     recipes = [Path(r) for r in recipe]
-    return command.run(recipes, _shared_root(recipes, out), options, proving, publish, outputs)
-
-
-def _shared_root(recipes: list[Path], out: Path | None) -> Path:
-    """The one overlay root `nightly` commits: every recipe's must be the same."""
-    from patchkeeper.config.load import load_recipe
-    from patchkeeper.errors import ConfigError
-    from patchkeeper.overlay.root import overlays_root
-
-    if out is not None or not recipes:
-        return overlays_root(None, out)
-    roots = {overlays_root(load_recipe(r), None) for r in recipes}
-    if len(roots) > 1:
-        raise ConfigError(
-            f"the recipes' overlay roots differ ({sorted(map(str, roots))}): give --out"
-        )
-    return roots.pop()
+    return command.run(recipes, shared_root(recipes, out), options, proving, publish, outputs)
 
 
 OverlayOpt = Annotated[

@@ -17,7 +17,9 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from patchkeeper.config.load import load_recipe
 from patchkeeper.config.models import Recipe
+from patchkeeper.errors import ConfigError
 from patchkeeper.ui import err_console
 
 ENV = "PATCHKEEPER_OUT"
@@ -48,3 +50,21 @@ def overlays_root(recipe: Recipe | None, given: Path | None) -> Path:
         )
         return legacy
     return root
+
+
+def shared_root(recipes: list[Path], given: Path | None) -> Path:
+    """The one overlay root `nightly` commits: `--out`, else every recipe's, which must agree.
+
+    A recipe that does not load is left to `nightly`, which reports it in its row."""
+    roots = set()
+    for recipe in recipes if given is None else []:
+        try:
+            roots.add(overlays_root(load_recipe(recipe), None))
+        except ConfigError:
+            continue
+    if not roots:
+        return overlays_root(None, given)
+    if len(roots) > 1:
+        listed = ", ".join(sorted(map(str, roots)))
+        raise ConfigError(f"the recipes' overlay roots differ ({listed}): give --out")
+    return roots.pop()
