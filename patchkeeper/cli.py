@@ -114,7 +114,15 @@ ImageOpt = Annotated[
         "--image", metavar="REF", help="image reference; default: newest tag matching the recipe"
     ),
 ]
-OutOpt = Annotated[Path, typer.Option("--out", metavar="DIR", help="overlay root")]
+OutOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--out",
+        metavar="DIR",
+        help="overlay root; default: PATCHKEEPER_OUT, the recipe's `out:`, "
+        "else overlays/ beside the recipe",
+    ),
+]
 JsonOpt = Annotated[bool, typer.Option("--json", help="print one JSON document on stdout")]
 SourceOpt = Annotated[
     SourceKind,
@@ -167,7 +175,7 @@ def _source(kind: SourceKind | str, layout: Path | None, platform: str) -> Sourc
 def sync(
     recipe: RecipeOpt,
     image: ImageOpt = None,
-    out: OutOpt = Path("overlays"),
+    out: OutOpt = None,
     as_json: JsonOpt = False,
     image_source: SourceOpt = SourceKind.AUTO,
     layout: LayoutOpt = None,
@@ -458,11 +466,13 @@ def nightly(
         ),
     ],
     out: Annotated[
-        Path,
+        Path | None,
         typer.Option(
-            "--out", metavar="DIR", envvar="PATCHKEEPER_OUT", help="overlay root (committed)"
+            "--out",
+            metavar="DIR",
+            help="overlay root (committed); default: as for sync, the same for every recipe",
         ),
-    ] = Path("overlays"),
+    ] = None,
     verify_tier: Annotated[
         NightlyVerify,
         typer.Option(
@@ -545,8 +555,11 @@ def nightly(
         proving = command.Proving(runtime, Settings(sglang_version), allow_unproven)
     publish = command.Publish(branch, base, "origin", repository, push)
     options = _source(image_source, None, "linux/amd64")
+    from patchkeeper.overlay.root import shared_root
+
     recipes = [Path(r) for r in recipe]
-    return command.run(recipes, out, options, proving, publish, outputs, dry_run)
+    root = shared_root(recipes, out)
+    return command.run(recipes, root, options, proving, publish, outputs, dry_run)
 
 
 OverlayOpt = Annotated[
@@ -580,7 +593,7 @@ def up(
     recipe: OptionalRecipeOpt = None,
     image: ImageOpt = None,
     overlay: OverlayOpt = None,
-    out: OutOpt = Path("overlays"),
+    out: OutOpt = None,
     compose_file: ComposeFileOpt = None,
     service: ServiceOpt = None,
     project: ProjectOpt = None,
@@ -598,6 +611,7 @@ def up(
         typer.Option("--url", metavar="URL", help="where the smoke checks reach the server"),
     ] = None,
     dry_run: DryRunOpt = False,
+    as_json: JsonOpt = False,
     image_source: SourceOpt = SourceKind.AUTO,
     layout: LayoutOpt = None,
     platform: PlatformOpt = "linux/amd64",
@@ -606,7 +620,7 @@ def up(
     from patchkeeper.commands import up as command
 
     source = _source(image_source, layout, platform)
-    options = command.options(out, compose_file, service, project, dry_run).with_run(
+    options = command.options(out, compose_file, service, project, dry_run, as_json).with_run(
         deadline, command.checks_named(check or [], no_smoke), url
     )
     return command.run(recipe, image, overlay, options, source)
@@ -616,17 +630,19 @@ def up(
 def down(
     recipe: OptionalRecipeOpt = None,
     overlay: OverlayOpt = None,
-    out: OutOpt = Path("overlays"),
+    out: OutOpt = None,
     compose_file: ComposeFileOpt = None,
     service: ServiceOpt = None,
     project: ProjectOpt = None,
     dry_run: DryRunOpt = False,
+    as_json: JsonOpt = False,
 ) -> int:
     """Stop and remove the service `up` brought up."""
-    from patchkeeper.commands import up as command
+    from patchkeeper.commands import down as command
+    from patchkeeper.commands.up import options as up_options
 
-    options = command.options(out, compose_file, service, project, dry_run)
-    return command.down(recipe, overlay, options)
+    options = up_options(out, compose_file, service, project, dry_run, as_json)
+    return command.run(recipe, overlay, options)
 
 
 @app.command()
@@ -681,7 +697,11 @@ def init(
 
 @app.command()
 def gc(
-    out: OutOpt = Path("overlays"),
+    recipe: Annotated[
+        Path | None,
+        typer.Option("--recipe", metavar="FILE", help="its overlay root (default: --out's rule)"),
+    ] = None,
+    out: OutOpt = None,
     keep: Annotated[
         int, typer.Option("--keep", metavar="N", help="keep each recipe's last N syncs")
     ] = 3,
@@ -691,8 +711,12 @@ def gc(
     """Remove store directories (and their tag links) that no `current` or `previous`
     link, recent sync or container needs."""
     from patchkeeper.commands import gc as command
+    from patchkeeper.config.load import load_recipe
+    from patchkeeper.overlay.root import overlays_root
 
-    return command.run(out, keep, delete, as_json)
+    return command.run(
+        overlays_root(load_recipe(recipe) if recipe else None, out), keep, delete, as_json
+    )
 
 
 @app.command()

@@ -9,6 +9,7 @@ from patchkeeper.config.load import load_patchsets, load_recipe
 from patchkeeper.errors import EXIT_CONFLICT, EXIT_OK, OutputError
 from patchkeeper.overlay import compose
 from patchkeeper.overlay.lock import Lock
+from patchkeeper.overlay.root import overlays_root
 from patchkeeper.overlay.write import OverlayContent, write_overlay
 from patchkeeper.patching.conflicts import refuse_overwriting, unmarked, write_conflicts
 from patchkeeper.pipeline import Plan
@@ -85,11 +86,12 @@ def _say_what_to_resolve(
 def run(
     recipe: Path,
     image: str | None,
-    out: Path,
+    out: Path | None,
     as_json: bool,
     source: SourceOptions,
     conflicts: Path | None = None,
 ) -> int:
+    out = overlays_root(load_recipe(recipe), out)
     writable_dir(out, "--out")
     if conflicts is not None:
         writable_dir(conflicts, "--conflicts")

@@ -266,6 +266,7 @@ class Recipe(_Strict):
     tags: TagPattern
     patchsets: tuple[Path, ...] = Field(min_length=1)
     service: Service
+    out: Path | None = Field(None, description="overlay root, relative to the recipe file")
     path: Path = Field(Path("."), exclude=True, description="file it was read from")
 
     @field_validator("tags")

@@ -15,10 +15,12 @@ relative paths resolve against by `--project-directory`. v1 does not know the
 
 from __future__ import annotations
 
+import ctypes
 import os
 import re
 import shlex
 import shutil
+import signal
 import subprocess
 import tempfile
 from collections.abc import Iterator, Sequence
@@ -34,6 +36,29 @@ from ruamel.yaml.error import YAMLError
 from patchkeeper.errors import ConfigError
 
 ENV = "PATCHKEEPER_COMPOSE"
+PR_SET_PDEATHSIG = 1
+
+
+def die_with_parent() -> None:
+    """In a child, before exec: the kernel kills it when patchkeeper dies (Linux)."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+
+
+def run(argv: Sequence[str], cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    """Run one Compose command line, never outliving patchkeeper: in its own session (a
+    terminal's Ctrl-C reaches us, and `subprocess` kills it as the interrupt unwinds)
+    and killed by the kernel when we die, even by SIGKILL, so no orphan `compose up`
+    acts on the service after a later run took it over."""
+    return subprocess.run(
+        list(argv),
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        check=False,
+        start_new_session=True,
+        preexec_fn=die_with_parent,
+    )
 
 
 @dataclass(frozen=True)

@@ -22,7 +22,7 @@ import os
 import re
 import shlex
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -59,6 +59,11 @@ class Composed:
     project: str
     service: str
     override: str | None = None  # rendered onto the user's file (None: the overlay's own)
+    bare: bool = False  # the user's own file alone, as they ran it before any overlay
+
+    def without_overlay(self) -> Composed:
+        """The user's service as their own file alone makes it (a rollback to before us)."""
+        return replace(self, files=self.files[:1], override=None, bare=True)
 
 
 def links_of(overlay: Path) -> Path:
@@ -68,12 +73,18 @@ def links_of(overlay: Path) -> Path:
     return overlay.parent.parent / read_lock(overlay).recipe
 
 
-def _project_of_file(file: Path, document: dict[str, Any]) -> str:
-    """The project Compose itself gives `file`: its `name:`, else its directory's name."""
-    named = document.get("name") or os.environ.get("COMPOSE_PROJECT_NAME")
-    if named:
-        return str(named)
-    name = re.sub(r"[^a-z0-9_-]", "", file.resolve().parent.name.lower())
+def normalise_project(name: str) -> str:
+    """Compose's own rule (compose-go `NormalizeProjectName`): lower case, only
+    `[a-z0-9_-]` kept, leading `_` and `-` stripped."""
+    return re.sub(r"[^a-z0-9_-]", "", name.lower()).lstrip("_-")
+
+
+def project_of_file(file: Path, document: dict[str, Any]) -> str:
+    """The project Compose itself gives `file`: `COMPOSE_PROJECT_NAME`, else its `name:`,
+    else its directory's name, normalised as Compose does. (`up` asks Compose v2 itself,
+    which also reads the project's `.env`; this is the rule for v1.)"""
+    named = os.environ.get("COMPOSE_PROJECT_NAME") or document.get("name")
+    name = normalise_project(str(named) if named else file.resolve().parent.name)
     if not name:
         raise ConfigError(f"{file}: cannot tell its compose project; give --project")
     return name
@@ -143,7 +154,7 @@ def composed(
     text = dump(adopted_override(lock, overlay, user.file, user.service, user.adopted))
     rendered = scratch / f"{hashlib.sha256(text.encode()).hexdigest()[:16]}.override.yaml"
     rendered.write_text(text, encoding="utf-8")
-    name = project or _project_of_file(user.file, document)
+    name = project or project_of_file(user.file, document)
     return Composed(overlay, lock, (user.file, rendered), name, user.service, text)
 
 

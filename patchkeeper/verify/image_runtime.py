@@ -249,9 +249,7 @@ def _composed(
     project = f"pkverify-{run_id}"
 
     def run(*args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [*compose, *args], cwd=overlay, capture_output=True, text=True, check=False
-        )
+        return compose_cli.run([*compose, *args], cwd=overlay)
 
     def logs() -> str:
         done = run("logs", "--no-color", "--tail", str(LOG_LINES))

@@ -201,8 +201,9 @@ def test_the_project_is_the_one_compose_gives_the_file(
     assert project("anything", name="their-project") == "their-project"
     monkeypatch.setenv("COMPOSE_PROJECT_NAME", "from-env")
     assert project("other") == "from-env"
-    assert project("again", name="their-project") == "their-project"  # the file's name wins
+    assert project("again", name="their-project") == "from-env"  # Compose: env before name:
     monkeypatch.delenv("COMPOSE_PROJECT_NAME")
+    assert project("_Lead") == "lead"  # the leading `_` Compose strips
     with pytest.raises(ConfigError) as refused:
         project("...!")
     assert "compose.yaml: cannot tell its compose project; give --project" in str(refused.value)

@@ -190,6 +190,7 @@ def test_a_night_that_never_becomes_healthy_is_rolled_back(
     failed = up(nights, "--image", nights.night2)
     assert failed.exit_code == 1, failed.output
     assert "up failed: service web unhealthy; its last output:" in failed.output
+    assert "health probe's last output (exit 1): " in failed.output
     assert f"rolled back: web healthy on {one.name} again" in failed.output
     assert (nights.links / "current").resolve() == one
     assert served(docker_client, nights) == before
