@@ -49,7 +49,15 @@ from patchkeeper.overlay.service import (
     links_of,
     record_override,
 )
-from patchkeeper.overlay.write import CURRENT, LINKS, PREVIOUS, STORE, linked, point
+from patchkeeper.overlay.write import (
+    CURRENT,
+    FAILED_LOG_GLOB,
+    LINKS,
+    PREVIOUS,
+    STORE,
+    linked,
+    point,
+)
 from patchkeeper.report import print_table
 from patchkeeper.ui import err_console, out_console, plain, print_document
 from patchkeeper.verify.image_runtime import local_image, pull_image
@@ -418,7 +426,7 @@ def _keep_logs(client: Any, target: Composed) -> None:
     if found is None:
         return
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
-    path = target.overlay / f"up-failed-{stamp}.log"
+    path = target.overlay / FAILED_LOG_GLOB.replace("*", stamp)
     try:
         path.write_text(driver.diagnosis(found.container, lines=2000) + "\n", encoding="utf-8")
     except OSError as err:

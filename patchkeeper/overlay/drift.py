@@ -30,7 +30,13 @@ from patchkeeper.overlay.compose import ROOTFS, overlay_mounts
 from patchkeeper.overlay.compose_cli import Compose
 from patchkeeper.overlay.lock import LOCK_NAME, Lock
 from patchkeeper.overlay.service import Composed
-from patchkeeper.overlay.write import FILE_MODE, OVERRIDE_COMPOSE, fingerprint_of, store_root
+from patchkeeper.overlay.write import (
+    FAILED_LOG_GLOB,
+    FILE_MODE,
+    OVERRIDE_COMPOSE,
+    fingerprint_of,
+    store_root,
+)
 from patchkeeper.verify.image_runtime import local_image, pull_image
 
 LINK = "a link to "  # how a path that is a symlink in the image shows (a lock never holds it)
@@ -112,6 +118,11 @@ def _short(digest: str) -> str:
     return f"sha256 {digest[:12]}…"
 
 
+def _failed_log(rel: str) -> bool:
+    """`up`'s log of a failed night, at the top of the store directory."""
+    return "/" not in rel and PurePosixPath(rel).match(FAILED_LOG_GLOB)
+
+
 def _store_entries(overlay: Path, lock: Lock) -> tuple[dict[str, tuple[bytes, int]], list[str]]:
     """The store directory's files as `fingerprint_of` takes them (modes as sync gave
     them, from the lock: a checkout keeps only the executable bit), and what is not a
@@ -126,7 +137,7 @@ def _store_entries(overlay: Path, lock: Lock) -> tuple[dict[str, tuple[bytes, in
             rel = path.relative_to(overlay).as_posix()
             if path.is_symlink() or not (path.is_dir() or path.is_file()):
                 odd.append(f"{rel}: not a regular file or directory")
-            elif path.is_file() and rel != LOCK_NAME:
+            elif path.is_file() and rel != LOCK_NAME and not _failed_log(rel):
                 data = path.read_bytes()
                 if rel == OVERRIDE_COMPOSE:  # written with the store root, fingerprinted with ./
                     data = data.replace(root, b"./")

@@ -37,6 +37,9 @@ PREVIOUS = "previous"  # the one before it: what a rollback returns to
 LINKS = (LATEST, CURRENT, PREVIOUS)
 DIR_MODE = 0o755  # readable by a docker-group user whoever ran sync (sudo included)
 FILE_MODE = 0o444
+# A failed night's container logs, kept in its store directory by `up`: beside the
+# overlay, never part of it (not fingerprinted, never mounted).
+FAILED_LOG_GLOB = "up-failed-*.log"
 
 
 @dataclass(frozen=True)

@@ -198,6 +198,18 @@ def test_a_rootfs_file_edited_after_sync_is_refused_naming_it(
     )
 
 
+def test_a_failed_nights_log_beside_the_overlay_is_not_an_edit(tmp_path: Path) -> None:
+    """`up` keeps a failed night's logs at the top of its store directory; the same
+    overlay is brought up again on a later night (a re-sync reuses the directory)."""
+    overlay = synced(tmp_path)
+    (overlay / "up-failed-20261207T000000Z.log").write_text("unhealthy\n")
+    assert edited(overlay, read_lock(overlay)) == []
+    (overlay / "rootfs/src/up-failed-x.log").write_text("not a log of ours\n")
+    assert edited(overlay, read_lock(overlay)) == [
+        "rootfs/src/up-failed-x.log: not in the lock's files"
+    ]
+
+
 def test_a_lock_whose_file_list_was_emptied_is_refused(compose: Compose, tmp_path: Path) -> None:
     overlay = synced(tmp_path)
     tamper(overlay / LOCK_NAME, lambda text: json.dumps({**json.loads(text), "files": []}))
