@@ -410,10 +410,11 @@ def test_a_dry_run_says_what_the_night_would_do_and_does_none_of_it(
     assert result.exit_code == 0, result.output
     assert "### `demo.yaml`" in result.stdout and "| \\#\u206026773 |" in result.stdout
     lines = [line for line in result.output.splitlines() if line.startswith("dry run: ")]
+    root = config_repo / "overlays"  # beside the recipe, wherever nightly runs from
     assert lines == [
-        f"dry run: would write demo.yaml's overlay for {demo.image} under overlays and prove "
+        f"dry run: would write demo.yaml's overlay for {demo.image} under {root} and prove "
         "it with the adapter tier",
-        f"dry run: would commit overlays to branch {BRANCH} and push it to origin",
+        f"dry run: would commit {root} to branch {BRANCH} and push it to origin",
         f"dry run: would open or update a pull request on {CONFIG_REPO} into the checked-out "
         "branch",
         "dry run: nothing was written, committed or published",
