@@ -282,17 +282,28 @@ def endless_pings(every: float, for_at_most: float = 20.0) -> Writer:
     return write
 
 
+def _drip_bytes(
+    handler: BaseHTTPRequestHandler,
+    server: ScriptedAnthropic,
+    route: str,
+    data: bytes,
+    every: float,
+) -> None:
+    """Send `data` one byte every `every` s, until the server closes."""
+    for i in range(len(data)):
+        if server._closing.wait(every):
+            return
+        handler.wfile.write(data[i : i + 1])
+        handler.wfile.flush()
+        server.count_sent(route, 1)
+
+
 def drip(body: bytes, every: float) -> Writer:
     """A 200 JSON reply whose body comes one byte every `every` s."""
 
     def write(handler: BaseHTTPRequestHandler, server: ScriptedAnthropic, route: str) -> None:
         _head(handler, 200, "application/json", len(body))
-        for i in range(len(body)):
-            if server._closing.wait(every):
-                return
-            handler.wfile.write(body[i : i + 1])
-            handler.wfile.flush()
-            server.count_sent(route, 1)
+        _drip_bytes(handler, server, route, body, every)
 
     return write
 
@@ -302,12 +313,7 @@ def drip_head(every: float) -> Writer:
 
     def write(handler: BaseHTTPRequestHandler, server: ScriptedAnthropic, route: str) -> None:
         head = b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\n" + b"x-pad: y\r\n" * 50
-        for i in range(len(head)):
-            if server._closing.wait(every):
-                return
-            handler.wfile.write(head[i : i + 1])
-            handler.wfile.flush()
-            server.count_sent(route, 1)
+        _drip_bytes(handler, server, route, head, every)
 
     return write
 
