@@ -119,8 +119,8 @@ OutOpt = Annotated[
     typer.Option(
         "--out",
         metavar="DIR",
-        help="overlay root; default: PATCHKEEPER_OUT, the recipe's `out:`, "
-        "else overlays/ beside the recipe",
+        envvar="PATCHKEEPER_OUT",
+        help="overlay root; default: the recipe's `out:`, else overlays/ beside the recipe",
     ),
 ]
 JsonOpt = Annotated[bool, typer.Option("--json", help="print one JSON document on stdout")]
@@ -470,6 +470,7 @@ def nightly(
         typer.Option(
             "--out",
             metavar="DIR",
+            envvar="PATCHKEEPER_OUT",
             help="overlay root (committed); default: as for sync, the same for every recipe",
         ),
     ] = None,
