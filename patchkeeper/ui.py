@@ -15,13 +15,15 @@ import re
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.console import Console, ConsoleDimensions
 from rich.markup import escape
-from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn
 
 from patchkeeper.errors import redact
+
+if TYPE_CHECKING:
+    from rich.progress import Progress
 
 # Wide enough for any table; only things that expand to the width (rules, centred
 # text) use it all, and patchkeeper prints none of those when not on a terminal.
@@ -108,6 +110,8 @@ def rule(console: Console, title: str) -> None:
 
 @contextmanager
 def progress_bars(enabled: bool = True) -> Iterator[Progress]:
+    from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn
+
     progress = Progress(
         SpinnerColumn(),
         TextColumn("{task.description}"),

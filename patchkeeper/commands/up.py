@@ -359,7 +359,8 @@ def _up(
         _links_are_links(links)
     compose = compose_cli.find()
     target = composed(overlay, user, driver.project_for(compose, user, options.project), scratch)
-    spec = driver.service_model(compose, target)
+    model = compose.config(target.files)  # asked once: the smoke URL, origin and drift guard
+    spec = driver.service_of(model, target)
     url = driver.smoke_url(target.service, spec, options.url) if options.checks else ""
     client = EngineSource().client
     before = _before(client, target, spec, links, user, scratch)
@@ -376,7 +377,7 @@ def _up(
         _tell(f"  engine: {line}", error=True)
     if before.mismatches:
         _tell(f"  to keep the overlay on a hand-run compose, set {outcome.keep}", error=True)
-    drift.guard_service(compose, target)  # the store as sync wrote it, run as the lock says
+    drift.guard_service(target, model)  # the store as sync wrote it, run as the lock says
     image_id = _image(client, target.lock, options.dry_run)
     if image_id is not None:
         drift.guard(client, image_id, target.lock)

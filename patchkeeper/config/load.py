@@ -12,11 +12,11 @@ from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedBase
 from ruamel.yaml.error import YAMLError
 
-from patchkeeper.config.models import Patchset, Recipe
+from patchkeeper.config.models import NAME_PATTERN, Patchset, Recipe
 from patchkeeper.errors import ConfigError
 
 M = TypeVar("M", bound=BaseModel)
-NAME = re.compile(r"^[A-Za-z0-9_.-]+$")  # a recipe's name: its file name unless it says
+NAME = re.compile(NAME_PATTERN)  # a recipe's name: its file name unless it says
 
 
 def read_yaml(path: Path, text: str | None = None) -> Any:

@@ -27,7 +27,6 @@ from patchkeeper.errors import DriftError, UnreachableError
 from patchkeeper.image.engine import EngineSource
 from patchkeeper.image.model import ImageRef, ImageSource, ResolvedImage
 from patchkeeper.overlay.compose import ROOTFS, overlay_mounts
-from patchkeeper.overlay.compose_cli import Compose
 from patchkeeper.overlay.lock import LOCK_NAME, Lock
 from patchkeeper.overlay.service import Composed
 from patchkeeper.overlay.write import (
@@ -192,9 +191,9 @@ def miscomposed(model: dict[str, Any], service: str, lock: Lock, overlay: Path) 
     return found
 
 
-def guard_service(compose: Compose, target: Composed) -> None:
+def guard_service(target: Composed, model: dict[str, Any]) -> None:
     """Raise DriftError (exit 2) unless the store directory is what sync wrote and
-    Compose runs the lock's image with the overlay's files."""
+    Compose's `model` of the target's files runs the lock's image with the overlay's files."""
     problems = edited(target.overlay, target.lock)
     if problems:
         listed = "\n  ".join(problems)
@@ -203,7 +202,6 @@ def guard_service(compose: Compose, target: Composed) -> None:
             "re-run `patchkeeper sync` (it writes a new overlay; a store directory is never "
             "rewritten)"
         )
-    model = compose.config(target.files, target.files[0].parent)
     problems = miscomposed(model, target.service, target.lock, target.overlay)
     if problems:
         listed = "\n  ".join(problems)

@@ -16,7 +16,6 @@ from typing import Any
 import docker.errors
 from filelock import FileLock, Timeout
 
-from patchkeeper.config.load import read_yaml
 from patchkeeper.config.models import Recipe
 from patchkeeper.errors import ConfigError, ServerError, UnreachableError
 from patchkeeper.overlay import compose_cli, running
@@ -164,17 +163,12 @@ def smoke_url(service: str, spec: dict[str, Any], given: str | None) -> str:
 
 
 def service_model(compose: compose_cli.Compose, target: Composed) -> dict[str, Any]:
-    """The service as Compose resolves the files `up` runs (v1 without `name:`: as written)."""
-    directory = None if target.override is None else target.files[0].parent
-    try:
-        model = compose.config(target.files, directory)
-    except ConfigError:
-        if compose.major >= 2:
-            raise
-        model = {"services": {}}
-        for file in target.files:
-            spec = ((read_yaml(file) or {}).get("services") or {}).get(target.service) or {}
-            model["services"].setdefault(target.service, {}).update(spec)
+    """The service as Compose resolves the files `up` runs."""
+    return service_of(compose.config(target.files), target)
+
+
+def service_of(model: dict[str, Any], target: Composed) -> dict[str, Any]:
+    """`target`'s service in Compose's model of its files."""
     spec = (model.get("services") or {}).get(target.service)
     if not isinstance(spec, dict):
         raise ConfigError(f"{target.files[0]}: no service {target.service!r}")

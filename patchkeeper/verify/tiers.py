@@ -37,6 +37,7 @@ from patchkeeper.overlay.write import BASE_COMPOSE
 from patchkeeper.paths import env_dir
 from patchkeeper.ui import err_console
 from patchkeeper.verify import image_runtime
+from patchkeeper.verify.catalog import CHECK_NAMES
 from patchkeeper.verify.catalog import Runtime as Runtime  # re-exported for commands
 from patchkeeper.verify.cpu.env import SGLANG_VERSION as BOOT_SGLANG
 from patchkeeper.verify.cpu.env import build_tiny_model, ensure_boot_env
@@ -56,27 +57,18 @@ from patchkeeper.verify.witness import Verdict, judge
 Served = TypeVar("Served")
 
 # prefix_cache and speculative need a real engine: they belong to the boot tier.
-ADAPTER_CHECKS = [
-    "messages_basic",
-    "models_list",
-    "count_tokens",
-    "mid_conversation_system",
-    "tool_stream_blocks",
-    "thinking_disabled",
-    "concurrency",
-    "claude_code",
-    "sse_grammar",
-]
-BOOT_CHECKS = [*ADAPTER_CHECKS, "prefix_cache", "speculative"]
+ENGINE_CHECKS = ["prefix_cache", "speculative"]
+# Run only where a patch names them as its witness: billing_header_prefix fails on every
+# SGLang release so far (none keeps the per-turn billing line out of the prompt's head),
+# so in the default lists it would fail every verify until a local patch exists.
+ON_WITNESS = ["billing_header_prefix"]
+ADAPTER_CHECKS = [c for c in CHECK_NAMES if c not in (*ENGINE_CHECKS, *ON_WITNESS)]
+BOOT_CHECKS = [*ADAPTER_CHECKS, *ENGINE_CHECKS]
 # Not claude_code on the CPU: Claude Code's ~20k-token request overflows the tiny model's
 # 4096-token context, and even slimmed (no tools, short system prompt: ~2k tokens, ~18 s)
 # a random model never stops before CLAUDE_CODE_MAX_OUTPUT_TOKENS, which the CLI
 # reports as an error ("response exceeded the N output token maximum").
 CPU_BOOT_CHECKS = [c for c in BOOT_CHECKS if c != "claude_code"]
-# Run only where a patch names them as its witness: billing_header_prefix fails on every
-# SGLang release so far (none keeps the per-turn billing line out of the prompt's head),
-# so in the default lists it would fail every verify until a local patch exists.
-ON_WITNESS = ["billing_header_prefix"]
 
 
 def with_witnesses(names: list[str], lock: Lock) -> list[str]:

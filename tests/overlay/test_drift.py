@@ -173,7 +173,8 @@ def tamper(path: Path, edit: Callable[[str], str]) -> None:
 
 def refusal(compose: Compose, overlay: Path) -> str:
     with pytest.raises(DriftError) as refused:
-        guard_service(compose, own(overlay))
+        target = own(overlay)
+        guard_service(target, compose.config(target.files))
     assert str(refused.value).startswith(f"{overlay}: changed since sync wrote it; refusing")
     assert str(refused.value).endswith(
         "re-run `patchkeeper sync` (it writes a new overlay; a store directory is never rewritten)"
@@ -184,7 +185,8 @@ def refusal(compose: Compose, overlay: Path) -> str:
 def test_an_untouched_overlay_passes_under_either_compose(compose: Compose, tmp_path: Path) -> None:
     overlay = synced(tmp_path)
     assert edited(overlay, read_lock(overlay)) == []
-    guard_service(compose, own(overlay))  # does not raise
+    target = own(overlay)
+    guard_service(target, compose.config(target.files))  # does not raise
 
 
 def test_a_rootfs_file_edited_after_sync_is_refused_naming_it(
