@@ -48,6 +48,20 @@ MODULES: dict[str, tuple[list[str], list[str]]] = {
         ["patchkeeper/image/layers.py"],
         ["tests/image/test_layers*.py", "tests/image/test_registry.py"],
     ),
+    "image.registry": (
+        [
+            "patchkeeper/image/registry.py",
+            "patchkeeper/image/cache.py",
+            "patchkeeper/image/digests.py",
+        ],
+        [
+            "tests/image/test_registry*.py",
+            "tests/image/test_cache*.py",
+            "tests/image/test_digests.py",
+            "tests/image/test_integrity.py",
+            "tests/image/test_provenance.py",
+        ],
+    ),
     "image.identity": (["patchkeeper/image/identity.py"], ["tests/image/test_identity*.py"]),
     "verify.sse": (["patchkeeper/verify/sse.py"], ["tests/verify/test_sse*.py"]),
     "verify.smoke": (
