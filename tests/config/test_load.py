@@ -12,7 +12,10 @@ REPO = Path(__file__).resolve().parents[2]
 def test_shipped_recipe_and_patchset_load() -> None:
     recipe = load_recipe(REPO / "recipes/qwen36-27b-fp8-mtp.yaml")
     [patchset] = load_patchsets(recipe)
-    assert [p.pr for p in patchset.patches] == [25876, 26773, 24294, 28906]
+    assert [p.pr for p in patchset.patches] == [25876, 26773, 24294, 28906, None]
+    billing = patchset.patches[-1]
+    assert billing.key == "drop-billing-line" and billing.witness == "billing_header_prefix"
+    assert billing.diff is not None and billing.diff.is_file()
     assert all(p.why for p in patchset.patches)
     assert patchset.upstream.clone_url == "https://github.com/sgl-project/sglang.git"
     assert recipe.service.port == 8072
