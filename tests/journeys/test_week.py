@@ -60,6 +60,7 @@ services:
       - ./chat_template_no_thinking.jinja:/models/chat_template_no_thinking.jinja:ro
     ports: ["{port}:{port}"]
     ipc: host
+    init: true
     command: [/bin/sh, /serve.sh, --model-path, /models/tiny, --port, "{port}"]
     healthcheck:
       test: [CMD, /bin/wget, -q, -O, /dev/null, "http://127.0.0.1:{port}/health"]

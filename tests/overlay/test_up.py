@@ -44,6 +44,7 @@ service:
   model: {{path: /models/tiny, host_path: {model}}}
   command: [/bin/sh, -c, "{serve}", sh]
   volumes: ['{www}:/www:ro']
+  init: true  # PID 1 forwards SIGTERM: a stop takes no 10 s grace period
   chat_template: {{from: model, set: {{enable_thinking: false}}}}
   healthcheck:
     test: [CMD, /bin/wget, -q, -O, /dev/null, 'http://127.0.0.1:{port}/health']
@@ -355,6 +356,7 @@ def test_up_boots_the_users_own_service_patched(
         f"    container_name: {nights.container}\n    network_mode: host\n"
         f"    labels: {{owner: them}}\n    ulimits: {{nofile: 4096}}\n"
         f"    volumes: ['{nights.fields['www']}:/www:ro']\n"
+        f"    init: true\n"
         f'    command: /bin/sh -c "exec /bin/busybox httpd -f -p {port} -h /www" sh\n'
         f"    healthcheck: {{test: [CMD, /bin/wget, -q, -O, /dev/null, "
         f"'http://127.0.0.1:{port}/health'], interval: 1s, retries: 2}}\n"
@@ -493,7 +495,8 @@ def test_the_users_hand_patches_never_outlive_their_night(
         "    volumes:\n"
         f"      - '{nights.fields['www']}:/www:ro'\n"
         + "".join(f"      - ./{PurePosixPath(p).name}:{p}:ro\n" for p in adopted)
-        + f'    command: /bin/sh -c "exec /bin/busybox httpd -f -p {port} -h /www" sh\n'
+        + f"    init: true\n"
+        f'    command: /bin/sh -c "exec /bin/busybox httpd -f -p {port} -h /www" sh\n'
         f"    healthcheck: {{test: [CMD, /bin/wget, -q, -O, /dev/null, "
         f"'http://127.0.0.1:{port}/health'], interval: 1s, retries: 2}}\n"
     )
