@@ -45,7 +45,12 @@ MODULES: dict[str, tuple[list[str], list[str]]] = {
     "containment": (["patchkeeper/containment.py"], ["tests/test_containment*.py"]),
     "overlay": (["patchkeeper/overlay/*.py"], ["tests/overlay/"]),
     "image.layers": (
-        ["patchkeeper/image/layers.py"],
+        [
+            "patchkeeper/image/layers.py",
+            "patchkeeper/image/record.py",
+            "patchkeeper/image/verified.py",
+            "patchkeeper/image/layered.py",
+        ],
         ["tests/image/test_layers*.py", "tests/image/test_registry.py"],
     ),
     "image.registry": (

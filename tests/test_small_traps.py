@@ -21,7 +21,7 @@ from patchkeeper.config import load_patchset, load_recipe
 from patchkeeper.config.models import MAX_TAG_LENGTH, Service, TagRegex
 from patchkeeper.demo.setup import Demo
 from patchkeeper.errors import ConfigError, ImageError
-from patchkeeper.image.layers import read_config
+from patchkeeper.image.layered import read_config
 from patchkeeper.image.layout import LayoutSource
 from patchkeeper.image.manifests import choose_platform, image_parts, parse_json
 from patchkeeper.image.model import ImageRef

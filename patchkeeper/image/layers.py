@@ -16,36 +16,30 @@ from the layer that holds the link. Entries are untrusted: names that climb out 
 root are refused, symlinks are followed inside the image only, device files, FIFOs and
 oversized files are never read, and decompression stops at a cap.
 
-A layer read to its end is verified against its digest and size (a mismatch is bad
-input, and nothing of it is kept). What a verified layer holds is cached under its
-digest for every source; what a partly read layer showed cannot be verified, so it is
-cached only under the scope it came from (a registry and a verified manifest digest)
-and layouts keep none.
+A layer read to its end is verified against its digest and size (`verified`: a
+mismatch is bad input, and nothing of it is kept). What each layer showed is kept as a
+`record.Record`, cached as `record.LayerCache` says.
 """
 
 from __future__ import annotations
 
-import contextlib
-import gzip
-import hashlib
-import io
-import json
 import logging
 import tarfile
 import threading
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
-from pathlib import Path, PurePosixPath
-from typing import IO, Any, Protocol, cast
+from dataclasses import dataclass
+from pathlib import PurePosixPath
+from typing import Any, cast
 
 import zstandard
 
 from patchkeeper.errors import ImageError, UnsafeInputError
-from patchkeeper.image import digests, order
-from patchkeeper.image.model import ImageFile, ImageRef, PathKind, ResolvedImage, printable
+from patchkeeper.image import order
+from patchkeeper.image.model import ImageFile, PathKind, printable
 from patchkeeper.image.paths import MAX_FILE_BYTES, MAX_SYMLINK_HOPS, follow_link
-from patchkeeper.paths import atomic_write, cache_dir, directory
+from patchkeeper.image.record import LayerCache, Record, ancestors
+from patchkeeper.image.verified import Abandoned, CountingReader, LayerBlob, LayerStats, tar_stream
 
 log = logging.getLogger("patchkeeper.image")
 
@@ -63,247 +57,6 @@ def is_git_metadata(git_dir: str, path: str) -> bool:
         return False
     rest = path[len(git_dir) + 1 :]
     return rest in GIT_FILES or rest.startswith("refs/")
-
-
-class Readable(Protocol):
-    def read(self, size: int = -1, /) -> bytes: ...
-
-
-@dataclass(frozen=True)
-class LayerBlob:
-    """One layer as a source offers it: `open()` streams its (compressed) bytes."""
-
-    digest: str
-    size: int
-    media_type: str
-    open: Callable[[], contextlib.AbstractContextManager[Readable]]
-
-
-@dataclass
-class LayerStats:
-    digest: str
-    size: int
-    fetched: int = 0
-    streams: int = 0
-
-
-@dataclass
-class Record:
-    """What one layer was seen to say: the entries it applies, and how far it was read.
-
-    `names` maps a path to [kind, mode, link]; `hidden` are whiteout targets, `opaque`
-    directories whose lower content is hidden, `contents` sha256 of captured files.
-    A partly read record stopped at entry `stop` while keeping `orders`; an `unordered`
-    one was read in full and followed no order, so no later pass may stop early on it.
-    """
-
-    names: dict[str, list[Any]] = field(default_factory=dict)
-    hidden: set[str] = field(default_factory=set)
-    opaque: set[str] = field(default_factory=set)
-    contents: dict[str, str] = field(default_factory=dict)
-    complete: bool = False
-    stop: str | None = None
-    orders: list[str] = field(default_factory=list)
-    unordered: bool = False
-    parents: set[str] = field(default_factory=set)  # while streaming only
-
-    def decides(self, item: dict[str, Any]) -> bool:
-        return self.complete or (
-            self.stop is not None and order.decided(self.stop, self.orders, item)
-        )
-
-    def drop(self, path: str) -> None:
-        """Remove `path` and what this layer put below it (a replace or a whiteout)."""
-        if path not in self.names and path not in self.parents:
-            return
-        below = path + "/"
-        for name in [n for n in self.names if n == path or n.startswith(below)]:
-            del self.names[name]
-            self.contents.pop(name, None)
-
-    def add(self, path: str, kind: str, mode: int, link: str) -> None:
-        previous = self.names.get(path)
-        if not (kind == "dir" and previous and previous[0] == "dir"):
-            self.drop(path)
-        self.names[path] = [kind, mode, link]
-        self.parents.update(_ancestors(path))
-
-    def dump(self) -> bytes:
-        return json.dumps(
-            {
-                "names": self.names,
-                "hidden": sorted(self.hidden),
-                "opaque": sorted(self.opaque),
-                "contents": self.contents,
-                "complete": self.complete,
-                "stop": self.stop,
-                "orders": self.orders,
-                "unordered": self.unordered,
-            }
-        ).encode()
-
-    @classmethod
-    def load(cls, data: bytes) -> Record:
-        raw = json.loads(data)
-        return cls(
-            dict(raw["names"]),
-            set(raw["hidden"]),
-            set(raw["opaque"]),
-            dict(raw["contents"]),
-            bool(raw["complete"]),
-            raw["stop"],
-            list(raw["orders"]),
-            bool(raw.get("unordered", False)),  # absent from records of earlier versions
-        )
-
-
-class LayerCache:
-    """Layer records and file contents on disk.
-
-    Verified (fully read, digest checked) records live under `verified/` for every
-    source; partial ones under `partial/<scope>/`, only for the scope that read them.
-    Contents are addressed by their own sha256 and re-checked on every load.
-    """
-
-    def __init__(self, root: Path) -> None:
-        self.root = root
-        for folder in ("verified", "partial", "contents"):
-            directory(root / folder, "layer cache directory")
-
-    def _record_path(self, digest: str, scope: str | None) -> Path:
-        name = f"{digests.file_name(digest)}.json"
-        if scope is None:
-            return self.root / "verified" / name
-        folder = self.root / "partial" / hashlib.sha256(scope.encode()).hexdigest()
-        folder.mkdir(exist_ok=True)
-        return folder / name
-
-    def load(self, digest: str, scope: str | None) -> Record | None:
-        for where in (None, scope) if scope else (None,):
-            try:
-                return Record.load(self._record_path(digest, where).read_bytes())
-            except (OSError, ValueError, KeyError, TypeError):
-                continue
-        return None
-
-    def save(self, digest: str, record: Record, scope: str | None) -> None:
-        if record.complete:
-            atomic_write(self._record_path(digest, None), record.dump())
-        elif scope is not None:
-            atomic_write(self._record_path(digest, scope), record.dump())
-
-    def content(self, sha256: str) -> bytes | None:
-        if len(sha256) != 64 or not all(c in "0123456789abcdef" for c in sha256):
-            return None
-        try:
-            data = (self.root / "contents" / sha256).read_bytes()
-        except OSError:
-            return None
-        return data if hashlib.sha256(data).hexdigest() == sha256 else None
-
-    def put_content(self, data: bytes) -> str:
-        digest = hashlib.sha256(data).hexdigest()
-        target = self.root / "contents" / digest
-        if self.content(digest) is None:  # absent, or damaged: a re-read must repair it
-            atomic_write(target, data)
-        return digest
-
-
-class _Abandoned(Exception):
-    """A layer stream cancelled because a layer above settled everything."""
-
-
-class _Counting(io.RawIOBase):
-    """The compressed bytes pulled from the source: counted, hashed, never past `size`."""
-
-    def __init__(
-        self,
-        inner: Readable,
-        blob: LayerBlob,
-        stats: LayerStats,
-        tick: Callable[[int], None],
-        cancel: threading.Event,
-    ) -> None:
-        self.inner, self.blob, self.stats, self.tick, self.cancel = (
-            inner,
-            blob,
-            stats,
-            tick,
-            cancel,
-        )
-        self.hash = digests.hasher(blob.digest)
-        self.read_bytes = 0
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, buffer: Any) -> int:
-        if self.cancel.is_set():
-            raise _Abandoned
-        room = len(buffer)
-        if self.blob.size:
-            room = min(room, self.blob.size + 1 - self.read_bytes)
-        data = self.inner.read(room) if room > 0 else b""
-        size = len(data)
-        buffer[:size] = data
-        self.read_bytes += size
-        self.stats.fetched += size
-        self.hash.update(data)
-        self.tick(size)
-        if self.blob.size and self.read_bytes > self.blob.size:
-            raise ImageError(
-                f"layer {self.blob.digest}: more bytes than its declared size {self.blob.size}"
-            )
-        return size
-
-    def verify(self) -> None:
-        """The whole blob was read: it must be the one its digest names."""
-        while self.read(1 << 16):
-            pass
-        actual = f"{self.blob.digest.split(':', 1)[0]}:{self.hash.hexdigest()}"
-        if actual != self.blob.digest:
-            raise ImageError(f"layer {self.blob.digest}: content does not match (got {actual})")
-        if self.blob.size and self.read_bytes != self.blob.size:
-            raise ImageError(
-                f"layer {self.blob.digest}: {self.read_bytes} bytes, declared {self.blob.size}"
-            )
-
-
-class _Capped(io.RawIOBase):
-    """Decompressed bytes, refused past `limit` (a decompression bomb)."""
-
-    def __init__(self, inner: IO[bytes], limit: int, digest: str) -> None:
-        self.inner, self.limit, self.digest, self.count = inner, limit, digest, 0
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, buffer: Any) -> int:
-        data = self.inner.read(len(buffer))
-        self.count += len(data)
-        if self.count > self.limit:
-            raise UnsafeInputError(
-                f"layer {self.digest}: decompresses past {self.limit} bytes; refusing"
-            )
-        buffer[: len(data)] = data
-        return len(data)
-
-
-@contextlib.contextmanager
-def _tar_stream(raw: io.RawIOBase, limit: int, digest: str) -> Iterator[tarfile.TarFile]:
-    """A streaming tar reader over gzip, zstd or plain layers (sniffed, not trusted)."""
-    buffered = io.BufferedReader(raw, 1 << 16)
-    magic = buffered.peek(4)[:4]
-    stream: IO[bytes]
-    if magic[:2] == b"\x1f\x8b":
-        stream = gzip.GzipFile(fileobj=buffered)  # type: ignore[assignment]
-    elif magic == b"\x28\xb5\x2f\xfd":
-        stream = zstandard.ZstdDecompressor().stream_reader(buffered)
-    else:
-        stream = buffered
-    capped = io.BufferedReader(_Capped(stream, limit, digest), 1 << 16)
-    with tarfile.open(fileobj=capped, mode="r|") as tar:
-        yield tar
 
 
 def _member_path(name: str, layer: str) -> str:
@@ -326,11 +79,6 @@ def _kind(member: tarfile.TarInfo) -> str:
     return "special"
 
 
-def _ancestors(path: str) -> list[str]:
-    """Strict ancestors, innermost first, without `/`."""
-    return [str(p) for p in PurePosixPath(path).parents if str(p) != "/"]
-
-
 @dataclass
 class _Answer:
     """How a layer settles a lookup: found something, hid it, or redirected it."""
@@ -344,12 +92,12 @@ class _Answer:
 
 def _lookup(record: Record, path: str) -> _Answer | None:
     """What this layer says about `path`: an answer, or None (lower layers decide)."""
-    for ancestor in reversed(_ancestors(path)):  # outermost first: /a before /a/b
+    for ancestor in reversed(ancestors(path)):  # outermost first: /a before /a/b
         entry = record.names.get(ancestor)
-        if entry and entry[0] == "symlink":
+        if entry and entry.kind == "symlink":
             rest = PurePosixPath(path).relative_to(ancestor)
-            return _Answer("redirect", str(follow_link(PurePosixPath(ancestor), entry[2]) / rest))
-        if entry and entry[0] != "dir":
+            return _Answer("redirect", str(follow_link(PurePosixPath(ancestor), entry.link) / rest))
+        if entry and entry.kind != "dir":
             return _Answer("absent", path)
     entry = record.names.get(path)
     if entry:
@@ -362,10 +110,8 @@ def _lookup(record: Record, path: str) -> _Answer | None:
 
 def _hides_below(record: Record, path: str) -> bool:
     """A whiteout of `path` or an ancestor, or an opaque ancestor, hides lower layers."""
-    ancestors = _ancestors(path)
-    return any(p in record.hidden for p in [path, *ancestors]) or any(
-        a in record.opaque for a in ancestors
-    )
+    above = ancestors(path)
+    return any(p in record.hidden for p in [path, *above]) or any(a in record.opaque for a in above)
 
 
 def _below_checkout(record: Record, path: str) -> bool:
@@ -376,8 +122,9 @@ def _below_checkout(record: Record, path: str) -> bool:
     absent from the image, and the large base layers need not be read.
     """
     return any(
-        f"{a}/.git/HEAD" in record.names or (record.names.get(f"{a}/.git") or [""])[0] == "file"
-        for a in _ancestors(path)
+        f"{a}/.git/HEAD" in record.names
+        or getattr(record.names.get(f"{a}/.git"), "kind", None) == "file"
+        for a in ancestors(path)
     )
 
 
@@ -437,51 +184,58 @@ class LayerReader:
     ) -> dict[PurePosixPath, ImageFile | None]:
         """Follow symlinks and hardlinks; `strict` refuses directories and devices."""
         results: dict[PurePosixPath, ImageFile | None] = {}
-        lookups = {p: str(p) for p in paths}
-        for _ in range(MAX_SYMLINK_HOPS + 1):  # the lookup, then one round per link followed
-            answers = self._find(set(lookups.values()))
-            next_round = {}
-            for requested, current in lookups.items():
-                answer = answers[current]
-                if answer.kind == "file":
-                    assert answer.content is not None
-                    resolved = PurePosixPath(current)
-                    results[requested] = ImageFile(requested, answer.content, answer.mode, resolved)
-                elif answer.kind == "symlink":
-                    next_round[requested] = str(follow_link(PurePosixPath(current), answer.link))
-                elif answer.kind == "redirect":
-                    next_round[requested] = answer.path
-                elif answer.kind == "absent" or not strict:
-                    results[requested] = None
-                elif answer.kind == "dir":
-                    raise UnsafeInputError(f"image path {requested} is a directory in the image")
-                else:
-                    raise UnsafeInputError(f"image path {requested} is a device file or FIFO")
-            lookups = next_round
-            if not lookups:
-                return results
-        raise UnsafeInputError(
-            f"image paths {sorted(map(str, lookups))}: more than {MAX_SYMLINK_HOPS} hops"
-        )
+
+        def settle(requested: PurePosixPath, current: str, answer: _Answer) -> str | None:
+            if answer.kind == "file":
+                assert answer.content is not None
+                resolved = PurePosixPath(current)
+                results[requested] = ImageFile(requested, answer.content, answer.mode, resolved)
+            elif answer.kind == "symlink":
+                return str(follow_link(PurePosixPath(current), answer.link))
+            elif answer.kind == "redirect":
+                return answer.path
+            elif answer.kind == "absent" or not strict:
+                results[requested] = None
+            elif answer.kind == "dir":
+                raise UnsafeInputError(f"image path {requested} is a directory in the image")
+            else:
+                raise UnsafeInputError(f"image path {requested} is a device file or FIFO")
+            return None
+
+        self._hops(paths, settle)
+        return results
 
     def kinds(self, paths: Sequence[PurePosixPath]) -> dict[PurePosixPath, PathKind]:
         """What each path is, as `lstat` says: symlinks in its parents followed, not at it."""
         results: dict[PurePosixPath, PathKind] = {}
+
+        def settle(requested: PurePosixPath, _current: str, answer: _Answer) -> str | None:
+            if answer.kind == "redirect":  # an ancestor is a symlink: follow it
+                return answer.path
+            known = answer.kind in ("file", "dir", "symlink", "absent")
+            results[requested] = cast(PathKind, answer.kind) if known else "other"
+            return None
+
+        self._hops(paths, settle)
+        return results
+
+    def _hops(
+        self,
+        paths: Sequence[PurePosixPath],
+        settle: Callable[[PurePosixPath, str, _Answer], str | None],
+    ) -> None:
+        """Look every path up, then one round per link followed, until `settle` (given the
+        requested path, the path looked up and its answer) returns no next path for any."""
         lookups = {p: str(p) for p in paths}
-        for _ in range(MAX_SYMLINK_HOPS + 1):  # the lookup, then one round per link followed
+        for _ in range(MAX_SYMLINK_HOPS + 1):
             answers = self._find(set(lookups.values()))
-            next_round = {}
-            for requested, current in lookups.items():
-                answer = answers[current]
-                if answer.kind == "redirect":  # an ancestor is a symlink: follow it
-                    next_round[requested] = answer.path
-                elif answer.kind in ("file", "dir", "symlink", "absent"):
-                    results[requested] = cast(PathKind, answer.kind)
-                else:
-                    results[requested] = "other"
-            lookups = next_round
+            lookups = {
+                requested: hop
+                for requested, current in lookups.items()
+                if (hop := settle(requested, current, answers[current])) is not None
+            }
             if not lookups:
-                return results
+                return
         raise UnsafeInputError(
             f"image paths {sorted(map(str, lookups))}: more than {MAX_SYMLINK_HOPS} hops"
         )
@@ -526,7 +280,7 @@ class LayerReader:
             needs = [
                 p
                 for p, entry in record.names.items()
-                if entry[0] == "file"
+                if entry.kind == "file"
                 and wanted.captures(p)
                 and self.cache.content(record.contents.get(p, "")) is None
             ]
@@ -557,8 +311,8 @@ class LayerReader:
         cap = max(MIN_EXPANSION_CAP, EXPANSION_RATIO * blob.size)
         try:
             with blob.open() as raw:
-                counting = _Counting(raw, blob, stats, self.on_layer(blob), cancel)
-                with _tar_stream(counting, cap, blob.digest) as tar:
+                counting = CountingReader(raw, blob, stats, self.on_layer(blob), cancel)
+                with tar_stream(counting, cap, blob.digest) as tar:
                     for member in tar:
                         path = _member_path(member.name, blob.digest)
                         parent, name = path.rsplit("/", 1)
@@ -582,7 +336,7 @@ class LayerReader:
                         record.complete, record.unordered = True, not checker.alive
                 if record.complete:
                     counting.verify()
-        except _Abandoned:
+        except Abandoned:
             return Record()
         except (tarfile.TarError, OSError, EOFError, zstandard.ZstdError) as err:
             raise ImageError(f"layer {blob.digest}: unreadable: {err}") from None
@@ -616,8 +370,8 @@ class LayerReader:
         mode = member.mode & 0o7777
         if kind == "hardlink" and wanted.captures(key):
             target = record.names.get(link)
-            if target and target[0] == "file" and link in record.contents:
-                record.add(key, "file", target[1], "")
+            if target and target.kind == "file" and link in record.contents:
+                record.add(key, "file", target.mode, "")
                 record.contents[key] = record.contents[link]
                 return
         record.add(key, kind, mode, link)
@@ -659,7 +413,7 @@ class LayerReader:
         """A hardlink reads as its target did in the same layer (the engine links inodes)."""
         record = self.records[blob.digest]
         target = record.names.get(answer.link)
-        if not target or target[0] != "file":
+        if not target or target.kind != "file":
             return _Answer("absent", path)
         if answer.link not in record.contents:  # not captured: read this layer up to it
             wanted = _Wanted(frozenset({answer.link}), frozenset())
@@ -670,112 +424,4 @@ class LayerReader:
         content = self.cache.content(record.contents.get(answer.link, ""))
         if content is None:
             raise ImageError(f"layer {blob.digest}: hardlink target {answer.link} unreadable")
-        return _Answer("file", path, content, target[1])
-
-
-def read_config(data: bytes, digest: str, where: str) -> dict[str, Any]:
-    """An image config blob, checked against its digest."""
-    digests.checked(digest, f"{where}: config")
-    if digests.of(data, digest.split(":", 1)[0]) != digest:
-        raise ImageError(f"{where}: config blob does not match its digest {digest}")
-    try:
-        config = json.loads(data)
-    except ValueError:
-        raise ImageError(f"{where}: config blob is not JSON") from None
-    if not isinstance(config, dict):
-        raise ImageError(f"{where}: malformed config blob (not a JSON object)")
-    inner = config.get("config") or {}
-    if not isinstance(inner, dict) or not isinstance(inner.get("Labels") or {}, dict):
-        raise ImageError(f"{where}: malformed config blob ('config.Labels' is not an object)")
-    if not isinstance(config.get("created", ""), str | None):
-        raise ImageError(f"{where}: malformed config blob ('created' is not a string)")
-    return config
-
-
-class LayeredSource:
-    """What registry and layout sources share: resolved layer lists and the layer reader."""
-
-    name = "layers"
-
-    def __init__(self, progress: Any = None) -> None:
-        self.progress = progress
-        self.cache = LayerCache(cache_dir() / "layers")
-        self.layer_stats: dict[str, LayerStats] = {}
-        # By (image id, manifest digest, scope), not the image id alone: two registries (or
-        # manifests) may pair one config with different layers.
-        self._layers: dict[tuple[str, str | None, str | None], tuple[list[LayerBlob], str | None]]
-        self._layers = {}
-        self._records: dict[str, dict[str, Record]] = {}
-
-    def register(
-        self,
-        ref: ImageRef,
-        image_id: str,
-        digest: str | None,
-        config: dict[str, Any],
-        layers: list[LayerBlob],
-        scope: str | None,
-    ) -> ResolvedImage:
-        """Remember an image's layers; `scope` keys its partial reads (None: keep none)."""
-        for blob in layers:
-            digests.checked(blob.digest, f"image {ref}: layer")
-            self.layer_stats.setdefault(blob.digest, LayerStats(blob.digest, blob.size))
-        self._layers[(image_id, digest, scope)] = (layers, scope)
-        labels = (config.get("config") or {}).get("Labels") or {}
-        created = config.get("created")
-        return ResolvedImage(
-            ref=ref,
-            image_id=image_id,
-            digest=digest,
-            labels={printable(str(k)): printable(str(v)) for k, v in dict(labels).items()},
-            created=printable(created) if isinstance(created, str) else None,
-            provenance=scope,
-        )
-
-    def resolve(self, ref: ImageRef) -> ResolvedImage:
-        raise NotImplementedError
-
-    def tags(self, repository: str) -> list[str]:
-        raise NotImplementedError
-
-    def read(
-        self,
-        image: ResolvedImage,
-        paths: Sequence[PurePosixPath],
-        git_dirs: Sequence[PurePosixPath] = (),
-    ) -> dict[PurePosixPath, ImageFile | None]:
-        return self._reader(image).read(paths, git_dirs)
-
-    def _reader(self, image: ResolvedImage) -> LayerReader:
-        key = (image.image_id, image.digest, image.provenance)
-        if key not in self._layers:  # not resolved by this source (yet): resolve it now
-            fresh = self.resolve(image.ref)
-            if fresh.image_id != image.image_id:
-                raise ImageError(f"image {image.ref} is now {fresh.image_id}, not {image.image_id}")
-            self._layers[key] = self._layers[(fresh.image_id, fresh.digest, fresh.provenance)]
-        layers, scope = self._layers[key]
-        records = self._records.setdefault(scope or f"unscoped {image.image_id}", {})
-        return LayerReader(layers, self.cache, scope, records, self.layer_stats, self._progress_for)
-
-    def kinds(
-        self, image: ResolvedImage, paths: Sequence[PurePosixPath]
-    ) -> dict[PurePosixPath, PathKind]:
-        return self._reader(image).kinds(paths)
-
-    def accounting(self) -> dict[str, Any]:
-        layers = [
-            {"digest": s.digest, "size": s.size, "fetched": s.fetched, "streams": s.streams}
-            for s in self.layer_stats.values()
-        ]
-        return {
-            "source": self.name,
-            "fetched_bytes": sum(layer["fetched"] for layer in layers),
-            "image_bytes": sum(layer["size"] for layer in layers),
-            "layers": layers,
-        }
-
-    def _progress_for(self, blob: LayerBlob) -> Callable[[int], None]:
-        if self.progress is None:
-            return lambda _n: None
-        task = self.progress.add_task(f"layer {blob.digest[7:19]}", total=blob.size or None)
-        return lambda n: self.progress.advance(task, n)
+        return _Answer("file", path, content, target.mode)

@@ -19,9 +19,10 @@ from typing import IO, Any
 
 from patchkeeper.errors import ConfigError, ImageError
 from patchkeeper.image import digests
-from patchkeeper.image.layers import LayerBlob, LayeredSource, read_config
+from patchkeeper.image.layered import LayeredSource, read_config
 from patchkeeper.image.manifests import choose_platform, image_parts, is_index
 from patchkeeper.image.model import ImageRef, ResolvedImage
+from patchkeeper.image.verified import LayerBlob
 
 REF_NAME = "org.opencontainers.image.ref.name"
 CONTAINERD_NAME = "io.containerd.image.name"

@@ -50,7 +50,7 @@ from patchkeeper.errors import (
     register_secret,
 )
 from patchkeeper.image import digests
-from patchkeeper.image.layers import LayerBlob, LayeredSource, read_config
+from patchkeeper.image.layered import LayeredSource, read_config
 from patchkeeper.image.manifests import (
     INDEX_TYPES,
     MANIFEST_TYPES,
@@ -59,6 +59,7 @@ from patchkeeper.image.manifests import (
     is_index,
 )
 from patchkeeper.image.model import ImageRef, ResolvedImage
+from patchkeeper.image.verified import LayerBlob
 from patchkeeper.lowspeed import LowSpeed, Pace
 
 log = logging.getLogger(__name__)

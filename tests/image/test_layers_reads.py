@@ -12,15 +12,11 @@ import pytest
 from rich.progress import Progress
 
 from patchkeeper.errors import ImageError
-from patchkeeper.image.layers import (
-    LayerBlob,
-    LayerCache,
-    LayerReader,
-    LayerStats,
-    Record,
-    read_config,
-)
+from patchkeeper.image.layered import read_config
+from patchkeeper.image.layers import LayerReader
 from patchkeeper.image.model import ImageRef, ResolvedImage
+from patchkeeper.image.record import LayerCache, Record
+from patchkeeper.image.verified import LayerBlob, LayerStats
 from tests.image.test_layers_rules import Blobs, read, reader_for
 from tests.image.test_layers_source_rules import IMAGE_ID, MemorySource, noise
 from tests.oci import Entry, Layer, layer, layer_from_tar, make_tar, tree, whiteout

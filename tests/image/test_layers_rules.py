@@ -20,9 +20,12 @@ from pathlib import Path, PurePosixPath
 import pytest
 
 from patchkeeper.errors import ImageError, UnsafeInputError
-from patchkeeper.image.layers import LayerBlob, LayerCache, LayerReader, LayerStats, read_config
+from patchkeeper.image.layered import read_config
+from patchkeeper.image.layers import LayerReader
 from patchkeeper.image.model import ImageFile
 from patchkeeper.image.paths import MAX_FILE_BYTES
+from patchkeeper.image.record import LayerCache
+from patchkeeper.image.verified import LayerBlob, LayerStats
 from tests.oci import Entry, Layer, layer, layer_from_tar, opaque, tree, whiteout
 
 P = PurePosixPath

@@ -11,8 +11,9 @@ import pytest
 from rich.progress import Progress
 
 from patchkeeper.errors import UnsafeInputError
-from patchkeeper.image.layers import LayerCache, LayeredSource
+from patchkeeper.image.layered import LayeredSource
 from patchkeeper.image.model import ImageRef, ResolvedImage
+from patchkeeper.image.record import LayerCache
 from tests.image.test_layers_rules import Blobs, read, reader_for
 from tests.oci import Entry, Layer, layer, tree, whiteout
 
