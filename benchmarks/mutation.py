@@ -55,7 +55,8 @@ MODULES: dict[str, tuple[list[str], list[str]]] = {
     ),
     "image.registry": (
         [
-            "patchkeeper/image/registry.py",
+            "patchkeeper/image/registry*.py",
+            "patchkeeper/image/ranged.py",
             "patchkeeper/image/cache.py",
             "patchkeeper/image/digests.py",
         ],

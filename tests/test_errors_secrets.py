@@ -23,7 +23,7 @@ from patchkeeper.errors import (
     redact,
     register_secret,
 )
-from patchkeeper.image.registry import credentials
+from patchkeeper.image.registry_access import credentials
 from patchkeeper.ui import configure_logging
 
 

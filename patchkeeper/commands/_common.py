@@ -22,7 +22,8 @@ from patchkeeper.image.cache import CachedSource
 from patchkeeper.image.engine import EngineSource
 from patchkeeper.image.layout import LayoutSource
 from patchkeeper.image.model import ImageRef, ImageSource, SourceKind
-from patchkeeper.image.registry import RegistrySource, split_repository
+from patchkeeper.image.registry import RegistrySource
+from patchkeeper.image.registry_access import split_repository
 from patchkeeper.image.tags import newer_than
 from patchkeeper.pipeline import Plan, choose_image, plan
 from patchkeeper.ui import progress_bars

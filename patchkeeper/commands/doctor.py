@@ -28,7 +28,8 @@ from git.exc import GitCommandError
 from patchkeeper.config.load import load_patchsets, load_recipe
 from patchkeeper.config.models import Recipe
 from patchkeeper.errors import EXIT_CONFLICT, EXIT_OK, ConfigError, PatchkeeperError, redact
-from patchkeeper.image.registry import RegistryClient, credentials, split_repository
+from patchkeeper.image.registry_access import credentials, split_repository
+from patchkeeper.image.registry_client import RegistryClient
 from patchkeeper.overlay import compose_cli
 from patchkeeper.overlay.compose import flag
 from patchkeeper.paths import cache_dir

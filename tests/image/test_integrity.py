@@ -22,7 +22,8 @@ from patchkeeper.image.cache import CachedSource
 from patchkeeper.image.identity import identify
 from patchkeeper.image.layout import LayoutSource
 from patchkeeper.image.model import ImageRef
-from patchkeeper.image.registry import RegistryClient, RegistrySource
+from patchkeeper.image.registry import RegistrySource
+from patchkeeper.image.registry_client import RegistryClient
 from tests.oci import (
     Entry,
     Image,

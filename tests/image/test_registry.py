@@ -18,7 +18,9 @@ from patchkeeper.errors import ImageError, UnreachableError, UnsafeInputError
 from patchkeeper.image.cache import CachedSource
 from patchkeeper.image.identity import identify
 from patchkeeper.image.model import ImageRef
-from patchkeeper.image.registry import RegistryClient, RegistrySource, split_repository
+from patchkeeper.image.registry import RegistrySource
+from patchkeeper.image.registry_access import split_repository
+from patchkeeper.image.registry_client import RegistryClient
 from tests.oci import Entry, Image, index, layer, opaque, push, tree, whiteout
 
 REGISTRY = os.environ.get("PATCHKEEPER_TEST_REGISTRY", "127.0.0.1:5000")

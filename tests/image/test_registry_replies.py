@@ -14,7 +14,8 @@ from hypothesis import strategies as st
 from patchkeeper.errors import ImageError, UnreachableError, UnsafeInputError
 from patchkeeper.image.manifests import choose_platform, image_parts
 from patchkeeper.image.model import ImageRef
-from patchkeeper.image.registry import RegistryClient, RegistrySource, TagList, TokenReply, _reply
+from patchkeeper.image.registry import RegistrySource
+from patchkeeper.image.registry_client import RegistryClient, TagList, TokenReply, _reply
 from tests.oci import Image, Reply, ScriptedRegistry, canonical_json, layer, tree
 
 Scripted = Callable[[], ScriptedRegistry]
