@@ -8,7 +8,7 @@ last step, and only when nothing conflicts.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import PurePosixPath
 from typing import Any
@@ -35,7 +35,7 @@ from patchkeeper.patching.port import (
     sha256,
 )
 from patchkeeper.upstream.mirror import split_credentials
-from patchkeeper.upstream.model import PrState, UpstreamResolver
+from patchkeeper.upstream.model import PrState, UpstreamBlob, UpstreamResolver
 
 ResolverFactory = Callable[[Patchset], UpstreamResolver]
 
@@ -102,12 +102,39 @@ def _vanilla(
     return contents, modes
 
 
-def _with_bases(resolver: UpstreamResolver, parsed: ParsedChange) -> ParsedChange:
-    """A PR merges three-way against its files at its base commit; a local diff cannot."""
+def _with_bases(
+    resolver: UpstreamResolver,
+    parsed: ParsedChange,
+    blobs: Mapping[tuple[PurePosixPath, str], UpstreamBlob],
+) -> ParsedChange:
+    """A PR merges three-way against its files at its base commit; a local diff's file
+    against the upstream blob its `index` line names (`blobs`), where upstream has it."""
     change = parsed.change
-    if change.state is PrState.LOCAL or not change.base:
+    if change.state is PrState.LOCAL:
+        named = parsed.named_bases()
+        return parsed.with_bases(
+            {path: blob for path, id in named if (blob := blobs[(path, id)].content) is not None}
+        )
+    if not change.base:
         return parsed
     return parsed.with_bases(resolver.files_at(change.base, parsed.base_paths()))
+
+
+def _local_blobs(
+    resolver: UpstreamResolver, changes: Sequence[ParsedChange], warnings: list[str]
+) -> dict[tuple[PurePosixPath, str], UpstreamBlob]:
+    """The upstream blobs a patchset's local diffs name, in one batch; why one that
+    upstream has cannot serve goes to `warnings`."""
+    local = [c for c in changes if c.change.state is PrState.LOCAL]
+    named = sorted({key for c in local for key in c.named_bases()})
+    blobs = resolver.blobs(named) if named else {}
+    warnings += [
+        f"{c.label}: {path}: {blobs[(path, id)].problem}"
+        for c in local
+        for path, id in c.named_bases()
+        if blobs[(path, id)].problem
+    ]
+    return blobs
 
 
 def plan(
@@ -170,8 +197,10 @@ def plan(
                     )
                 else:
                     upstream_ids.add(change.id)
+        blobs = _local_blobs(resolver, changes_of_set, warnings)
         parsed += [
-            c if c.change.id in upstream_ids else _with_bases(resolver, c) for c in changes_of_set
+            c if c.change.id in upstream_ids else _with_bases(resolver, c, blobs)
+            for c in changes_of_set
         ]
     needed = set().union(*(p.paths_to_read() for p in parsed))  # all read above, in one pass
     vanilla, modes = _vanilla(files, sorted(needed))
