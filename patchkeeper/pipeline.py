@@ -8,7 +8,7 @@ last step, and only when nothing conflicts.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import PurePosixPath
 from typing import Any
@@ -35,7 +35,7 @@ from patchkeeper.patching.port import (
     sha256,
 )
 from patchkeeper.upstream.mirror import split_credentials
-from patchkeeper.upstream.model import PrState, UpstreamBlob, UpstreamResolver
+from patchkeeper.upstream.model import PrState, UpstreamResolver
 
 ResolverFactory = Callable[[Patchset], UpstreamResolver]
 
@@ -102,39 +102,31 @@ def _vanilla(
     return contents, modes
 
 
-def _with_bases(
-    resolver: UpstreamResolver,
-    parsed: ParsedChange,
-    blobs: Mapping[tuple[PurePosixPath, str], UpstreamBlob],
-) -> ParsedChange:
-    """A PR merges three-way against its files at its base commit; a local diff's file
-    against the upstream blob its `index` line names (`blobs`), where upstream has it."""
-    change = parsed.change
-    if change.state is PrState.LOCAL:
-        named = parsed.named_bases()
-        return parsed.with_bases(
-            {path: blob for path, id in named if (blob := blobs[(path, id)].content) is not None}
-        )
-    if not change.base:
-        return parsed
-    return parsed.with_bases(resolver.files_at(change.base, parsed.base_paths()))
-
-
-def _local_blobs(
+def with_bases(
     resolver: UpstreamResolver, changes: Sequence[ParsedChange], warnings: list[str]
-) -> dict[tuple[PurePosixPath, str], UpstreamBlob]:
-    """The upstream blobs a patchset's local diffs name, in one batch; why one that
-    upstream has cannot serve goes to `warnings`."""
-    local = [c for c in changes if c.change.state is PrState.LOCAL]
-    named = sorted({key for c in local for key in c.named_bases()})
+) -> list[ParsedChange]:
+    """`changes` (of one patchset) with what their files merge three-way against: a PR's
+    files at its base commit; a local diff's, file by file, the upstream blobs its `index`
+    lines name (one batch for all), where upstream has them. Why a blob upstream has cannot
+    serve (an ambiguous id, a damaged mirror) goes to `warnings`."""
+    named = sorted({key for c in changes for key in c.named_bases()})
     blobs = resolver.blobs(named) if named else {}
-    warnings += [
-        f"{c.label}: {path}: {blobs[(path, id)].problem}"
-        for c in local
-        for path, id in c.named_bases()
-        if blobs[(path, id)].problem
-    ]
-    return blobs
+    done = []
+    for change in changes:
+        if change.change.state is PrState.LOCAL:
+            found = {}
+            for path, blob in change.named_bases():
+                if (content := blobs[(path, blob)].content) is not None:
+                    found[path] = content
+                elif problem := blobs[(path, blob)].problem:
+                    warnings.append(f"{change.label}: {path}: {problem}")
+            done.append(change.with_bases(found))
+        elif change.change.base:
+            bases = resolver.files_at(change.change.base, change.base_paths())
+            done.append(change.with_bases(bases))
+        else:
+            done.append(change)
+    return done
 
 
 def plan(
@@ -197,11 +189,9 @@ def plan(
                     )
                 else:
                     upstream_ids.add(change.id)
-        blobs = _local_blobs(resolver, changes_of_set, warnings)
-        parsed += [
-            c if c.change.id in upstream_ids else _with_bases(resolver, c, blobs)
-            for c in changes_of_set
-        ]
+        ported = [c for c in changes_of_set if c.change.id not in upstream_ids]
+        merged = {c.change.id: c for c in with_bases(resolver, ported, warnings)}
+        parsed += [merged.get(c.change.id, c) for c in changes_of_set]
     needed = set().union(*(p.paths_to_read() for p in parsed))  # all read above, in one pass
     vanilla, modes = _vanilla(files, sorted(needed))
     ported = [p for p in parsed if p.change.id not in upstream_ids]

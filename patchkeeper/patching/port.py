@@ -105,7 +105,9 @@ class ParsedChange:
 
     def named_bases(self) -> list[tuple[PurePosixPath, str]]:
         """(repository path, blob id) of each file a local diff's `index` lines name a base
-        blob for, that porting may merge against."""
+        blob for, that porting may merge against (none for a PR: its base is a commit)."""
+        if self.change.state is not PrState.LOCAL:
+            return []
         return sorted(
             {
                 (file.old_path, file.blobs[0])
