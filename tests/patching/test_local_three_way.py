@@ -192,3 +192,93 @@ def test_an_ambiguous_or_damaged_base_is_never_guessed(make_upstream: MakeUpstre
     assert result.changed_files() == {}
     [warning] = warnings
     assert f"the mirror's copy of blob {named} is not that blob" in warning
+
+
+class Journey:
+    """A recipe whose patchset holds one local diff (`git diff` of FIX, made from upstream's
+    m.py), its upstream served by git http-backend behind Basic auth, over a nightly-shaped
+    OCI layout whose m.py is upstream's after `drift`; run through the CLI."""
+
+    def __init__(self, tmp: Path, server: GitHttpServer, history: History, drift: Edit) -> None:
+        self.tmp, self.server = tmp, server
+        self.diff = made_from(history, [FIX])
+        (tmp / "fix.diff").write_text(self.diff)
+        history.squash_pr(1, "Drift", [drift])
+        commit = history.head()
+        self.nightly = (history.path / "m.py").read_bytes()
+        history.publish(tmp / "served" / "up.git")
+        self.tag = f"nightly-20260101-{commit[:8]}"
+        files: dict[str, bytes | str] = {"src/.git/HEAD": commit + "\n", "src/m.py": self.nightly}
+        write_oci_layout(tmp / "layout", Image(layers=[layer(tree(files))]), tag=self.tag)
+        url = server.url("up.git", "bot:s3cret-pass")
+        (tmp / "ps.yaml").write_text(
+            f"upstream: {{git: '{url}', branch: main}}\nsource_root: /src\npatches:\n"
+            f"  - diff: {tmp / 'fix.diff'}\n    why: t\n"
+        )
+        (tmp / "recipe.yaml").write_text(RECIPE.format(model=tmp))
+
+    def sync(self, *extra: str) -> tuple[int, str]:
+        args = [
+            "sync", "--recipe", str(self.tmp / "recipe.yaml"), "--image", f"t/sglang:{self.tag}",
+            "--image-source", "layout", "--layout", str(self.tmp / "layout"),
+            "--out", str(self.tmp / "out"), *extra,
+        ]  # fmt: skip
+        result = CliRunner().invoke(app, args)
+        return result.exit_code, result.stdout
+
+
+@pytest.fixture()
+def serve(tmp_path: Path) -> Iterator[Callable[[Edit], Journey]]:
+    with GitHttpServer(tmp_path / "served", "bot", "s3cret-pass") as server:
+        history = History(tmp_path / "work", {"m.py": BASE.encode()})
+        yield lambda drift: Journey(tmp_path, server, history, drift)
+
+
+def test_sync_ports_a_local_diff_three_way_over_http(serve: Callable[[Edit], Journey]) -> None:
+    run = serve(DRIFT)
+    named = blob_id(BASE.encode())[:7]
+    assert f"index {named}.." in run.diff  # git's default: abbreviated
+    code, out = run.sync("--json")
+    assert code == 0, out
+    doc = json.loads(out)
+    overlay = Path(doc["overlay"])
+    want = run.nightly.replace(b"b = 2\n", b"b = 20\n")
+    assert (overlay / "rootfs/src/m.py").read_bytes() == want
+    lock = json.loads((overlay / "patchkeeper.lock.json").read_text())
+    [patch] = lock["patches"]
+    assert (patch["state"], patch["hunks"]["drift"]) == ("applied", 1)
+    assert patch["files"][0]["note"] == f"three-way against upstream blob {named}"
+    assert any(ok and "git-upload-pack" in path for path, ok in run.server.requests)
+    code, table = run.sync()
+    assert code == 0 and f"note ps/fix /src/m.py: three-way against upstream blob {named}" in (
+        " ".join(table.split())
+    )
+
+
+def test_a_conflicting_local_diff_gets_diff3_markers_and_a_resolution_lasts(
+    serve: Callable[[Edit], Journey],
+) -> None:
+    run = serve(Edit("m.py", "b = 2\n", "b = 3\n"))  # upstream changed the same line
+    conflicts = run.tmp / "conflicts"
+    code, out = run.sync("--json", "--conflicts", str(conflicts))
+    assert code == 1, out
+    [patch] = json.loads(out)["patches"]
+    [file] = patch["files"]
+    named = blob_id(BASE.encode())[:7]
+    assert file["note"] == f"three-way against upstream blob {named}"
+    marked = Path(file["conflict_file"])
+    assert marked.read_text().endswith(
+        "<<<<<<< image /src/m.py\nb = 3\n"
+        f"||||||| upstream blob {named}\nb = 2\n=======\nb = 20\n>>>>>>> ps/diff fix\n"
+    )
+    marked.write_text(run.nightly.decode().replace("b = 3\n", "b = 23\n"))
+    resolve = ["resolve", "--recipe", str(run.tmp / "recipe.yaml"), "--conflicts", str(conflicts)]
+    assert CliRunner().invoke(app, resolve).exit_code == 0
+    code, out = run.sync("--json")
+    assert code == 0, out
+    doc = json.loads(out)
+    assert (Path(doc["overlay"]) / "rootfs/src/m.py").read_bytes() == run.nightly.replace(
+        b"b = 3\n", b"b = 23\n"
+    )
+    note = doc["patches"][0]["files"][0]["note"]
+    assert note.startswith(f"three-way against upstream blob {named}; resolved by a recorded")
