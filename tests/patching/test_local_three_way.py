@@ -8,7 +8,7 @@ import os
 import subprocess
 import zlib
 from collections.abc import Callable, Iterator
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
