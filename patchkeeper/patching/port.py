@@ -224,7 +224,7 @@ def _merge_inputs(parsed: ParsedChange, file: FilePatch) -> tuple[tuple[str, str
     if file.old_path not in parsed.bases:
         if not local or not file.blobs or not file.blobs[0].strip("0"):
             return None, ""
-        return None, f"matched exactly: upstream has no blob {file.blobs[0][:12]} to merge against"
+        return None, f"matched exactly: no upstream blob {file.blobs[0][:12]} to merge against"
     name = _base_name(parsed, file)
     try:
         inputs = _theirs(parsed, file)

@@ -106,7 +106,7 @@ def test_a_diff_made_from_code_upstream_never_had_is_matched_exactly_as_before(
         [outcome], [was] = result.outcomes, before.outcomes
         assert outcome.state is was.state
         assert [h.status for h in outcome.files[0].hunks] == [h.status for h in was.files[0].hunks]
-        note = f"matched exactly: upstream has no blob {named[:7]} to merge against"
+        note = f"matched exactly: no upstream blob {named[:7]} to merge against"
         assert (outcome.files[0].note, warnings) == (note, [])
         states.append(outcome.state)
     assert states == [PatchState.APPLIED, PatchState.CONFLICT]
