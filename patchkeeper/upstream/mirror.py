@@ -1,9 +1,10 @@
 """A cached, blobless bare mirror of one upstream branch and the PRs asked for.
 
 What a sync needs from upstream is the branch's commit graph (ancestry, subjects), the
-listed PRs' refs, and the blobs of the files those PRs touch: a partial clone
-(`--filter=blob:none`) of exactly those refs, with the touched blobs fetched in one batch
-(`prefetch`). A server that refuses filters gets a full fetch, with a warning.
+listed PRs' refs, the blobs of the files those PRs touch and the blobs local diffs name:
+a partial clone (`--filter=blob:none`) of exactly those refs, with those blobs fetched in
+one batch each (`prefetch`, `fetch_blobs`). A server that refuses filters gets a full
+fetch, with a warning.
 
 The mirror's config holds a credential-free URL only: credentials in the configured URL
 reach git through a credential helper that reads them from the environment of each git it
