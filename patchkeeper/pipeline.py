@@ -102,12 +102,31 @@ def _vanilla(
     return contents, modes
 
 
-def _with_bases(resolver: UpstreamResolver, parsed: ParsedChange) -> ParsedChange:
-    """A PR merges three-way against its files at its base commit; a local diff cannot."""
-    change = parsed.change
-    if change.state is PrState.LOCAL or not change.base:
-        return parsed
-    return parsed.with_bases(resolver.files_at(change.base, parsed.base_paths()))
+def with_bases(
+    resolver: UpstreamResolver, changes: Sequence[ParsedChange], warnings: list[str]
+) -> list[ParsedChange]:
+    """`changes` (of one patchset) with what their files merge three-way against: a PR's
+    files at its base commit; a local diff's, file by file, the upstream blobs its `index`
+    lines name (one batch for all), where upstream has them. Why a blob upstream has cannot
+    serve (an ambiguous id, a damaged mirror) goes to `warnings`."""
+    named = sorted({key for c in changes for key in c.named_bases()})
+    blobs = resolver.blobs(named) if named else {}
+    done = []
+    for change in changes:
+        if change.change.state is PrState.LOCAL:
+            found = {}
+            for path, blob in change.named_bases():
+                if (content := blobs[(path, blob)].content) is not None:
+                    found[path] = content
+                elif problem := blobs[(path, blob)].problem:
+                    warnings.append(f"{change.label}: {path}: {problem}")
+            done.append(change.with_bases(found))
+        elif change.change.base:
+            bases = resolver.files_at(change.change.base, change.base_paths())
+            done.append(change.with_bases(bases))
+        else:
+            done.append(change)
+    return done
 
 
 def plan(
@@ -170,9 +189,9 @@ def plan(
                     )
                 else:
                     upstream_ids.add(change.id)
-        parsed += [
-            c if c.change.id in upstream_ids else _with_bases(resolver, c) for c in changes_of_set
-        ]
+        ported = [c for c in changes_of_set if c.change.id not in upstream_ids]
+        merged = {c.change.id: c for c in with_bases(resolver, ported, warnings)}
+        parsed += [merged.get(c.change.id, c) for c in changes_of_set]
     needed = set().union(*(p.paths_to_read() for p in parsed))  # all read above, in one pass
     vanilla, modes = _vanilla(files, sorted(needed))
     ported = [p for p in parsed if p.change.id not in upstream_ids]

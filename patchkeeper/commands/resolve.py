@@ -57,8 +57,8 @@ def run(recipe_path: Path, conflicts: Path, as_json: bool) -> int:
     index = read_index(conflicts)
     if not index.files:
         raise ConfigError(
-            f"{conflicts / INDEX}: lists no marked file, nothing to record (a local diff's "
-            "conflict has no three-way text: update the diff file against the image's file)"
+            f"{conflicts / INDEX}: lists no marked file, nothing to record (a local diff matched "
+            "exactly has no three-way text: update the diff file against the image's file)"
         )
     pending = [(e, *_pending(conflicts, e, patchsets, recipe_path)) for e in index.files]
     unresolved = [e.file for e, _, _, resolved in pending if has_markers(resolved)]

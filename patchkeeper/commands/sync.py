@@ -77,8 +77,8 @@ def _say_what_to_resolve(
         )
     for file in local:
         err_console.print(
-            f"{file}: a local diff has no base to merge against, so no marked file: "
-            "update the diff file against the image's file",
+            f"{file}: matched exactly (no upstream blob to merge against), so no marked "
+            "file: update the diff file against the image's file",
             markup=False,
         )
 

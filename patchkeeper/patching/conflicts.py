@@ -1,6 +1,6 @@
 """The conflicts directory: what `sync --conflicts DIR` writes and `resolve` reads.
 
-For each file a PR does not merge into, DIR holds the file with diff3 markers at
+For each file a three-way merge refuses, DIR holds the file with diff3 markers at
 `<patchset>/<patch>/<in-image path>`, the file as the patch found it under
 `.ours/`, and the index `conflicts.json`. The index is an artefact people pass
 around (a CI artefact, a colleague's directory), so it is read into a typed
@@ -129,7 +129,7 @@ def refuse_overwriting(directory: Path, patchsets: Mapping[str, Path]) -> None:
 
 
 def unmarked(outcomes: Sequence[PatchOutcome]) -> list[str]:
-    """Conflicting files with no three-way text to write (a local diff's blobs are unknown)."""
+    """Conflicting files with no three-way text to write (a local diff matched exactly)."""
     return [
         f"{o.change.patchset}/{o.change.label}: {f.path}"
         for o in outcomes
@@ -142,8 +142,9 @@ def write_conflicts(
     outcomes: Sequence[PatchOutcome], directory: Path
 ) -> dict[tuple[str, str], Path]:
     """Write each conflicting file's diff3-marked text under `directory`, with the index
-    `resolve` reads; {(patch id, in-image path): marked file}. Files whose patch has no known
-    base (a local diff) have no three-way text and are left out (see `unmarked`)."""
+    `resolve` reads; {(patch id, in-image path): marked file}. Files matched exactly (a local
+    diff with no upstream blob to merge against) have no three-way text and are left out
+    (see `unmarked`)."""
     written: dict[tuple[str, str], Path] = {}
     entries = []
     for outcome in outcomes:

@@ -66,7 +66,9 @@ class FilePatch:
 
 
 _HUNK_HEADER = re.compile(r"^@@ -(\d+)(?:,(\d+))? \+(\d+)(?:,(\d+))? @@")
-_INDEX = re.compile(r"^index ([0-9a-f]{7,64})\.\.([0-9a-f]{7,64})\b")
+# Object ids: SHA-1 (full, or abbreviated to git's minimum of 4) or full SHA-256.
+_OBJECT_ID = r"([0-9a-f]{4,40}|[0-9a-f]{64})"
+_INDEX = re.compile(rf"index {_OBJECT_ID}\.\.{_OBJECT_ID}(?: [0-7]{{6}})?\s*")
 _OCTAL = re.compile(rb"\\([0-7]{3})")
 _ESCAPES = {"\\\\": "\\", '\\"': '"', "\\t": "\t", "\\n": "\n"}
 
@@ -180,8 +182,10 @@ def _unsupported(patched: object) -> str:
 
 
 def _blobs(patched: object) -> tuple[str, str] | None:
+    """The blob ids of the entry's `index` line; None without one, or when it is not an
+    `index <id>..<id>[ <mode>]` line (the ids are then no one's to look up)."""
     for line in patched.patch_info or ():  # type: ignore[attr-defined]
-        if match := _INDEX.match(str(line)):
+        if match := _INDEX.fullmatch(str(line)):
             return match[1], match[2]
     return None
 

@@ -2,8 +2,10 @@
 
 A PR's files are merged three-way (see `merge`): base is the file at the PR's
 base commit, theirs is that file with the PR's diff replayed exactly, ours is
-the image's file after the earlier changes. Local diffs, whose blobs are
-unknown, are matched exactly (see `hunks`). Every file a change touches is
+the image's file after the earlier changes. A local diff's file merges the same
+way against the upstream blob its `index` line names, where upstream has that
+blob (the diff was made from upstream code); any other file of a local diff is
+matched exactly (see `hunks`). Every file a change touches is
 ported or explicitly accounted for (a fix whose second file is silently skipped
 looks fixed and is not), and a change that does not port leaves no trace: the
 next change starts from the files as they were before it.
@@ -31,7 +33,7 @@ from patchkeeper.patching.hunks import (
 )
 from patchkeeper.patching.merge import Merged, merge
 from patchkeeper.patching.resolutions import Resolution, matching
-from patchkeeper.upstream.model import UpstreamChange
+from patchkeeper.upstream.model import PrState, UpstreamChange, is_blob
 
 
 class PatchState(StrEnum):
@@ -63,14 +65,15 @@ def excluded(patterns: Sequence[str], *paths: PurePosixPath | None) -> bool:
 class ParsedChange:
     """A change's diff, parsed, with the in-image directory its paths are relative to.
 
-    `bases` holds the files at the change's base commit (repository paths; None:
-    absent there); None for a change whose blobs are unknown (a local diff).
+    `bases` holds, by repository path, the files a three-way merge takes as its base: a
+    PR's files at its base commit (None: absent there), a local diff's upstream blobs (those
+    its `index` lines name that upstream has). A file without one is matched exactly.
     """
 
     change: UpstreamChange
     root: PurePosixPath
     files: tuple[FilePatch, ...]
-    bases: Mapping[PurePosixPath, bytes | None] | None = None
+    bases: Mapping[PurePosixPath, bytes | None] = field(default_factory=dict)
     resolutions: tuple[Resolution, ...] = ()  # recorded by hand for its conflicting files
 
     @classmethod
@@ -100,6 +103,23 @@ class ParsedChange:
             }
         )
 
+    def named_bases(self) -> list[tuple[PurePosixPath, str]]:
+        """(repository path, blob id) of each file a local diff's `index` lines name a base
+        blob for, that porting may merge against (none for a PR: its base is a commit)."""
+        if self.change.state is not PrState.LOCAL:
+            return []
+        return sorted(
+            {
+                (file.old_path, file.blobs[0])
+                for file in self.files
+                if file.old_path
+                and file.blobs
+                and file.blobs[0].strip("0")
+                and file.kind in (FileChange.MODIFIED, FileChange.RENAMED)
+                and not excluded(self.change.patch.exclude, file.path, file.old_path)
+            }
+        )
+
     def with_bases(self, bases: Mapping[PurePosixPath, bytes | None]) -> ParsedChange:
         return replace(self, bases=dict(bases))
 
@@ -119,7 +139,7 @@ class FileOutcome:
 
     @property
     def marked(self) -> str:
-        """The diff3-marked file ("" where the blobs are unknown: a local diff)."""
+        """The diff3-marked file ("" for a file matched exactly: no base to mark against)."""
         return self.three_way.marked() if self.three_way else ""
 
 
@@ -164,29 +184,53 @@ def _text(data: bytes, where: str) -> str:
         raise UnsafeInputError(f"{where}: the file is not UTF-8 text") from None
 
 
-def _is_blob(data: bytes, object_id: str) -> bool:
-    """Whether `data` is the git blob `object_id` (SHA-1 or SHA-256, possibly abbreviated)."""
-    algorithm = hashlib.sha256 if len(object_id) == 64 else hashlib.sha1
-    digest = algorithm(b"blob %d\0" % len(data) + data).hexdigest()
-    return digest.startswith(object_id)
+def _base_name(parsed: ParsedChange, file: FilePatch, short: bool = True) -> str:
+    """What a file merges against: a PR's base commit, a local diff's upstream blob."""
+    if parsed.change.state is PrState.LOCAL:
+        assert file.blobs is not None
+        return f"upstream blob {file.blobs[0][:12]}"
+    base = parsed.change.base or ""
+    return f"base {base[:12] if short else base}"
 
 
-def _theirs(parsed: ParsedChange, file: FilePatch, base: bytes | None) -> tuple[str, str]:
-    """(base, theirs) texts: the base file, verified, and the diff replayed onto it."""
-    assert parsed.bases is not None and file.old_path is not None
-    where = f"{parsed.label}: {file.old_path} at {(parsed.change.base or '')[:12]}"
+def _theirs(parsed: ParsedChange, file: FilePatch) -> tuple[str, str]:
+    """(base, theirs) texts: the base file, verified, and the diff replayed onto it. A local
+    diff whose hunks do not replay onto its base raises ReplayError (it is matched exactly);
+    its hunks, not its result id, say what it changes (a diff edited by hand still ports)."""
+    assert file.old_path is not None
+    local = parsed.change.state is PrState.LOCAL
+    base = parsed.bases[file.old_path]
+    where = f"{parsed.label}: {file.old_path} at {_base_name(parsed, file)}"
     if base is None:
         raise UpstreamError(f"{where}: the file the diff changes is absent at its base")
-    if file.blobs and not _is_blob(base, file.blobs[0]):
+    if file.blobs and not is_blob(base, file.blobs[0]):
         raise UpstreamError(f"{where}: not the blob {file.blobs[0]} the diff names")
     base_text = _text(base, where)
     try:
         theirs = "".join(replay(split_lines(base_text), file.hunks))
     except ReplayError as err:
+        if local:
+            raise
         raise UpstreamError(f"{where}: {err}") from None
-    if file.blobs and not _is_blob(theirs.encode(), file.blobs[1]):
+    if file.blobs and not local and not is_blob(theirs.encode(), file.blobs[1]):
         raise UpstreamError(f"{where}: the replayed diff is not the blob {file.blobs[1]}")
     return base_text, theirs
+
+
+def _merge_inputs(parsed: ParsedChange, file: FilePatch) -> tuple[tuple[str, str] | None, str]:
+    """((base, theirs) to merge, or None: match exactly; for a local diff's file whose
+    `index` line names a base blob, the note that says which way it ports)."""
+    local = parsed.change.state is PrState.LOCAL
+    if file.old_path not in parsed.bases:
+        if not local or not file.blobs or not file.blobs[0].strip("0"):
+            return None, ""
+        return None, f"matched exactly: no upstream blob {file.blobs[0][:12]} to merge against"
+    name = _base_name(parsed, file)
+    try:
+        inputs = _theirs(parsed, file)
+    except ReplayError:
+        return None, f"matched exactly: its hunks do not replay onto {name}"
+    return inputs, f"three-way against {name}" if local else ""
 
 
 def _port_file(
@@ -210,10 +254,10 @@ def _port_file(
         return FileOutcome(path, file.kind, FileAction.CONFLICT, note="absent from the image")
     ours_text = _text(ours, f"image path {path}")
     three_way = None
-    if parsed.bases is not None:
-        assert file.old_path is not None
-        base, theirs = _theirs(parsed, file, parsed.bases.get(file.old_path))
-        labels = (f"image {path}", f"base {parsed.change.base or ''}", parsed.label)
+    inputs, way = _merge_inputs(parsed, file)
+    if inputs is not None:
+        base, theirs = inputs
+        labels = (f"image {path}", _base_name(parsed, file, short=False), parsed.label)
         merged = merge(ours_text, base, theirs, file.hunks, labels)
         content, results = merged.content, merged.hunks
         three_way = merged if content is None else None
@@ -222,10 +266,12 @@ def _port_file(
         results = tuple(exact)
         failed = any(r.status is HunkStatus.CONFLICT for r in results)
         content = None if failed else "".join(lines)
-    note = ""
+    notes = [way] if way else []
     if content is None:
-        content, note = _reuse(parsed, path, ours_text)
+        content, reused = _reuse(parsed, path, ours_text)
+        notes += [reused] if reused else []
         if content is None:
+            note = "; ".join(notes)
             return FileOutcome(path, file.kind, FileAction.CONFLICT, results, note, ours, three_way)
         results = tuple(
             HunkResult(r.hunk, HunkStatus.DRIFTED, r.line, "placed by a recorded resolution")
@@ -236,13 +282,12 @@ def _port_file(
     new = content.encode()
     current[path] = new
     if file.kind is FileChange.RENAMED and source is not None and target is None:
-        renamed = f"renamed from {file.old_path}; the old file stays in the image"
-        note = f"{note}; {renamed}" if note else renamed
+        notes.append(f"renamed from {file.old_path}; the old file stays in the image")
     if new == ours and target is not None:
         action = FileAction.UNCHANGED
     else:
         action = FileAction.CREATED if target is None else FileAction.PATCHED
-    return FileOutcome(path, file.kind, action, results, note)
+    return FileOutcome(path, file.kind, action, results, "; ".join(notes))
 
 
 def _reuse(parsed: ParsedChange, path: PurePosixPath, ours: str) -> tuple[str | None, str]:

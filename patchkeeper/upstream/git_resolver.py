@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import contextlib
 import re
-import subprocess
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cached_property
@@ -24,8 +23,9 @@ from git.remote import RemoteProgress
 from patchkeeper.config.models import Patch, Upstream
 from patchkeeper.containment import ancestry_masks
 from patchkeeper.errors import ConfigError, UpstreamError, redact
+from patchkeeper.upstream.blobs import find_blobs
 from patchkeeper.upstream.mirror import PULL_REF, GitMirror
-from patchkeeper.upstream.model import PrState, UpstreamChange
+from patchkeeper.upstream.model import PrState, UpstreamBlob, UpstreamChange
 
 _SQUASH_SUBJECT = re.compile(r"\(#(?P<pr>\d+)\)\s*$")
 _MERGE_SUBJECT = re.compile(r"^Merge pull request #(?P<pr>\d+)\b")
@@ -263,30 +263,12 @@ class GitResolver:
     def files_at(
         self, commit: str, paths: Sequence[PurePosixPath]
     ) -> dict[PurePosixPath, bytes | None]:
-        """One `git cat-file --batch` for all paths; in a partial clone git fetches the
-        missing blobs from the promisor remote as it goes."""
-        if not paths:
-            return {}
-        request = "".join(f"{commit}:{path}\n" for path in paths).encode()
-        done = subprocess.run(
-            ["git", "-C", str(self.mirror.path), "cat-file", "--batch"],
-            input=request,
-            capture_output=True,
-            check=False,
-            env=self.mirror.git_env(),
-        )
-        if done.returncode:
-            detail = done.stderr.decode(errors="replace").strip()
-            raise UpstreamError(f"cannot read files at {commit} in {self.mirror.url}: {detail}")
-        out, at, files = done.stdout, 0, {}
-        for path in paths:
-            end = out.index(b"\n", at)
-            header = out[at:end].split()
-            at = end + 1
-            if len(header) == 3 and header[1] in (b"blob", b"tree", b"commit", b"tag"):
-                size = int(header[2])
-                files[path] = out[at : at + size] if header[1] == b"blob" else None
-                at += size + 1
-            else:  # "<request> missing" (or ambiguous): no such file at that commit
-                files[path] = None
-        return files
+        """One `git cat-file --batch` for all paths (missing blobs fetched as it goes)."""
+        requests = [f"{commit}:{path}" for path in paths]
+        found = self.mirror.cat_file(requests, f"files at {commit}")
+        return dict(zip(paths, found, strict=True))
+
+    def blobs(
+        self, named: Sequence[tuple[PurePosixPath, str]]
+    ) -> dict[tuple[PurePosixPath, str], UpstreamBlob]:
+        return find_blobs(self.mirror, named)

@@ -44,7 +44,7 @@ from patchkeeper.errors import ConfigError, UnreachableError, UpstreamError, red
 from patchkeeper.paths import atomic_write, cache_dir
 from patchkeeper.ui import err_console
 from patchkeeper.upstream.git_resolver import GitResolver
-from patchkeeper.upstream.model import PrState, UpstreamChange, UpstreamResolver
+from patchkeeper.upstream.model import PrState, UpstreamBlob, UpstreamChange, UpstreamResolver
 
 log = logging.getLogger(__name__)
 
@@ -461,6 +461,11 @@ class GitHubResolver:
         self, commit: str, paths: Sequence[PurePosixPath]
     ) -> dict[PurePosixPath, bytes | None]:
         return self.git.files_at(commit, paths)
+
+    def blobs(
+        self, named: Sequence[tuple[PurePosixPath, str]]
+    ) -> dict[tuple[PurePosixPath, str], UpstreamBlob]:
+        return self.git.blobs(named)
 
     def changed_by(self, change: UpstreamChange, until: str) -> str | None:
         return self.git.changed_by(change, until)

@@ -1,9 +1,10 @@
 """A cached, blobless bare mirror of one upstream branch and the PRs asked for.
 
 What a sync needs from upstream is the branch's commit graph (ancestry, subjects), the
-listed PRs' refs, and the blobs of the files those PRs touch: a partial clone
-(`--filter=blob:none`) of exactly those refs, with the touched blobs fetched in one batch
-(`prefetch`). A server that refuses filters gets a full fetch, with a warning.
+listed PRs' refs, the blobs of the files those PRs touch and the blobs local diffs name:
+a partial clone (`--filter=blob:none`) of exactly those refs, with those blobs fetched in
+one batch each (`prefetch`, `fetch_blobs`). A server that refuses filters gets a full
+fetch, with a warning.
 
 The mirror's config holds a credential-free URL only: credentials in the configured URL
 reach git through a credential helper that reads them from the environment of each git it
@@ -19,8 +20,8 @@ import os
 import re
 import subprocess
 import time
-from collections.abc import Callable, Iterable, Sequence
-from pathlib import Path
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from pathlib import Path, PurePosixPath
 from urllib.parse import unquote, urlsplit, urlunsplit
 
 import git
@@ -276,6 +277,77 @@ class GitMirror:
             with self._lock:
                 self._fetch_objects(wanted)
         return len(wanted)
+
+    def blob_history(self, paths: Sequence[PurePosixPath]) -> dict[PurePosixPath, dict[str, str]]:
+        """Every blob each of `paths` has held on the fetched refs, with a commit whose tree
+        holds it: read from trees alone (no blob is fetched; renames are not followed)."""
+        command = ["git", "log", "--all", "-m", "--raw", "--no-abbrev", "--no-renames", "-z"]
+        done = subprocess.run(
+            [*command, "--format=%H", "--", *map(str, paths)],
+            cwd=self.path,
+            env={**self.git_env(), "GIT_LITERAL_PATHSPECS": "1"},
+            capture_output=True,
+            check=False,
+        )
+        if done.returncode != 0:
+            detail = done.stderr.decode(errors="replace").strip()
+            raise UpstreamError(f"cannot read the history of {self.path}: {detail}")
+        found: dict[PurePosixPath, dict[str, str]] = {path: {} for path in paths}
+        tokens = iter(done.stdout.decode("utf-8", "surrogateescape").split("\0"))
+        commit = ""
+        for token in tokens:
+            token = token.lstrip("\n")
+            if not token.startswith(":"):
+                commit = token or commit
+                continue
+            mode, blob = token.split()[1], token.split()[3]
+            path = PurePosixPath(next(tokens, ""))
+            if path in found and mode not in ("000000", "160000"):  # not deleted, no submodule
+                found[path].setdefault(blob, commit)
+        return found
+
+    def fetch_blobs(self, held_by: Mapping[str, str]) -> int:
+        """Fetch, in one request, those blobs (id -> a commit whose tree holds it) the partial
+        clone lacks. Returns how many."""
+        if not held_by:
+            return 0
+        commits = sorted(set(held_by.values()))
+        listing = str(self.repo.git.rev_list("--objects", "--missing=print", "--no-walk", *commits))
+        missing = {line[1:].split()[0] for line in listing.splitlines() if line.startswith("?")}
+        wanted = sorted(set(held_by) & missing)
+        if wanted:
+            with self._lock:
+                self._fetch_objects(wanted)
+        return len(wanted)
+
+    def cat_file(self, requests: Sequence[str], what: str) -> list[bytes | None]:
+        """One `git cat-file --batch` for `requests` (`<commit>:<path>`, object ids): each
+        one's bytes, None where it names no blob. In a partial clone git fetches the missing
+        blobs from the promisor remote as it goes; `what` names the batch in errors."""
+        if not requests:
+            return []
+        done = subprocess.run(
+            ["git", "-C", str(self.path), "cat-file", "--batch"],
+            input="".join(f"{request}\n" for request in requests).encode(),
+            capture_output=True,
+            check=False,
+            env=self.git_env(),
+        )
+        if done.returncode:
+            detail = done.stderr.decode(errors="replace").strip()
+            raise UpstreamError(f"cannot read {what} in {self.url}: {detail}")
+        out, at, found = done.stdout, 0, []
+        for _ in requests:
+            end = out.index(b"\n", at)
+            header = out[at:end].split()
+            at = end + 1
+            if len(header) == 3 and header[1] in (b"blob", b"tree", b"commit", b"tag"):
+                size = int(header[2])
+                found.append(out[at : at + size] if header[1] == b"blob" else None)
+                at += size + 1
+            else:  # "<request> missing" (or ambiguous): no such object
+                found.append(None)
+        return found
 
     def _fetch_objects(self, oids: Sequence[str]) -> None:
         """What git's own lazy fetch runs, for many objects at once."""

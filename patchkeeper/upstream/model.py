@@ -20,6 +20,22 @@ class PrState(StrEnum):
     LOCAL = "local"  # a local diff file, not an upstream PR
 
 
+def is_blob(data: bytes, object_id: str) -> bool:
+    """Whether `data` is the git blob `object_id` (SHA-1 or SHA-256, possibly abbreviated):
+    what `git hash-object` computes, the hash of `blob <size>\\0` and the bytes."""
+    algorithm = hashlib.sha256 if len(object_id) == 64 else hashlib.sha1
+    digest = algorithm(b"blob %d\0" % len(data) + data).hexdigest()
+    return digest.startswith(object_id)
+
+
+@dataclass(frozen=True)
+class UpstreamBlob:
+    """A blob a local diff's `index` line names for one file, as upstream knows it."""
+
+    content: bytes | None  # its bytes, checked against its id; None: none upstream can serve
+    problem: str = ""  # why a blob upstream has cannot serve (an ambiguous id, a bad copy)
+
+
 @dataclass(frozen=True)
 class UpstreamChange:
     """What one patch means upstream: its state and the exact diff to port."""
@@ -90,6 +106,13 @@ class UpstreamResolver(Protocol):
     ) -> dict[PurePosixPath, bytes | None]:
         """The content of repository `paths` at `commit` (None: no such file there), in one
         batch; a three-way merge needs each changed file at the change's base."""
+        ...
+
+    def blobs(
+        self, named: Sequence[tuple[PurePosixPath, str]]
+    ) -> dict[tuple[PurePosixPath, str], UpstreamBlob]:
+        """For each (repository path, blob id, full or abbreviated) a local diff names, that
+        blob as upstream's history of the path has it, in one batch."""
         ...
 
     def changed_by(self, change: UpstreamChange, until: str) -> str | None:

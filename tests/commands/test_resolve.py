@@ -289,8 +289,8 @@ def test_a_conflicting_local_diff_says_there_is_no_marked_file(tmp_path: Path) -
     assert result.exit_code == 1
     assert "diff3-marked files in" not in result.output
     assert (
-        "ps/diff local: /src/m.py: a local diff has no base to merge against, so no marked "
-        "file: update the diff file against the image's file"
+        "ps/diff local: /src/m.py: matched exactly (no upstream blob to merge against), so no "
+        "marked file: update the diff file against the image's file"
     ) in " ".join(result.output.split())
     resolve = run.resolve("--json")
     assert resolve.exit_code == 2

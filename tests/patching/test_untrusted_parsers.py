@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import difflib
 import json
+import re
 import tempfile
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -239,3 +240,33 @@ def test_any_resolution_record_loads_or_is_refused_naming_it(data: bytes) -> Non
             assert str(err).startswith(str(entry))
             return
         assert all(r.path.is_absolute() and ".." not in r.path.parts for r in loaded)
+
+
+_HEX = st.text("0123456789abcdef", min_size=4, max_size=40) | st.text(
+    "0123456789abcdef", min_size=64, max_size=64
+)
+_OBJECT_ID = _HEX | st.text("0123456789abcdefABx. ", max_size=70)
+_WELL_FORMED = re.compile(r"([0-9a-f]{4,40}|[0-9a-f]{64})")
+
+
+@EXAMPLES
+@given(
+    _OBJECT_ID,
+    _OBJECT_ID,
+    st.sampled_from(["", " 100644", " 100755", " 160000", " 10064", " 100644x", "x"]),
+    st.sampled_from(["", " ", "\r", " \t"]),
+)
+def test_an_index_line_names_blobs_only_when_it_is_well_formed(
+    old: str, new: str, mode: str, trailer: str
+) -> None:
+    """What a local diff's index line names is looked up upstream: never a garbled id."""
+    line = f"index {old}..{new}{mode}{trailer}\n"
+    text = f"diff --git a/f.py b/f.py\n{line}--- a/f.py\n+++ b/f.py\n@@ -1 +1 @@\n-a\n+b\n"
+    [file] = parse_diff(text, "ps/diff fix")
+    well_formed = (
+        _WELL_FORMED.fullmatch(old)
+        and _WELL_FORMED.fullmatch(new)
+        and re.fullmatch(r"( [0-7]{6})?", mode)
+    )
+    assert file.blobs == ((old, new) if well_formed else None)
+    assert file.hunks[0].new == ("b\n",)

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import json
 import socket
+import subprocess
 import time
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 import httpx
@@ -24,7 +25,7 @@ from patchkeeper.publish.github import GitHubTracker, client_from_env
 from patchkeeper.upstream.git_resolver import GitResolver
 from patchkeeper.upstream.github import GitHubResolver, GitHubSettings, with_github
 from patchkeeper.upstream.mirror import GitMirror
-from patchkeeper.upstream.model import PrState, UpstreamChange
+from patchkeeper.upstream.model import PrState, UpstreamBlob, UpstreamChange
 from tests.github_double import (
     ChangedFile,
     GitHubDouble,
@@ -101,6 +102,24 @@ def test_demo_prs_carry_githubs_titles_states_and_files(
     assert github_double.pulls[(REPOSITORY, 25876)].merge_commit_sha is not None
     assert opened.merge_commit is None
     assert {r.path for r in github_double.requests}.isdisjoint({f"/repos/{REPOSITORY}"})
+
+
+def test_a_local_diffs_blobs_come_from_the_mirror_without_asking_github(
+    github_double: GitHubDouble, demo_upstream: DemoUpstream
+) -> None:
+    online = resolver(demo_upstream.url)
+    online.prepare([])
+    bare = demo_upstream.url.removeprefix("file://")
+
+    def git(*args: str) -> bytes:
+        return subprocess.run(["git", "-C", bare, *args], capture_output=True, check=True).stdout
+
+    name = git("ls-tree", "-r", "--name-only", "main").decode().splitlines()[0]
+    blob = git("rev-parse", f"main:{name}").decode().strip()
+    since = len(github_double.requests)
+    named = (PurePosixPath(name), blob[:7])
+    assert online.blobs([named]) == {named: UpstreamBlob(git("cat-file", "blob", blob))}
+    assert github_double.requests[since:] == []
 
 
 def test_githubs_open_overrides_gits_closed_for_a_conflicting_pr(
