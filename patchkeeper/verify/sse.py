@@ -141,103 +141,143 @@ def validate(events: Iterable[Event]) -> StreamReport:
     content silently. An event whose fields are of the wrong shape is a violation and
     otherwise ignored.
     """
-    report = StreamReport()
-    bad = report.violations.append
-    open_index: int | None = None
-    open_type = ""
-    partial_json: dict[int, str] = {}
-    started = stopped = delta_seen = False
+    grammar = _Grammar()
     for position, event in enumerate(events):
+        grammar.feed(position, event)
+    return grammar.finish()
+
+
+@dataclass
+class _Grammar:
+    """The stream so far: which block is open, and what has been seen. `feed` takes one
+    event through the rules that hold for any event, then its type's handler."""
+
+    report: StreamReport = field(default_factory=StreamReport)
+    open_index: int | None = None
+    open_type: str = ""
+    partial_json: dict[int, str] = field(default_factory=dict)  # tool blocks' input so far
+    started: bool = False
+    stopped: bool = False
+    delta_seen: bool = False
+
+    def bad(self, violation: str) -> None:
+        self.report.violations.append(violation)
+
+    def feed(self, position: int, event: Event) -> None:
         kind = event.data.get("type")
         where = f"event {position} ({kind})"
         if event.name and event.name != kind:
-            bad(f"{where}: SSE event name {event.name!r} differs from data type {kind!r}")
-        if stopped:
-            bad(f"{where}: sent after message_stop")
-            continue
+            self.bad(f"{where}: SSE event name {event.name!r} differs from data type {kind!r}")
+        if self.stopped:
+            self.bad(f"{where}: sent after message_stop")
+            return
         shape = SHAPES.get(kind) if isinstance(kind, str) else None
         try:
             data = shape.model_validate(event.data) if shape else None
         except ValidationError as err:
-            bad(f"{where}: {problem(err)}")
-            started = True  # a stream, if a broken one
-            continue
-        if not started:
+            self.bad(f"{where}: {problem(err)}")
+            self.started = True  # a stream, if a broken one
+            return
+        if not self.started:
             if kind != "message_start":
-                bad(f"{where}: the first event must be message_start")
-            started = True
+                self.bad(f"{where}: the first event must be message_start")
+            self.started = True
             if isinstance(data, _MessageStart):
-                report.usage = _merged(report.usage, data.message.usage)
-                continue
+                self.report.usage = _merged(self.report.usage, data.message.usage)
+                return
         if kind == "ping":
-            continue
-        if delta_seen and kind in CONTENT_EVENTS:
-            bad(f"{where}: content after message_delta")
+            return
+        if self.delta_seen and kind in CONTENT_EVENTS:
+            self.bad(f"{where}: content after message_delta")
         if kind == "error":
-            bad(f"{where}: error event: {str(event.data.get('error'))[:200]}")
+            self.bad(f"{where}: error event: {str(event.data.get('error'))[:200]}")
         elif kind == "message_start":
-            bad(f"{where}: a second message_start")
+            self.bad(f"{where}: a second message_start")
         elif isinstance(data, _BlockStart):
-            index, block = data.index, event.data["content_block"]
-            if open_index is not None:
-                bad(f"{where}: block {index} starts while block {open_index} is still open")
-            if index != len(report.blocks):
-                bad(f"{where}: block index {index}, expected {len(report.blocks)}")
-            open_index, open_type = index, data.content_block.type
-            report.blocks.append(dict(block))
-            if open_type in TOOL_BLOCKS:
-                if not isinstance(block.get("input", {}), dict):
-                    bad(f"{where}: tool input of block {index} is not a JSON object")
-                partial_json[len(report.blocks) - 1] = ""
+            self._block_start(where, data, event.data["content_block"])
         elif isinstance(data, _BlockDelta):
-            index, delta = data.index, data.delta
-            delta_type = str(delta.type)
-            if index != open_index or open_index is None:  # no block open: nothing to add to
-                bad(f"{where}: {delta_type} for block {index}, but the open block is {open_index}")
-                continue
-            allowed = DELTA_FOR_BLOCK.get(delta_type)
-            if allowed is None:
-                bad(f"{where}: unknown delta type {delta_type!r}")
-            elif open_type not in allowed:
-                bad(f"{where}: {delta_type} on a {open_type} block (index {index})")
-            block = report.blocks[-1]  # the open block (index mismatches were reported at start)
-            if delta_type == "text_delta":
-                block["text"] = (block.get("text") or "") + delta.text
-            elif delta_type == "thinking_delta":
-                block["thinking"] = (block.get("thinking") or "") + delta.thinking
-            elif delta_type == "input_json_delta" and len(report.blocks) - 1 in partial_json:
-                partial_json[len(report.blocks) - 1] += delta.partial_json
+            self._block_delta(where, data)
         elif isinstance(data, _BlockStop):
-            if data.index != open_index:
-                bad(f"{where}: stop for block {data.index}, but the open block is {open_index}")
-            elif len(report.blocks) - 1 in partial_json:
-                position = len(report.blocks) - 1
-                _close_tool_input(report, position, partial_json[position], where)
-            open_index = None
+            self._block_stop(where, data)
         elif isinstance(data, _MessageDelta):
-            if delta_seen:
-                bad(f"{where}: a second message_delta")
-            if open_index is not None:
-                bad(f"{where}: message_delta while block {open_index} is still open")
-            reason = data.delta.stop_reason
-            if reason not in STOP_REASONS:
-                bad(f"{where}: stop_reason {reason!r} is not a Messages API stop reason")
-            report.stop_reason = reason
-            report.usage = _merged(report.usage, data.usage)
-            delta_seen = True
+            self._message_delta(where, data)
         elif kind == "message_stop":
-            if open_index is not None:
-                bad(f"{where}: message_stop while block {open_index} is still open")
-            if not delta_seen:
-                bad(f"{where}: message_stop without a message_delta carrying a stop_reason")
-            stopped = True
+            self._message_stop(where)
         else:
-            bad(f"{where}: unknown event type {kind!r}")
-    if not started:
-        bad("the stream is empty")
-    elif not stopped:
-        bad("the stream ended without message_stop")
-    return report
+            self.bad(f"{where}: unknown event type {kind!r}")
+
+    def _block_start(self, where: str, data: _BlockStart, block: dict[str, Any]) -> None:
+        blocks = self.report.blocks
+        if self.open_index is not None:
+            self.bad(
+                f"{where}: block {data.index} starts while block {self.open_index} is still open"
+            )
+        if data.index != len(blocks):
+            self.bad(f"{where}: block index {data.index}, expected {len(blocks)}")
+        self.open_index, self.open_type = data.index, data.content_block.type
+        blocks.append(dict(block))
+        if self.open_type in TOOL_BLOCKS:
+            if not isinstance(block.get("input", {}), dict):
+                self.bad(f"{where}: tool input of block {data.index} is not a JSON object")
+            self.partial_json[len(blocks) - 1] = ""
+
+    def _block_delta(self, where: str, data: _BlockDelta) -> None:
+        index, delta = data.index, data.delta
+        delta_type = str(delta.type)
+        if index != self.open_index or self.open_index is None:  # nothing open to add to
+            self.bad(
+                f"{where}: {delta_type} for block {index}, but the open block is {self.open_index}"
+            )
+            return
+        allowed = DELTA_FOR_BLOCK.get(delta_type)
+        if allowed is None:
+            self.bad(f"{where}: unknown delta type {delta_type!r}")
+        elif self.open_type not in allowed:
+            self.bad(f"{where}: {delta_type} on a {self.open_type} block (index {index})")
+        last = len(self.report.blocks) - 1
+        block = self.report.blocks[last]  # the open one (index mismatches reported at start)
+        if delta_type == "text_delta":
+            block["text"] = (block.get("text") or "") + delta.text
+        elif delta_type == "thinking_delta":
+            block["thinking"] = (block.get("thinking") or "") + delta.thinking
+        elif delta_type == "input_json_delta" and last in self.partial_json:
+            self.partial_json[last] += delta.partial_json
+
+    def _block_stop(self, where: str, data: _BlockStop) -> None:
+        last = len(self.report.blocks) - 1
+        if data.index != self.open_index:
+            self.bad(
+                f"{where}: stop for block {data.index}, but the open block is {self.open_index}"
+            )
+        elif last in self.partial_json:
+            _close_tool_input(self.report, last, self.partial_json[last], where)
+        self.open_index = None
+
+    def _message_delta(self, where: str, data: _MessageDelta) -> None:
+        if self.delta_seen:
+            self.bad(f"{where}: a second message_delta")
+        if self.open_index is not None:
+            self.bad(f"{where}: message_delta while block {self.open_index} is still open")
+        reason = data.delta.stop_reason
+        if reason not in STOP_REASONS:
+            self.bad(f"{where}: stop_reason {reason!r} is not a Messages API stop reason")
+        self.report.stop_reason = reason
+        self.report.usage = _merged(self.report.usage, data.usage)
+        self.delta_seen = True
+
+    def _message_stop(self, where: str) -> None:
+        if self.open_index is not None:
+            self.bad(f"{where}: message_stop while block {self.open_index} is still open")
+        if not self.delta_seen:
+            self.bad(f"{where}: message_stop without a message_delta carrying a stop_reason")
+        self.stopped = True
+
+    def finish(self) -> StreamReport:
+        if not self.started:
+            self.bad("the stream is empty")
+        elif not self.stopped:
+            self.bad("the stream ended without message_stop")
+        return self.report
 
 
 def _merged(usage: Usage, later: Usage) -> Usage:
