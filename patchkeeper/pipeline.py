@@ -129,6 +129,16 @@ def with_bases(
     return done
 
 
+@dataclass(frozen=True)
+class _Upstream:
+    """One patchset's changes as upstream knows them, parsed, with the resolver that
+    answers the later questions about them (containment, bases)."""
+
+    patchset: Patchset
+    resolver: UpstreamResolver
+    changes: list[ParsedChange]
+
+
 def plan(
     recipe: Recipe,
     patchsets: Sequence[Patchset],
@@ -137,70 +147,28 @@ def plan(
     resolver_for: ResolverFactory,
     notices: Sequence[str] = (),
 ) -> Plan:
+    """The module's chain, one stage per call: what upstream says of each patch, one
+    read of the image, which commit it is and which changes it contains, what the
+    others merge against, porting onto its files, and the lock."""
     image = source.resolve(ref)
-    resolved = []
-    for patchset in patchsets:
-        resolver = resolver_for(patchset)
-        resolver.prepare(patchset.patches)
-        changes = [resolver.resolve(patchset.name, p) for p in patchset.patches]
-        parsed_set = [
-            ParsedChange.of(c, patchset.source_root).with_resolutions(
-                resolutions.load(patchset.path, c.patch.key) if patchset.path.is_file() else ()
-            )
-            for c in changes
-        ]
-        resolved.append((patchset, resolver, parsed_set))
-    # One pass over the image for everything sync may ask: each checkout's git
-    # metadata and every file any patch touches; which commit it is is decided after.
-    touched = {p for _, _, parsed in resolved for change in parsed for p in change.paths_to_read()}
-    git_dirs = sorted({git_dir_of(patchset.source_root) for patchset in patchsets})
-    files = source.read(image, sorted(touched), git_dirs)
-
+    upstreams = [_upstream(patchset, resolver_for(patchset)) for patchset in patchsets]
+    files = _read_image(source, image, upstreams)
     warnings: list[str] = list(notices)
-    identities = []
+    identities: list[ImageIdentity] = []
     parsed: list[ParsedChange] = []
     upstream_ids: set[str] = set()
-    for patchset, resolver, changes_of_set in resolved:
+    for upstream in upstreams:
+        patchset, resolver = upstream.patchset, upstream.resolver
         identity = identify(source, image, patchset.source_root, recipe.tag_pattern(), files)
         identities.append(identity)
         warnings += identity.warnings
-        landed = [
-            c.change
-            for c in changes_of_set
-            if c.change.state in (PrState.MERGED, PrState.REVERTED) and c.change.merge_commit
-        ]
-        warnings += [note for c in changes_of_set for note in c.change.notes()]
-        if landed and not resolver.has_commit(identity.commit):
-            warnings.append(
-                f"{patchset.name}: image commit {identity.commit} is not in "
-                f"{redact(patchset.upstream.clone_url)}; deciding by content alone"
-            )
-        elif landed:
-            marks = [m for c in landed for m in (c.merge_commit, c.reverted_by) if m]
-            inside = resolver.contained(marks, [identity.commit])[identity.commit]
-            for change in landed:
-                if change.merge_commit not in inside:
-                    continue
-                if change.reverted_by in inside:
-                    warnings.append(
-                        f"{change.id}: landed in {change.merge_commit} but "
-                        f"{change.reverted_by} reverted it, and this image has the revert: "
-                        "porting it again"
-                    )
-                else:
-                    upstream_ids.add(change.id)
-        ported = [c for c in changes_of_set if c.change.id not in upstream_ids]
+        warnings += [note for c in upstream.changes for note in c.change.notes()]
+        upstream_ids |= _contained(upstream, identity.commit, warnings)
+        ported = [c for c in upstream.changes if c.change.id not in upstream_ids]
         merged = {c.change.id: c for c in with_bases(resolver, ported, warnings)}
-        parsed += [merged.get(c.change.id, c) for c in changes_of_set]
-    needed = set().union(*(p.paths_to_read() for p in parsed))  # all read above, in one pass
-    vanilla, modes = _vanilla(files, sorted(needed))
-    ported = [p for p in parsed if p.change.id not in upstream_ids]
-    if dirs := mount_dirs(ported, vanilla):  # only where a patch creates a file
-        refuse_unmountable(ported, vanilla, source.kinds(image, sorted(dirs)))
-    result = port(parsed, vanilla, upstream_ids)
-    _name_supersessions(result, parsed, resolved, identities)
-    for path in result.changed_files():
-        modes.setdefault(path, 0o644)
+        parsed += [merged.get(c.change.id, c) for c in upstream.changes]
+    result, modes = _port(source, image, files, parsed, upstream_ids)
+    _name_supersessions(result, parsed, upstreams, identities)
     template = render_template(recipe.service, recipe.path)
     lock = build_lock(
         recipe, patchsets, image, source.name, identities, result, template, modes, warnings
@@ -208,18 +176,94 @@ def plan(
     return Plan(recipe, image, result, modes, template, lock, source.accounting())
 
 
+def _upstream(patchset: Patchset, resolver: UpstreamResolver) -> _Upstream:
+    """Each patch resolved upstream (one batch), parsed, with its recorded resolutions."""
+    resolver.prepare(patchset.patches)
+    changes = [resolver.resolve(patchset.name, p) for p in patchset.patches]
+    parsed = [
+        ParsedChange.of(c, patchset.source_root).with_resolutions(
+            resolutions.load(patchset.path, c.patch.key) if patchset.path.is_file() else ()
+        )
+        for c in changes
+    ]
+    return _Upstream(patchset, resolver, parsed)
+
+
+def _read_image(
+    source: ImageSource, image: ResolvedImage, upstreams: Sequence[_Upstream]
+) -> dict[PurePosixPath, ImageFile | None]:
+    """One pass over the image for everything sync may ask: each checkout's git metadata
+    and every file any patch touches; which commit it is is decided after."""
+    touched = {p for u in upstreams for change in u.changes for p in change.paths_to_read()}
+    git_dirs = sorted({git_dir_of(u.patchset.source_root) for u in upstreams})
+    return source.read(image, sorted(touched), git_dirs)
+
+
+def _contained(upstream: _Upstream, commit: str, warnings: list[str]) -> set[str]:
+    """The ids of the patchset's landed changes that image commit `commit` contains (a
+    revert it also contains puts the change back to porting, with a warning)."""
+    landed = [
+        c.change
+        for c in upstream.changes
+        if c.change.state in (PrState.MERGED, PrState.REVERTED) and c.change.merge_commit
+    ]
+    if not landed:
+        return set()
+    if not upstream.resolver.has_commit(commit):
+        warnings.append(
+            f"{upstream.patchset.name}: image commit {commit} is not in "
+            f"{redact(upstream.patchset.upstream.clone_url)}; deciding by content alone"
+        )
+        return set()
+    marks = [m for c in landed for m in (c.merge_commit, c.reverted_by) if m]
+    inside = upstream.resolver.contained(marks, [commit])[commit]
+    contained = set()
+    for change in landed:
+        if change.merge_commit not in inside:
+            continue
+        if change.reverted_by in inside:
+            warnings.append(
+                f"{change.id}: landed in {change.merge_commit} but "
+                f"{change.reverted_by} reverted it, and this image has the revert: "
+                "porting it again"
+            )
+        else:
+            contained.add(change.id)
+    return contained
+
+
+def _port(
+    source: ImageSource,
+    image: ResolvedImage,
+    files: dict[PurePosixPath, ImageFile | None],
+    parsed: Sequence[ParsedChange],
+    upstream_ids: set[str],
+) -> tuple[PortResult, dict[PurePosixPath, int]]:
+    """Every change ported onto the image's files (those already in it only checked),
+    and the mode each changed file gets."""
+    needed = set().union(*(p.paths_to_read() for p in parsed))  # all read above, in one pass
+    vanilla, modes = _vanilla(files, sorted(needed))
+    ported = [p for p in parsed if p.change.id not in upstream_ids]
+    if dirs := mount_dirs(ported, vanilla):  # only where a patch creates a file
+        refuse_unmountable(ported, vanilla, source.kinds(image, sorted(dirs)))
+    result = port(parsed, vanilla, upstream_ids)
+    for path in result.changed_files():
+        modes.setdefault(path, 0o644)
+    return result, modes
+
+
 def _name_supersessions(
     result: PortResult,
     parsed: Sequence[ParsedChange],
-    resolved: Sequence[tuple[Patchset, UpstreamResolver, list[ParsedChange]]],
+    upstreams: Sequence[_Upstream],
     identities: Sequence[ImageIdentity],
 ) -> None:
     """In the image by ancestry but not by content: a later commit changed the PR's lines
     (superseded, e.g. a validator a later PR removed). Say which commit, on the outcome."""
     resolver_of = {
-        c.change.id: (resolver, identity.commit)
-        for (_, resolver, changes), identity in zip(resolved, identities, strict=True)
-        for c in changes
+        c.change.id: (upstream.resolver, identity.commit)
+        for upstream, identity in zip(upstreams, identities, strict=True)
+        for c in upstream.changes
     }
     by_id = {p.change.id: p for p in parsed}
     for index, outcome in enumerate(result.outcomes):
