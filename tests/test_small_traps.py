@@ -165,8 +165,20 @@ def test_malformed_image_configs(config: bytes, message: str) -> None:
         read_config(config, sha256_digest(config), "img")
 
 
-def test_a_malformed_manifest_in_a_layout_is_an_image_error(tmp_path: Path) -> None:
-    manifest = b'{"schemaVersion": 2, "config": {"digest": "nope"}, "layers": []}'
+@pytest.mark.parametrize(
+    ("manifest", "message"),
+    [
+        (
+            b'{"schemaVersion": 2, "config": {"digest": "nope"}, "layers": []}',
+            "malformed manifest: config has no sha256 digest",
+        ),
+        (b"{not json", r"blobs/sha256/[0-9a-f]{64}: malformed manifest \(not JSON: "),
+        (b"[1, 2]", r"blobs/sha256/[0-9a-f]{64}: malformed manifest \(not a JSON object\)"),
+    ],
+)
+def test_a_malformed_manifest_in_a_layout_is_an_image_error(
+    tmp_path: Path, manifest: bytes, message: str
+) -> None:
     digest = sha256_digest(manifest)
     (tmp_path / "blobs" / "sha256").mkdir(parents=True)
     (tmp_path / "blobs" / "sha256" / digest.removeprefix("sha256:")).write_bytes(manifest)
@@ -178,7 +190,7 @@ def test_a_malformed_manifest_in_a_layout_is_an_image_error(tmp_path: Path) -> N
         "annotations": {"org.opencontainers.image.ref.name": "1"},
     }
     (tmp_path / "index.json").write_text(json.dumps({"schemaVersion": 2, "manifests": [entry]}))
-    with pytest.raises(ImageError, match="malformed manifest: config has no sha256 digest"):
+    with pytest.raises(ImageError, match=message):
         LayoutSource(tmp_path).resolve(ImageRef("x", "1"))
 
 

@@ -1,8 +1,10 @@
 """Image source backed by a Docker Engine (docker SDK): no pull, no run.
 
-Files are copied out of a created-but-never-started container, one archive
-request per path (and one for a git dir's `refs/`), so only the requested bytes
-cross the socket. The engine verified the layers when it pulled them.
+Files are copied out of a created-but-never-started container by archive requests:
+one per path and one more per symlink hop, a header-only stat of each parent directory
+not yet seen (and a read of those that are symlinks), and one for a git dir's `refs/`;
+so only the requested files and links cross the socket. The engine verified the layers
+when it pulled them.
 
 Each such container is labelled with the host and process that made it; one whose
 process is gone (killed before it could remove it) is removed by the next reader on

@@ -22,7 +22,6 @@ import contextlib
 import functools
 import io
 import itertools
-import json
 import logging
 import os
 import re
@@ -57,6 +56,7 @@ from patchkeeper.image.manifests import (
     choose_platform,
     image_parts,
     is_index,
+    parse_json,
 )
 from patchkeeper.image.model import ImageRef, ResolvedImage
 from patchkeeper.lowspeed import LowSpeed, Pace
@@ -408,12 +408,7 @@ class RegistryClient:
         digest = digests.of(data)
         if reference.startswith("sha256:") and reference != digest:
             raise ImageError(f"registry {self.registry}: manifest {reference} has digest {digest}")
-        try:
-            body = json.loads(data)
-        except ValueError:
-            body = None
-        if not isinstance(body, dict):
-            raise ImageError(f"registry {self.registry}: manifest {reference} is not a JSON object")
+        body = parse_json(data, f"registry {self.registry}: {repository} {reference}")
         media_type = body.get("mediaType") or response.headers.get("Content-Type", "")
         return Manifest(digest, str(media_type).split(";")[0], body)
 
