@@ -7,7 +7,6 @@ import contextlib
 import json
 import os
 import subprocess
-import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -26,6 +25,7 @@ from patchkeeper.image.layout import LayoutSource
 from patchkeeper.image.manifests import choose_platform, image_parts, parse_json
 from patchkeeper.image.model import ImageRef
 from patchkeeper.image.registry import RegistrySource
+from tests.names import unique
 from tests.oci import Image, index, layer, push, sha256_digest, tree
 
 REGISTRY = os.environ.get("PATCHKEEPER_TEST_REGISTRY", "127.0.0.1:5000")
@@ -116,7 +116,7 @@ def test_arm64_v8_is_arm64() -> None:
 def test_an_index_entry_with_a_variant_matches_its_default_spelling() -> None:
     amd = Image([layer(tree({"/arch": "amd64"}))])
     arm = Image([layer(tree({"/arch": "arm64"}))])
-    repository = f"pk-test/variant-{uuid.uuid4().hex[:8]}"
+    repository = unique("pk-test/variant")
     push(REGISTRY, repository, "1", index({"linux/amd64": amd, "linux/arm64/v8": arm}))
     source = RegistrySource("linux/arm64")
     arch = PurePosixPath("/arch")
@@ -195,7 +195,7 @@ def test_a_malformed_manifest_in_a_layout_is_an_image_error(
 
 
 def test_a_401_without_a_challenge_says_so(flaky_proxy: Callable[..., Any]) -> None:
-    repository = f"pk-test/no-challenge-{uuid.uuid4().hex[:8]}"
+    repository = unique("pk-test/no-challenge")
     push(REGISTRY, repository, "1", Image([layer(tree({"/f": "r"}))]))
     proxy = flaky_proxy(REGISTRY, failures=(401, 401))
     with pytest.raises(ImageError, match="401 unauthorized with no WWW-Authenticate challenge"):

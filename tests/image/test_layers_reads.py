@@ -21,8 +21,7 @@ from patchkeeper.image.layers import (
     read_config,
 )
 from patchkeeper.image.model import ImageRef, ResolvedImage
-from tests.image.test_layers_rules import Blobs, read, reader_for
-from tests.image.test_layers_source_rules import IMAGE_ID, MemorySource, noise
+from tests.image.memory import IMAGE_ID, Blobs, MemorySource, noise, read, reader_for
 from tests.oci import Entry, Layer, layer, layer_from_tar, make_tar, tree, whiteout
 
 P = PurePosixPath
