@@ -1,5 +1,5 @@
-"""Errors that map one-to-one onto the documented exit codes, and the redaction
-every message, log line and report goes through.
+"""Errors that each carry one of the documented exit codes (several share one), and the
+redaction every message, log line and report goes through.
 
 Exit codes (the CLI contract): 0 ok; 1 a patch does not apply, or a smoke, verify
 or doctor check failed; 2 bad input (config, arguments, malformed or unsafe diff or
@@ -92,12 +92,6 @@ class UpstreamError(PatchkeeperError):
 
 class ImageError(PatchkeeperError):
     """The image is missing something sync needs (source root, git metadata)."""
-
-
-class ConflictError(PatchkeeperError):
-    """A patch does not apply to the image's files."""
-
-    exit_code = EXIT_CONFLICT
 
 
 class UnreachableError(PatchkeeperError):

@@ -11,16 +11,23 @@ from rich.table import Table
 
 from patchkeeper import markdown as md
 from patchkeeper.overlay.lock import Lock, LockedPatch
+from patchkeeper.patching.hunks import HunkStatus
+from patchkeeper.patching.port import FileAction, PatchState
 
 _ACTION = {
-    "upstream": "none",
-    "applied": "overlay",
-    "partial": "overlay (rest present)",
-    "conflict": "CONFLICT",
+    PatchState.UPSTREAM: "none",
+    PatchState.APPLIED: "overlay",
+    PatchState.PARTIAL: "overlay (rest present)",
+    PatchState.CONFLICT: "CONFLICT",
 }
 _COLUMNS = ("patch", "why", "merged?", "in image?", "action", "hunks")
 _PROBLEM_STYLE = {"conflict": "red", "drift": "yellow", "note": "yellow", "warning": "yellow"}
-_STYLE = {"upstream": "green", "applied": "cyan", "partial": "yellow", "conflict": "bold red"}
+_STYLE = {
+    PatchState.UPSTREAM: "green",
+    PatchState.APPLIED: "cyan",
+    PatchState.PARTIAL: "yellow",
+    PatchState.CONFLICT: "bold red",
+}
 
 
 def document(
@@ -40,9 +47,9 @@ def document(
 
 
 def _in_image(patch: LockedPatch) -> str:
-    if patch.state == "upstream":
+    if patch.state is PatchState.UPSTREAM:
         return f"yes ({patch.via or 'content'})"
-    if patch.state == "partial":
+    if patch.state is PatchState.PARTIAL:
         return "partly"
     return "no"
 
@@ -64,10 +71,10 @@ def _problems(lock: Lock) -> list[str]:
                 f"drift {patch.id} {file.path} {hunk.header}: its context had changed; "
                 f"placed by the three-way merge at line {hunk.line}"
                 for hunk in file.hunks
-                if hunk.status == "applied with drift"
+                if hunk.status is HunkStatus.DRIFTED
             ]
-            if file.action == "conflict":
-                bad = [h for h in file.hunks if h.status == "conflict"]
+            if file.action is FileAction.CONFLICT:
+                bad = [h for h in file.hunks if h.status is HunkStatus.CONFLICT]
                 where = f"conflict {patch.id} {file.path}"
                 lines += [f"{where}: {file.note}"] if file.note else []
                 lines += [f"{where} {hunk.header}: {hunk.reason}" for hunk in bad]
@@ -98,7 +105,7 @@ def print_table(
             table.add_column(column, no_wrap=True)
     for patch in lock.patches:
         cells = list(_row(patch))
-        style = _STYLE.get(patch.state, "")
+        style = _STYLE[patch.state]
         cells[4] = f"[{style}]{cells[4]}[/]"
         table.add_row(*cells)
     console.print(table)

@@ -7,8 +7,8 @@ from typer.testing import CliRunner
 
 from patchkeeper.boundary import GuardedGroup
 from patchkeeper.errors import (
-    ConflictError,
     PatchkeeperError,
+    ServerError,
     UnreachableError,
     redact,
     register_secret,
@@ -25,7 +25,7 @@ def test_credentials_and_tokens_are_redacted() -> None:
 
 
 def test_errors_carry_their_exit_codes_and_never_the_secret() -> None:
-    assert ConflictError("x").exit_code == 1
+    assert ServerError("x").exit_code == 1
     assert PatchkeeperError("x").exit_code == 2
     err = UnreachableError("https://u:pw@host/repo unreachable")
     assert err.exit_code == 3 and "pw" not in str(err)
@@ -111,7 +111,7 @@ def test_an_error_quoting_a_server_prints_its_control_characters_as_text() -> No
 
     @app.command()
     def fail() -> int:
-        raise ConflictError("smoke failed: messages_basic: HTTP 500: \x1b]0;owned\x07\x1b[2J")
+        raise ServerError("smoke failed: messages_basic: HTTP 500: \x1b]0;owned\x07\x1b[2J")
 
     @app.command()
     def other() -> None:  # two commands: a group, as the real CLI is

@@ -134,7 +134,7 @@ def test_a_servers_reason_adds_nothing_to_the_step_summary() -> None:
 def _lock(why: str, path: str, reason: str) -> Lock:
     """A conflicting patch whose why, path and hunk reason are `why`, `path` and `reason`."""
     hunk = {"header": "@@ -1 +1 @@", "status": "conflict", "line": None, "reason": reason}
-    conflict = {"path": path, "kind": "text", "action": "conflict", "hunks": [hunk]}
+    conflict = {"path": path, "kind": "modified", "action": "conflict", "hunks": [hunk]}
     patch = {
         "id": "set/pr-1", "patchset": "set", "pr": 1, "diff_file": None, "state": "conflict",
         "via": "", "pr_state": "open", "title": None, "why": why, "head": None, "witness": None,

@@ -18,6 +18,7 @@ import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 
+from tests.names import unique
 from tests.oci import (
     DOCKER_CONFIG,
     DOCKER_LAYER_GZIP,
@@ -52,10 +53,6 @@ from tests.oci import (
 )
 
 REGISTRY = "127.0.0.1:5000"
-
-
-def unique(prefix: str) -> str:
-    return f"pk-oci-tests/{prefix}-{uuid.uuid4().hex[:12]}"
 
 
 def contents(members: list[Entry] | None) -> dict[str, bytes | str]:
@@ -192,7 +189,7 @@ MERGED = Image([LOWER, MIDDLE, UPPER], labels={"org.example.test": "merged"}, cm
 @pytest.fixture(scope="module")
 def merged_image(docker_client: Any) -> Iterator[str]:
     """MERGED pushed to the shared registry and pulled by the engine; yields the reference."""
-    repository = unique("merged")
+    repository = unique("pk-oci-tests/merged")
     assert push(REGISTRY, repository, "1", MERGED) == MERGED.digest
     reference = f"{REGISTRY}/{repository}:1"
     engine_pull(docker_client, reference)
@@ -258,7 +255,7 @@ def test_engine_picks_amd64_from_a_multi_platform_index(docker_client: Any, flav
         },
         flavor=flavor,  # type: ignore[arg-type]
     )
-    repository = unique(f"index-{flavor}")
+    repository = unique(f"pk-oci-tests/index-{flavor}")
     assert push(REGISTRY, repository, "multi", multi) == multi.digest
     with RegistryClient(REGISTRY) as client:
         stored = client.get_manifest(repository, "multi")
@@ -280,7 +277,7 @@ def test_engine_picks_amd64_from_a_multi_platform_index(docker_client: Any, flav
 @pytest.mark.docker
 def test_registry_accepts_zstd_but_this_engine_cannot_unpack_it(docker_client: Any) -> None:
     img = Image([layer(tree({"z": "compressed with zstd"}), "zstd")], cmd=["/none"])
-    repository = unique("zstd")
+    repository = unique("pk-oci-tests/zstd")
     assert push(REGISTRY, repository, "1", img) == img.digest
     with RegistryClient(REGISTRY) as client:
         assert client.get_manifest(repository, "1").content == img.manifest_blob
@@ -293,7 +290,7 @@ def test_registry_accepts_zstd_but_this_engine_cannot_unpack_it(docker_client: A
 
 def test_second_push_skips_existing_blobs() -> None:
     img = Image([layer(tree({"once": uuid.uuid4().hex}))])
-    repository = unique("skip")
+    repository = unique("pk-oci-tests/skip")
     with RegistryClient(REGISTRY) as client:
         client.push(repository, "a", img)
         assert client.uploaded == list(img.blobs) and client.skipped == []
@@ -308,7 +305,7 @@ def test_second_push_skips_existing_blobs() -> None:
 
 def test_htpasswd_registry_needs_the_password(htpasswd_registry: RegistryServer) -> None:
     img = Image([layer(tree({"secret": "basic"}))])
-    repository = unique("basic")
+    repository = unique("pk-oci-tests/basic")
     with pytest.raises(httpx.HTTPStatusError) as anonymous:
         push(htpasswd_registry.host, repository, "1", img)
     assert anonymous.value.response.status_code == 401
@@ -326,7 +323,7 @@ def test_htpasswd_registry_needs_the_password(htpasswd_registry: RegistryServer)
 
 def test_token_registry_issues_scoped_jwts(token_registry: TokenRegistryServer) -> None:
     img = Image([layer(tree({"secret": "bearer"}))])
-    private, public = unique("private"), f"public/{uuid.uuid4().hex[:12]}"
+    private, public = unique("pk-oci-tests/private"), unique("public/pk-oci-tests")
     before = len(token_registry.token_requests)
 
     with pytest.raises(httpx.HTTPStatusError) as anonymous:
@@ -401,7 +398,7 @@ def test_engine_pulls_from_the_token_registry_with_credentials(
     docker_client: Any, token_registry: TokenRegistryServer
 ) -> None:
     img = Image([layer(tree({"hello": "token"}))], cmd=["/none"])
-    repository = unique("engine")
+    repository = unique("pk-oci-tests/engine")
     push(token_registry.host, repository, "1", img, token_registry.auth)
     reference = f"{token_registry.host}/{repository}:1"
     with pytest.raises(RuntimeError):
@@ -433,7 +430,7 @@ def test_flaky_proxy_fails_each_path_first_then_forwards(
     assert httpx.get(f"{proxy.url}/v2/").status_code == 200
 
     img = Image([layer(tree({"retried": uuid.uuid4().hex}))])
-    repository = unique("flaky")
+    repository = unique("pk-oci-tests/flaky")
     with pytest.raises(httpx.HTTPStatusError) as failed:
         push(proxy.host, repository, "1", img)
     assert failed.value.response.status_code in (429, 503)

@@ -7,7 +7,6 @@ import contextlib
 import json
 import os
 import subprocess
-import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -26,6 +25,7 @@ from patchkeeper.image.layout import LayoutSource
 from patchkeeper.image.manifests import choose_platform, image_parts, parse_json
 from patchkeeper.image.model import ImageRef
 from patchkeeper.image.registry import RegistrySource
+from tests.names import unique
 from tests.oci import Image, index, layer, push, sha256_digest, tree
 
 REGISTRY = os.environ.get("PATCHKEEPER_TEST_REGISTRY", "127.0.0.1:5000")
@@ -116,7 +116,7 @@ def test_arm64_v8_is_arm64() -> None:
 def test_an_index_entry_with_a_variant_matches_its_default_spelling() -> None:
     amd = Image([layer(tree({"/arch": "amd64"}))])
     arm = Image([layer(tree({"/arch": "arm64"}))])
-    repository = f"pk-test/variant-{uuid.uuid4().hex[:8]}"
+    repository = unique("pk-test/variant")
     push(REGISTRY, repository, "1", index({"linux/amd64": amd, "linux/arm64/v8": arm}))
     source = RegistrySource("linux/arm64")
     arch = PurePosixPath("/arch")
@@ -165,8 +165,20 @@ def test_malformed_image_configs(config: bytes, message: str) -> None:
         read_config(config, sha256_digest(config), "img")
 
 
-def test_a_malformed_manifest_in_a_layout_is_an_image_error(tmp_path: Path) -> None:
-    manifest = b'{"schemaVersion": 2, "config": {"digest": "nope"}, "layers": []}'
+@pytest.mark.parametrize(
+    ("manifest", "message"),
+    [
+        (
+            b'{"schemaVersion": 2, "config": {"digest": "nope"}, "layers": []}',
+            "malformed manifest: config has no sha256 digest",
+        ),
+        (b"{not json", r"blobs/sha256/[0-9a-f]{64}: malformed manifest \(not JSON: "),
+        (b"[1, 2]", r"blobs/sha256/[0-9a-f]{64}: malformed manifest \(not a JSON object\)"),
+    ],
+)
+def test_a_malformed_manifest_in_a_layout_is_an_image_error(
+    tmp_path: Path, manifest: bytes, message: str
+) -> None:
     digest = sha256_digest(manifest)
     (tmp_path / "blobs" / "sha256").mkdir(parents=True)
     (tmp_path / "blobs" / "sha256" / digest.removeprefix("sha256:")).write_bytes(manifest)
@@ -178,12 +190,12 @@ def test_a_malformed_manifest_in_a_layout_is_an_image_error(tmp_path: Path) -> N
         "annotations": {"org.opencontainers.image.ref.name": "1"},
     }
     (tmp_path / "index.json").write_text(json.dumps({"schemaVersion": 2, "manifests": [entry]}))
-    with pytest.raises(ImageError, match="malformed manifest: config has no sha256 digest"):
+    with pytest.raises(ImageError, match=message):
         LayoutSource(tmp_path).resolve(ImageRef("x", "1"))
 
 
 def test_a_401_without_a_challenge_says_so(flaky_proxy: Callable[..., Any]) -> None:
-    repository = f"pk-test/no-challenge-{uuid.uuid4().hex[:8]}"
+    repository = unique("pk-test/no-challenge")
     push(REGISTRY, repository, "1", Image([layer(tree({"/f": "r"}))]))
     proxy = flaky_proxy(REGISTRY, failures=(401, 401))
     with pytest.raises(ImageError, match="401 unauthorized with no WWW-Authenticate challenge"):

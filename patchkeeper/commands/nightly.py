@@ -40,6 +40,7 @@ from patchkeeper.errors import (
     PatchkeeperError,
 )
 from patchkeeper.overlay.lock import Lock, LockedPatch
+from patchkeeper.patching.port import PatchState
 from patchkeeper.publish import branch as git_branch
 from patchkeeper.publish.github import GitHubTracker, Posted, client_from_env
 from patchkeeper.report import markdown as plan_markdown
@@ -84,7 +85,7 @@ class RecipeRun:
 
     @property
     def conflicts(self) -> list[LockedPatch]:
-        return [p for p in self.lock.patches if p.state == "conflict"]
+        return [p for p in self.lock.patches if p.state is PatchState.CONFLICT]
 
     @property
     def verified(self) -> bool:
@@ -188,7 +189,7 @@ def report(runs: Sequence[RecipeRun], failures: Sequence[RecipeFailure] = ()) ->
         if run.proof:
             proof = run.proof
             lines.append(reporting.proof_markdown(proof.checks, proof.verdicts, proof.title))
-        upstream = [p for p in run.lock.patches if p.state == "upstream"]
+        upstream = [p for p in run.lock.patches if p.state is PatchState.UPSTREAM]
         if upstream:
             names = ", ".join(f"#{p.pr}" if p.pr else p.id for p in upstream)
             lines += [

@@ -38,7 +38,7 @@ from patchkeeper.errors import (
     PatchkeeperError,
     ServerError,
 )
-from patchkeeper.image.engine import EngineSource
+from patchkeeper.image.engine import EngineSource, local_image, pull_image
 from patchkeeper.overlay import compose_cli, drift, driver, running
 from patchkeeper.overlay.lock import Lock
 from patchkeeper.overlay.root import overlays_root
@@ -60,7 +60,6 @@ from patchkeeper.overlay.write import (
 )
 from patchkeeper.report import print_table
 from patchkeeper.ui import err_console, out_console, plain, print_document
-from patchkeeper.verify.image_runtime import local_image, pull_image
 from patchkeeper.verify.smoke import ALL, SmokeOptions, Status, run_suite
 
 QUICK_CHECKS = ["models_list", "messages_basic"]
@@ -236,7 +235,9 @@ def _before(
     _origin(found, target, user)
     wrong: list[str] = []
     if old is not None:
-        wrong = running.mismatches(found, old.overlay, old.lock, local_image(client, old.lock))
+        wrong = running.mismatches(
+            found, old.overlay, old.lock, local_image(client, old.lock.image)
+        )
         if not wrong:
             return Before(old)
     stores = {_store_of(source, target.lock.recipe) for source in found.mounts.values()}
@@ -263,13 +264,13 @@ def _keep_line(target: Composed, links: Path) -> str:
 
 
 def _image(client: Any, lock: Lock, dry_run: bool) -> str | None:
-    image = local_image(client, lock)
+    image = local_image(client, lock.image)
     if image is None and dry_run:
         _tell(f"dry run: would pull {lock.image.pinned}", error=True)
         return None
     if image is None:
         _tell(f"pulling {lock.image.pinned}", error=True)
-        image = pull_image(client, lock)
+        image = pull_image(client, lock.image)
     return image
 
 

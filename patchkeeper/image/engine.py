@@ -1,8 +1,11 @@
-"""Image source backed by a Docker Engine (docker SDK): no pull, no run.
+"""Image source backed by a Docker Engine (docker SDK): no run, and no pull but a
+locked image's, by digest (`local_image`, `pull_image`: for `up` and `verify`).
 
-Files are copied out of a created-but-never-started container, one archive
-request per path (and one for a git dir's `refs/`), so only the requested bytes
-cross the socket. The engine verified the layers when it pulled them.
+Files are copied out of a created-but-never-started container by archive requests:
+one per path and one more per symlink hop, a header-only stat of each parent directory
+not yet seen (and a read of those that are symlinks), and one for a git dir's `refs/`;
+so only the requested files and links cross the socket. The engine verified the layers
+when it pulled them.
 
 Each such container is labelled with the host and process that made it; one whose
 process is gone (killed before it could remove it) is removed by the next reader on
@@ -19,7 +22,7 @@ import tarfile
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager, suppress
 from pathlib import PurePosixPath
-from typing import Any
+from typing import Any, Protocol
 
 import docker
 import docker.errors
@@ -247,6 +250,45 @@ class EngineSource:
             content = _single_regular_file(b"".join(chunks), current)
             return ImageFile(path, content, stat.S_IMODE(mode) or 0o644, current)
         raise UnsafeInputError(f"image path {path}: more than {MAX_SYMLINK_HOPS} symlink hops")
+
+
+class Pinned(Protocol):
+    """An image as a lock records it: its reference, the engine's id, and the digest
+    (None when it was read without one) that `pinned` names."""
+
+    @property
+    def ref(self) -> str: ...
+    @property
+    def id(self) -> str: ...
+    @property
+    def digest(self) -> str | None: ...
+    @property
+    def pinned(self) -> str: ...
+
+
+def local_image(client: Any, image: Pinned) -> str | None:
+    """The engine's id of `image` (by its pinned reference or its id), if present."""
+    for reference in (image.pinned, image.id):
+        try:
+            return str(client.images.get(reference).id)
+        except docker.errors.ImageNotFound:
+            continue
+        except docker.errors.APIError as err:
+            raise UnreachableError(f"Docker daemon error looking up {reference}: {err}") from None
+    return None
+
+
+def pull_image(client: Any, image: Pinned) -> str:
+    """Pull `image` by digest (never by a tag, which may have moved)."""
+    if not image.digest:
+        raise ImageError(
+            f"image {image.ref} ({image.id}) is not in the local engine and the "
+            "lock pins no digest to pull it by: load it, or use --runtime host"
+        )
+    try:
+        return str(client.images.pull(image.pinned).id)
+    except docker.errors.APIError as err:
+        raise UnreachableError(f"pulling {image.pinned}: {err}") from None
 
 
 def _alive(pid: int) -> bool:

@@ -2,8 +2,9 @@
 
 One request settles everything: exact paths (the files a sync touches) and git
 directories whose small metadata (HEAD, refs/, packed-refs, shallow, commondir, gitdir)
-is wanted whole. Each layer is streamed once, up to three at a time as `docker pull`
-does, and abandoned as soon as its entries sort past the last thing wanted, with the
+is wanted whole. Each layer is streamed once (a second time, up to the target, only for
+a hardlink whose target the first pass did not capture), up to three at a time as
+`docker pull` does, and abandoned as soon as its entries sort past the last thing wanted, with the
 order checked entry by entry (see `order`); a layer whose entries break every known
 order is read in full. Descent stops once every request is settled: a file of a
 git checkout absent from the layer that created the checkout (and every layer above

@@ -20,7 +20,7 @@ from typing import IO, Any
 from patchkeeper.errors import ConfigError, ImageError
 from patchkeeper.image import digests
 from patchkeeper.image.layered import LayeredSource, read_config
-from patchkeeper.image.manifests import choose_platform, image_parts, is_index
+from patchkeeper.image.manifests import choose_platform, image_parts, is_index, parse_json
 from patchkeeper.image.model import ImageRef, ResolvedImage
 from patchkeeper.image.verified import LayerBlob
 
@@ -161,13 +161,7 @@ class LayoutSource(LayeredSource):
         data = self.store.read(name)
         if digests.of(data, str(digest).split(":", 1)[0]) != digest:
             raise ImageError(f"{self.store.path}: {name} does not match its digest")
-        try:
-            body = json.loads(data)
-        except ValueError:
-            body = None
-        if not isinstance(body, dict):
-            raise ImageError(f"{self.store.path}: {name} is not a JSON object")
-        return body
+        return parse_json(data, f"{self.store.path}: {name}")
 
     def _resolve_legacy(self, ref: ImageRef, manifest: dict[str, Any]) -> ResolvedImage:
         """`docker save` before OCI: layers are uncompressed tars named by path."""

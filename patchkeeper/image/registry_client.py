@@ -38,7 +38,7 @@ from tenacity import (
 
 from patchkeeper.errors import ImageError, UnreachableError, UnsafeInputError, redact
 from patchkeeper.image import digests
-from patchkeeper.image.manifests import INDEX_TYPES, MANIFEST_TYPES
+from patchkeeper.image.manifests import INDEX_TYPES, MANIFEST_TYPES, parse_json
 from patchkeeper.image.ranged import RangedReader
 from patchkeeper.image.registry_access import Deadlines, credentials, insecure
 from patchkeeper.lowspeed import Pace
@@ -314,12 +314,7 @@ class RegistryClient:
         digest = digests.of(data)
         if reference.startswith("sha256:") and reference != digest:
             raise ImageError(f"registry {self.registry}: manifest {reference} has digest {digest}")
-        try:
-            body = json.loads(data)
-        except ValueError:
-            body = None
-        if not isinstance(body, dict):
-            raise ImageError(f"registry {self.registry}: manifest {reference} is not a JSON object")
+        body = parse_json(data, f"registry {self.registry}: {repository} {reference}")
         media_type = body.get("mediaType") or response.headers.get("Content-Type", "")
         return Manifest(digest, str(media_type).split(";")[0], body)
 

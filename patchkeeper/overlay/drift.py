@@ -24,7 +24,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from patchkeeper.errors import DriftError, UnreachableError
-from patchkeeper.image.engine import EngineSource
+from patchkeeper.image.engine import EngineSource, local_image, pull_image
 from patchkeeper.image.model import ImageRef, ImageSource, ResolvedImage
 from patchkeeper.overlay.compose import ROOTFS, overlay_mounts
 from patchkeeper.overlay.lock import LOCK_NAME, Lock
@@ -36,7 +36,6 @@ from patchkeeper.overlay.write import (
     fingerprint_of,
     store_root,
 )
-from patchkeeper.verify.image_runtime import local_image, pull_image
 
 LINK = "a link to "  # how a path that is a symlink in the image shows (a lock never holds it)
 
@@ -105,9 +104,9 @@ def guard_local(lock: Lock, pull: bool) -> str | None:
         if pull:
             raise
         return None
-    image = local_image(client, lock)
+    image = local_image(client, lock.image)
     if image is None and pull:
-        image = pull_image(client, lock)
+        image = pull_image(client, lock.image)
     if image is not None:
         guard(client, image, lock)
     return image

@@ -1,7 +1,9 @@
 """`patchkeeper.lock.json`: what an overlay holds, and why, for one exact image.
 
 A lock names its `format`; one this patchkeeper does not know is refused, never read
-as if it were its own (a newer writer's fields could mean something else).
+as if it were its own (a newer writer's fields could mean something else). States are
+the porting and upstream stages' StrEnums: written as their values, read back as
+members, a value this patchkeeper does not know refused with its field named.
 """
 
 from __future__ import annotations
@@ -13,6 +15,10 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
 
 from patchkeeper.errors import ConfigError
+from patchkeeper.patching.diff import FileChange
+from patchkeeper.patching.hunks import HunkStatus
+from patchkeeper.patching.port import FileAction, PatchState
+from patchkeeper.upstream.model import PrState
 
 LOCK_NAME = "patchkeeper.lock.json"
 FORMAT = 1
@@ -48,15 +54,15 @@ class Hunks(_Model):
 
 class LockedHunk(_Model):
     header: str
-    status: str
+    status: HunkStatus
     line: int | None
     reason: str = ""
 
 
 class LockedPatchFile(_Model):
     path: str
-    kind: str
-    action: str
+    kind: FileChange
+    action: FileAction
     note: str = ""
     hunks: list[LockedHunk] = []
     conflict_file: str | None = None  # the diff3-marked file `sync --conflicts DIR` wrote
@@ -67,9 +73,9 @@ class LockedPatch(_Model):
     patchset: str
     pr: int | None
     diff_file: str | None
-    state: str
+    state: PatchState
     via: str
-    pr_state: str
+    pr_state: PrState
     title: str | None
     why: str
     witness: str | None

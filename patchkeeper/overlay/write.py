@@ -4,8 +4,9 @@ A single-file bind mount pins the inode it was given, so rewriting a file in
 place (or renaming over it) would leave running containers on stale bytes.
 Each overlay therefore lives in its own content-addressed directory under
 `<out>/.store/`, built in a temporary directory and renamed into place. The
-friendly names are links one level down, `<out>/<recipe>/<tag>` and
-`<out>/<recipe>/latest`, swapped atomically; being at the store directory's depth,
+friendly names are links one level down, swapped atomically: `<out>/<recipe>/<tag>`
+and `<out>/<recipe>/latest` written by `sync`, `current` and `previous` by `up` (what
+runs, and what a rollback returns to); being at the store directory's depth,
 the compose files' `../../.store/<dir>/…` bind sources name the store directory
 whichever way they are reached, so no link swap ever changes what a container mounts.
 """

@@ -20,6 +20,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, model_validator
 
 from patchkeeper.config.load import read_json
 from patchkeeper.errors import ConfigError, OutputError
+from patchkeeper.patching.hunks import HunkStatus
 from patchkeeper.patching.port import PatchOutcome
 from patchkeeper.patching.resolutions import Component, InImage, Sha256, load, sha256
 from patchkeeper.paths import atomic_write
@@ -173,7 +174,7 @@ def write_conflicts(
                 hunks=tuple(
                     ConflictHunk(header=h.hunk.header, line=h.line, reason=h.reason)
                     for h in file.hunks
-                    if h.status.value == "conflict"
+                    if h.status is HunkStatus.CONFLICT
                 ),
             )
             entries.append(entry.model_dump(mode="json"))

@@ -48,7 +48,6 @@ class BranchUpdate:
     branch: str
     base: str
     commit: str | None  # None: the overlays equal the base's, nothing to propose
-    pushed: bool
 
 
 def _repo(workdir: Path) -> git.Repo:
@@ -84,11 +83,11 @@ def commit_paths(
             repo.git.add("--all", "--force", "--", *relative, *_NEVER)
         tree = str(repo.git.write_tree())
     if tree == repo.head.commit.tree.hexsha:
-        return BranchUpdate(branch, base, None, False)
+        return BranchUpdate(branch, base, None)
     with repo.git.custom_environment(**author.env()):
         commit = str(repo.git.commit_tree(tree, "-p", base, "-m", message))
     repo.git.update_ref(f"refs/heads/{branch}", commit)
-    return BranchUpdate(branch, base, commit, False)
+    return BranchUpdate(branch, base, commit)
 
 
 def push(workdir: Path, update: BranchUpdate, remote: str = "origin") -> BranchUpdate:
@@ -109,13 +108,13 @@ def push(workdir: Path, update: BranchUpdate, remote: str = "origin") -> BranchU
             new = repo.commit(update.commit)
             if tip.tree == new.tree and [p.hexsha for p in tip.parents] == [update.base]:
                 repo.git.update_ref(ref, seen)
-                return BranchUpdate(update.branch, update.base, seen, False)
+                return BranchUpdate(update.branch, update.base, seen)
         repo.git.push(
             "--quiet", f"--force-with-lease={ref}:{seen}", remote, f"{update.commit}:{ref}"
         )
     except git.GitCommandError as err:
         raise UnreachableError(f"pushing {ref} to {remote} failed: {err.stderr.strip()}") from None
-    return BranchUpdate(update.branch, update.base, update.commit, True)
+    return update
 
 
 def current_branch(workdir: Path) -> str:

@@ -23,7 +23,7 @@ from typing import Any
 import docker.errors
 from docker.types import Mount
 
-from patchkeeper.errors import ConfigError, ImageError, ServerError, UnreachableError
+from patchkeeper.errors import ConfigError, ServerError, UnreachableError
 from patchkeeper.image.engine import EngineSource
 from patchkeeper.image.model import ImageRef, ResolvedImage
 from patchkeeper.overlay import compose_cli
@@ -71,18 +71,6 @@ class Running:
         return found
 
 
-def local_image(client: Any, lock: Lock) -> str | None:
-    """The engine's id of the lock's image (by its pinned reference or its id), if present."""
-    for reference in (lock.image.pinned, lock.image.id):
-        try:
-            return str(client.images.get(reference).id)
-        except docker.errors.ImageNotFound:
-            continue
-        except docker.errors.APIError as err:
-            raise UnreachableError(f"Docker daemon error looking up {reference}: {err}") from None
-    return None
-
-
 PYTHONS = tuple(PurePosixPath(d) / "python3" for d in ("/usr/local/bin", "/usr/bin", "/bin"))
 
 
@@ -91,19 +79,6 @@ def runs_python(client: Any, image: str, lock: Lock) -> bool:
     resolved = ResolvedImage(ImageRef.parse(lock.image.ref), image, None)
     found = EngineSource(client).read(resolved, list(PYTHONS))
     return any(f is not None for f in found.values())
-
-
-def pull_image(client: Any, lock: Lock) -> str:
-    """Pull the lock's image by digest (never by a tag, which may have moved)."""
-    if not lock.image.digest:
-        raise ImageError(
-            f"image {lock.image.ref} ({lock.image.id}) is not in the local engine and the "
-            "lock pins no digest to pull it by: load it, or use --runtime host"
-        )
-    try:
-        return str(client.images.pull(lock.image.pinned).id)
-    except docker.errors.APIError as err:
-        raise UnreachableError(f"pulling {lock.image.pinned}: {err}") from None
 
 
 def _alive(container: Any) -> bool:

@@ -22,7 +22,7 @@ from rich.markup import escape
 
 from patchkeeper.chat_template import QWEN_LIKE_TEMPLATE
 from patchkeeper.errors import ConfigError, ImageError, ServerError, UnreachableError
-from patchkeeper.image.engine import EngineSource
+from patchkeeper.image.engine import EngineSource, local_image, pull_image
 from patchkeeper.overlay.compose import (
     ROOTFS,
     TEMPLATE_FILE,
@@ -133,9 +133,9 @@ def _engine(runtime: Runtime, lock: Lock) -> _Engine | None:
         if runtime is Runtime.AUTO:
             return None
         raise
-    image = image_runtime.local_image(client, lock)
+    image = local_image(client, lock.image)
     if image is None and runtime is Runtime.IMAGE:
-        image = image_runtime.pull_image(client, lock)
+        image = pull_image(client, lock.image)
     if image and not image_runtime.runs_python(client, image, lock):
         if runtime is Runtime.IMAGE:
             raise ImageError(f"{lock.image.ref} has no python3 to serve from: use --runtime host")

@@ -8,7 +8,6 @@ import shutil
 import socket
 import subprocess
 import sys
-import uuid
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +18,7 @@ from patchkeeper.cli import app
 from patchkeeper.demo.setup import Demo
 from patchkeeper.overlay import compose_cli
 from tests.github_double import GitHubDouble
+from tests.names import unique
 from tests.oci import Image, layer, push, tree
 
 REGISTRY = os.environ.get("PATCHKEEPER_TEST_REGISTRY", "127.0.0.1:5000")
@@ -48,7 +48,7 @@ def _recipe(tmp_path: Path, demo: Demo, image: str, port: int, model: Path) -> P
 def test_doctor_on_a_ready_machine_and_recipe(
     demo: Demo, tmp_path: Path, github_double: GitHubDouble
 ) -> None:
-    repository = f"pk-test/doctor-{uuid.uuid4().hex[:8]}"
+    repository = unique("pk-test/doctor")
     push(REGISTRY, repository, "1", Image([layer(tree({"/f": "x"}))]))
     model = tmp_path / "model"
     model.mkdir()

@@ -1,51 +1,10 @@
 """Identity logic against an in-memory image source (the interface, no daemon)."""
 
-import posixpath
-import re
-from collections.abc import Sequence
-from pathlib import PurePosixPath
-
 import pytest
 
 from patchkeeper.errors import ImageError
 from patchkeeper.image.identity import REVISION_LABEL, identify
-from patchkeeper.image.model import ImageFile, ImageRef, ResolvedImage
-
-SHA = "0123456789abcdef0123456789abcdef01234567"
-ROOT = PurePosixPath("/sgl-workspace/sglang")
-PATTERN = re.compile(r"^nightly-(?P<date>\d{8})-(?P<sha>[0-9a-f]{8})$")
-
-
-class DictSource:
-    """An image as a dict of files, keyed as a real image keys them: normalised paths
-    (an entry named with `..` could never be read from a layer, so none is kept)."""
-
-    name = "dict"
-
-    def __init__(self, files: dict[str, str]) -> None:
-        self.files = {PurePosixPath(posixpath.normpath(k)): v.encode() for k, v in files.items()}
-
-    def tags(self, repository: str) -> list[str]:
-        return []
-
-    def resolve(self, ref: ImageRef) -> ResolvedImage:
-        return ResolvedImage(ref, "sha256:" + "0" * 64, None)
-
-    def read(
-        self,
-        image: ResolvedImage,
-        paths: Sequence[PurePosixPath],
-        git_dirs: Sequence[PurePosixPath] = (),
-    ) -> dict[PurePosixPath, ImageFile | None]:
-        wanted = set(paths) | {p for p in self.files for g in git_dirs if p == g or g in p.parents}
-        return {
-            p: ImageFile(p, self.files[p], 0o644, p) if p in self.files else None for p in wanted
-        }
-
-
-def image(tag: str = f"nightly-20260621-{SHA[:8]}", label: str | None = None) -> ResolvedImage:
-    labels = {REVISION_LABEL: label} if label else {}
-    return ResolvedImage(ImageRef("r", tag), "sha256:" + "0" * 64, None, labels)
+from tests.image.memory import PATTERN, ROOT, SHA, DictSource, image
 
 
 @pytest.mark.parametrize(

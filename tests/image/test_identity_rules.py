@@ -1,6 +1,6 @@
 """How an image's commit is read from its `.git`: every rule, through `identify`.
 
-Uses the in-memory source of test_identity.py (the ImageSource interface, no daemon)."""
+Uses the in-memory source of tests/image/memory.py (the ImageSource interface, no daemon)."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ import pytest
 from patchkeeper.errors import ImageError
 from patchkeeper.image.identity import REVISION_LABEL, identify, read_commit
 from patchkeeper.image.model import ImageFile, ImageRef, ResolvedImage
-from tests.image.test_identity import PATTERN, ROOT, SHA, DictSource, image
+from tests.image.memory import PATTERN, ROOT, SHA, DictSource, image
 
 OTHER = "fedcba9876543210fedcba9876543210fedcba98"
 

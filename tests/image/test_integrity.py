@@ -10,7 +10,6 @@ import io
 import json
 import os
 import tarfile
-import uuid
 from collections.abc import Callable
 from pathlib import Path, PurePosixPath
 
@@ -24,6 +23,7 @@ from patchkeeper.image.layout import LayoutSource
 from patchkeeper.image.model import ImageRef
 from patchkeeper.image.registry import RegistrySource
 from patchkeeper.image.registry_client import RegistryClient
+from tests.names import unique
 from tests.oci import (
     Entry,
     Image,
@@ -46,10 +46,6 @@ SHA = "0123456789abcdef0123456789abcdef01234567"
 Scripted = Callable[[], ScriptedRegistry]
 
 
-def unique(name: str) -> str:
-    return f"pk-test/{name}-{uuid.uuid4().hex[:8]}"
-
-
 def checkout(serving: str) -> Layer:
     return layer(
         tree(
@@ -65,7 +61,7 @@ def checkout(serving: str) -> Layer:
 
 def test_a_tampered_layout_never_poisons_the_registry_read(tmp_path: Path) -> None:
     genuine = Image([checkout("genuine\n")])
-    repository = unique("poison")
+    repository = unique("pk-test/poison")
     push(REGISTRY, repository, "1", genuine)
     layout = write_oci_layout(tmp_path / "layout", genuine, "1")
     blob = layout / "blobs/sha256" / genuine.layers[0].digest.removeprefix("sha256:")
@@ -158,7 +154,7 @@ def test_a_tarball_diff_id_that_is_a_path_is_never_used_as_one(tmp_path: Path) -
 
 
 def test_absolute_member_names_are_refused() -> None:
-    repository = unique("absolute")
+    repository = unique("pk-test/absolute")
     push(REGISTRY, repository, "1", Image([layer([Entry.file("/etc/passwd", "owned")])]))
     source = RegistrySource()
     image = source.resolve(ImageRef(f"{REGISTRY}/{repository}", "1"))
@@ -279,7 +275,7 @@ def test_a_decompression_bomb_stops_at_the_cap(
     monkeypatch.setattr(layer_reader, "MIN_EXPANSION_CAP", 16 << 20)
     bomb = layer([Entry.file("a/zeros", bytes(96 << 20)), Entry.file("b", "after")], "zstd")
     assert bomb.size < 1 << 20
-    repository = unique("bomb")
+    repository = unique("pk-test/bomb")
     push(REGISTRY, repository, "1", Image([bomb]))
     source = RegistrySource()
     image = source.resolve(ImageRef(f"{REGISTRY}/{repository}", "1"))
@@ -290,7 +286,7 @@ def test_a_decompression_bomb_stops_at_the_cap(
 def test_labels_are_printable() -> None:
     escape = "\x1b]0;owned\x07\x1b[2J"
     labels = {"org.opencontainers.image.revision": f"{escape}feedface", "note": escape}
-    repository = unique("labels")
+    repository = unique("pk-test/labels")
     push(REGISTRY, repository, "1", Image([checkout("x\n")], labels=labels))
     source = RegistrySource()
     image = source.resolve(ImageRef(f"{REGISTRY}/{repository}", "1"))

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import os
-import uuid
 from pathlib import PurePosixPath
 
 import pytest
@@ -12,6 +11,7 @@ import pytest
 from patchkeeper.image.identity import identify
 from patchkeeper.image.model import ImageRef
 from patchkeeper.image.registry import RegistrySource
+from tests.names import unique
 from tests.oci import Entry, Image, Layer, layer, push
 
 REGISTRY = os.environ.get("PATCHKEEPER_TEST_REGISTRY", "127.0.0.1:5000")
@@ -71,7 +71,7 @@ def fetched(source: RegistrySource) -> dict[str, tuple[int, int, int]]:
 
 
 def push_image(image: Image) -> str:
-    repository = f"pk-test/order-{uuid.uuid4().hex[:8]}"
+    repository = unique("pk-test/order")
     push(REGISTRY, repository, "1", image)
     return f"{REGISTRY}/{repository}"
 

@@ -16,8 +16,7 @@ from patchkeeper.errors import UnsafeInputError
 from patchkeeper.image.model import ImageRef
 from patchkeeper.image.paths import MAX_SYMLINK_HOPS
 from patchkeeper.image.record import LayerCache
-from tests.image.test_layers_rules import Blobs, reader_for
-from tests.image.test_layers_source_rules import MemorySource
+from tests.image.memory import Blobs, MemorySource, reader_for
 from tests.oci import Entry, Layer, layer, opaque, tree, whiteout
 
 P = PurePosixPath

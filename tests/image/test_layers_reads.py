@@ -17,8 +17,7 @@ from patchkeeper.image.layers import LayerReader
 from patchkeeper.image.model import ImageRef, ResolvedImage
 from patchkeeper.image.record import LayerCache, Record
 from patchkeeper.image.verified import LayerBlob, LayerStats
-from tests.image.test_layers_rules import Blobs, read, reader_for
-from tests.image.test_layers_source_rules import IMAGE_ID, MemorySource, noise
+from tests.image.memory import IMAGE_ID, Blobs, MemorySource, noise, read, reader_for
 from tests.oci import Entry, Layer, layer, layer_from_tar, make_tar, tree, whiteout
 
 P = PurePosixPath

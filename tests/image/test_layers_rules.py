@@ -6,60 +6,25 @@ the git-checkout shortcut, the size limit, lying compression, the per-layer cach
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import gzip
 import hashlib
-import io
 import json
 import random
 import tarfile
-from collections.abc import Iterator
 from pathlib import Path, PurePosixPath
 
 import pytest
 
 from patchkeeper.errors import ImageError, UnsafeInputError
 from patchkeeper.image.layered import read_config
-from patchkeeper.image.layers import LayerReader
 from patchkeeper.image.model import ImageFile
 from patchkeeper.image.paths import MAX_FILE_BYTES
 from patchkeeper.image.record import LayerCache
-from patchkeeper.image.verified import LayerBlob, LayerStats
+from tests.image.memory import Blobs, read, reader_for
 from tests.oci import Entry, Layer, layer, layer_from_tar, opaque, tree, whiteout
 
 P = PurePosixPath
-
-
-class Blobs:
-    """Layers as a source offers them, counting how often each is opened."""
-
-    def __init__(self, *layers: Layer) -> None:  # bottom first, as manifests list them
-        self.layers = layers
-        self.opened: list[int] = []
-
-    def blobs(self) -> list[LayerBlob]:
-        return [self._blob(i, lay) for i, lay in enumerate(self.layers)]
-
-    def _blob(self, index: int, lay: Layer) -> LayerBlob:
-        @contextlib.contextmanager
-        def open_() -> Iterator[io.BytesIO]:
-            self.opened.append(index)
-            yield io.BytesIO(lay.blob)
-
-        return LayerBlob(lay.digest, lay.size, lay.media_type, open_)
-
-
-def reader_for(blobs: list[LayerBlob], cache: LayerCache) -> LayerReader:
-    """A reader with no partial-read scope and fresh byte counters per layer."""
-    stats = {blob.digest: LayerStats(blob.digest, blob.size) for blob in blobs}
-    return LayerReader(blobs, cache, None, {}, stats)
-
-
-def read(tmp_path: Path, *layers: Layer, paths: list[str]) -> dict[str, bytes | None]:
-    reader = reader_for(Blobs(*layers).blobs(), LayerCache(tmp_path / "cache"))
-    found = reader.read([P(p) for p in paths])
-    return {str(k): None if v is None else v.content for k, v in found.items()}
 
 
 def test_the_topmost_layer_holding_a_path_wins(tmp_path: Path) -> None:

@@ -3,44 +3,18 @@ progress, plus the reader's rules that only show on larger layers. In-memory lay
 
 from __future__ import annotations
 
-import random
 import re
 from pathlib import Path, PurePosixPath
 
 import pytest
-from rich.progress import Progress
 
 from patchkeeper.errors import UnsafeInputError
-from patchkeeper.image.layered import LayeredSource
 from patchkeeper.image.model import ImageRef, ResolvedImage
 from patchkeeper.image.record import LayerCache
-from tests.image.test_layers_rules import Blobs, read, reader_for
-from tests.oci import Entry, Layer, layer, tree, whiteout
+from tests.image.memory import IMAGE_ID, Blobs, MemorySource, noise, read, reader_for
+from tests.oci import Entry, layer, tree, whiteout
 
 P = PurePosixPath
-IMAGE_ID = "sha256:" + "9" * 64
-
-
-def noise(count: int = 100) -> dict[str, bytes]:
-    """Incompressible files: a layer several buffer-fulls long on the wire too."""
-    rng = random.Random(0)
-    return {f"z/{i}": rng.randbytes(4096) for i in range(count)}
-
-
-class MemorySource(LayeredSource):
-    name = "memory"
-
-    def __init__(self, layers: list[Layer], progress: Progress | None = None) -> None:
-        super().__init__(progress)
-        self.blobs = Blobs(*layers)
-        self.resolved = 0
-
-    def resolve(self, ref: ImageRef) -> ResolvedImage:
-        self.resolved += 1
-        config = {"created": "2026-06-21T00:00:00Z", "config": {"Labels": {"k": "v"}}}
-        return self.register(
-            ref, IMAGE_ID, "sha256:" + "8" * 64, config, self.blobs.blobs(), "memory"
-        )
 
 
 def test_registration_carries_labels_and_creation_time() -> None:

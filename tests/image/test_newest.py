@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import uuid
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +12,7 @@ import docker.errors
 from patchkeeper.commands._common import SourceOptions, newer_nightly, pick_source
 from patchkeeper.config.load import load_recipe
 from patchkeeper.image.model import SourceKind
+from tests.names import unique
 from tests.oci import Image, engine_pull, layer, push, tree
 
 REGISTRY = os.environ.get("PATCHKEEPER_TEST_REGISTRY", "127.0.0.1:5000")
@@ -24,7 +24,7 @@ NEW = "nightly-dev-cu13-20260621-bbbbbbbb"
 def test_the_registry_names_the_newest_nightly_and_a_newer_one_is_reported(
     docker_client: Any,
 ) -> None:
-    repository = f"{REGISTRY}/pk-test/newest-{uuid.uuid4().hex[:8]}"
+    repository = f"{REGISTRY}/" + unique("pk-test/newest")
     name = repository.split("/", 1)[1]
     push(REGISTRY, name, OLD, Image([layer(tree({"/f": "old"}))]))
     push(REGISTRY, name, NEW, Image([layer(tree({"/f": "new"}))]))

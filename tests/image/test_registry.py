@@ -7,7 +7,6 @@ import json
 import logging
 import os
 import re
-import uuid
 from collections.abc import Callable
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -21,16 +20,13 @@ from patchkeeper.image.model import ImageRef
 from patchkeeper.image.registry import RegistrySource
 from patchkeeper.image.registry_access import split_repository
 from patchkeeper.image.registry_client import RegistryClient
+from tests.names import unique
 from tests.oci import Entry, Image, index, layer, opaque, push, tree, whiteout
 
 REGISTRY = os.environ.get("PATCHKEEPER_TEST_REGISTRY", "127.0.0.1:5000")
 P = PurePosixPath
 ROOT = "/sgl-workspace/sglang"
 SHA = "0123456789abcdef0123456789abcdef01234567"
-
-
-def unique(name: str) -> str:
-    return f"pk-test/{name}-{uuid.uuid4().hex[:8]}"
 
 
 def noise(size: int, seed: int) -> bytes:
@@ -77,7 +73,7 @@ def test_top_most_wins_and_whiteouts_and_opaque_dirs_hide_lower_layers() -> None
         ]
     )
     top = layer(tree({"/etc/b": "b"}), compression="zstd")
-    repository = unique("layers")
+    repository = unique("pk-test/layers")
     push(REGISTRY, repository, "1", Image([bottom, middle, top]))
     source = RegistrySource()
     image = source.resolve(ImageRef(f"{REGISTRY}/{repository}", "1"))
@@ -99,7 +95,7 @@ def test_extraction_stops_early_and_a_warm_cache_fetches_nothing(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     image_def = nightly_shaped()
-    repository = unique("nightly")
+    repository = unique("pk-test/nightly")
     push(REGISTRY, repository, "nightly-dev-cu13-20260621-01234567", image_def)
     ref = ImageRef(f"{REGISTRY}/{repository}", "nightly-dev-cu13-20260621-01234567")
     source = CachedSource(RegistrySource(), tmp_path)
@@ -135,7 +131,7 @@ def test_extraction_stops_early_and_a_warm_cache_fetches_nothing(
 
 def test_hostile_layers_are_refused_or_contained() -> None:
     slip = layer([Entry.file("../../etc/passwd", "owned")])
-    repository = unique("slip")
+    repository = unique("pk-test/slip")
     push(REGISTRY, repository, "1", Image([slip]))
     source = RegistrySource()
     image = source.resolve(ImageRef(f"{REGISTRY}/{repository}", "1"))
@@ -153,7 +149,7 @@ def test_hostile_layers_are_refused_or_contained() -> None:
             Entry.hardlink("etc/shadow", "app/hard"),
         ]
     )
-    repository = unique("links")
+    repository = unique("pk-test/links")
     push(REGISTRY, repository, "1", Image([links]))
     image = source.resolve(ImageRef(f"{REGISTRY}/{repository}", "1"))
     found = source.read(image, [P("/app/escape"), P("/app/abs"), P("/app/hard")])
@@ -169,7 +165,7 @@ def test_hostile_layers_are_refused_or_contained() -> None:
 def test_a_multi_platform_index_resolves_to_the_asked_platform() -> None:
     amd = Image([layer(tree({"/arch": "amd64"}))])
     arm = Image([layer(tree({"/arch": "arm64"}))])
-    repository = unique("multi")
+    repository = unique("pk-test/multi")
     push(REGISTRY, repository, "1", index({"linux/amd64": amd, "linux/arm64": arm}))
     ref = ImageRef(f"{REGISTRY}/{repository}", "1")
     for platform, expected in (("linux/amd64", b"amd64"), ("linux/arm64", b"arm64")):
@@ -183,7 +179,7 @@ def test_a_multi_platform_index_resolves_to_the_asked_platform() -> None:
 
 
 def test_tags_are_listed() -> None:
-    repository = unique("tags")
+    repository = unique("pk-test/tags")
     image = Image([layer(tree({"/f": "x"}))])
     names = [f"nightly-dev-cu13-2026062{i}-0000000{i}" for i in range(5)]
     for name in names:
@@ -207,7 +203,7 @@ def test_token_auth_with_credentials_from_env_or_docker_config(
     tmp_path: Path,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    repository = unique("private")
+    repository = unique("pk-test/private")
     push(
         token_registry.host,
         repository,
@@ -253,7 +249,7 @@ def test_token_auth_with_credentials_from_env_or_docker_config(
 
 
 def test_basic_auth_registry(htpasswd_registry: Any, monkeypatch: pytest.MonkeyPatch) -> None:
-    repository = unique("basic")
+    repository = unique("pk-test/basic")
     push(
         htpasswd_registry.host,
         repository,
@@ -269,7 +265,7 @@ def test_basic_auth_registry(htpasswd_registry: Any, monkeypatch: pytest.MonkeyP
 
 
 def test_429_and_503_are_retried(flaky_proxy: Callable[..., Any]) -> None:
-    repository = unique("flaky")
+    repository = unique("pk-test/flaky")
     push(REGISTRY, repository, "1", Image([layer(tree({"/f": "r"}))]))
     proxy = flaky_proxy(REGISTRY, failures=(429, 503), retry_after="0")
     source = RegistrySource()

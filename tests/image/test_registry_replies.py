@@ -170,3 +170,17 @@ def test_any_json_reply_parses_or_is_a_clear_error(body: dict[str, Any]) -> None
             parse()
         except ImageError as err:
             assert str(err).startswith("where: ")
+
+
+@pytest.mark.parametrize(
+    ("body", "message"), [(b"{not json", r"not JSON: "), (b"[1, 2]", "not a JSON object")]
+)
+def test_a_manifest_that_is_not_a_json_object_names_the_registry_and_reference(
+    scripted_registry: Scripted, body: bytes, message: str
+) -> None:
+    server = scripted_registry()
+    server.routes["/v2/r/manifests/1"] = Reply(body=body)
+    with pytest.raises(
+        ImageError, match=rf"registry {server.host}: r 1: malformed manifest \({message}"
+    ):
+        RegistrySource().resolve(ImageRef(f"{server.host}/r", "1"))

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import uuid
 from collections.abc import Iterator
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -17,6 +16,7 @@ from patchkeeper.image.identity import identify
 from patchkeeper.image.layout import LayoutSource
 from patchkeeper.image.model import ImageRef, ImageSource, PathKind, ResolvedImage
 from patchkeeper.image.registry import RegistrySource
+from tests.names import unique
 from tests.oci import (
     Entry,
     Image,
@@ -42,7 +42,7 @@ def everywhere(
     docker_client: Any, tmp_path: Path, image_def: Image
 ) -> Iterator[list[tuple[ImageSource, ResolvedImage]]]:
     """`image_def` as each of the four sources resolves it (pushed, pulled, saved, laid out)."""
-    repository = f"pk-test/agree-{uuid.uuid4().hex[:8]}"
+    repository = unique("pk-test/agree")
     tag = f"nightly-dev-cu13-20260621-{SHA[:8]}"
     reference = f"{REGISTRY}/{repository}:{tag}"
     push(REGISTRY, repository, tag, image_def)

@@ -1,17 +1,18 @@
-"""Small, valid locks for overlay unit tests (what `sync` writes, minus the porting)."""
+"""Small, valid locks and overlays for overlay tests (what `sync` writes, minus the porting)."""
 
 from __future__ import annotations
 
 import hashlib
-from pathlib import PurePosixPath
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 from patchkeeper.overlay.lock import Lock
-from patchkeeper.overlay.write import OverlayContent
+from patchkeeper.overlay.write import OverlayContent, write_overlay
 
 PINNED = "example/sglang@sha256:" + "1" * 64
 FILES = {"/src/b.py": b"b\n", "/src/a.py": b"a\n"}  # two overlaid files, listed unsorted
 TEMPLATE = "{{ messages }}"
+BASE = "name: nightly-demo\nservices: {sglang: {image: example/sglang:nightly}}\n"
 
 
 def sha(data: bytes) -> str:
@@ -70,3 +71,18 @@ def overlay_content(image: str, pin: bool) -> OverlayContent:
 
     files = {PurePosixPath(path): (data, 0o644) for path, data in FILES.items()}
     return OverlayContent(files, {}, None, base, override)
+
+
+def overlay(
+    out: Path, template: str | None = TEMPLATE, base: str = BASE, recipe: str = "demo"
+) -> Path:
+    """A real overlay in `out`'s store, as sync writes it."""
+    lock = make_lock("", FILES, template, recipe=recipe)
+    content = OverlayContent(
+        {PurePosixPath(p): (data, 0o644) for p, data in FILES.items()},
+        {},
+        template,
+        base,
+        lambda root: f"services: {{sglang: {{image: '{PINNED}'}}}}\n",
+    )
+    return write_overlay(out, recipe, "nightly-1", lock, content)[0]

@@ -4,7 +4,7 @@ own, or the user's compose file with a rendered override (real yaml, real overla
 from __future__ import annotations
 
 import hashlib
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -22,11 +22,10 @@ from patchkeeper.overlay.service import (
     record_override,
     user_command,
 )
-from patchkeeper.overlay.write import STORE, OverlayContent, write_overlay
-from tests.overlay.locks import FILES, PINNED, TEMPLATE, make_lock
+from patchkeeper.overlay.write import STORE
+from tests.overlay.locks import PINNED, overlay
 
 TEMPLATE_PATH = "/patchkeeper/chat_template.jinja"
-BASE = "name: nightly-demo\nservices: {sglang: {image: example/sglang:nightly}}\n"
 USER = """\
 services:
   qwen:
@@ -35,21 +34,6 @@ services:
     ipc: host
   other: {{image: busybox}}
 """
-
-
-def overlay(
-    out: Path, template: str | None = TEMPLATE, base: str = BASE, recipe: str = "demo"
-) -> Path:
-    """A real overlay in `out`'s store, as sync writes it."""
-    lock = make_lock("", FILES, template, recipe=recipe)
-    content = OverlayContent(
-        {PurePosixPath(p): (data, 0o644) for p, data in FILES.items()},
-        {},
-        template,
-        base,
-        lambda root: f"services: {{sglang: {{image: '{PINNED}'}}}}\n",
-    )
-    return write_overlay(out, recipe, "nightly-1", lock, content)[0]
 
 
 def user_file(directory: Path, command: str = "[serve, --port, 30000]") -> Path:

@@ -7,130 +7,23 @@ mounted directory, with the recipe's real overlay mounted over the image's sourc
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
-import shutil
 import subprocess
 import uuid
-from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-import docker.errors
-import pytest
-from typer.testing import CliRunner, Result
+from typer.testing import CliRunner
 
 from patchkeeper.cli import app
-from patchkeeper.demo.image import build_image
-from patchkeeper.demo.scenario import PROTOCOL, SERVING, SOURCE_ROOT, TAG_PATTERN
+from patchkeeper.demo.scenario import PROTOCOL, SERVING, SOURCE_ROOT
 from patchkeeper.demo.setup import Demo
-from patchkeeper.image.identity import REVISION_LABEL
 from patchkeeper.overlay.compose_cli import Compose
 from patchkeeper.overlay.drift import store_fingerprint
 from patchkeeper.overlay.lock import read_lock
-from patchkeeper.verify.runtime import free_port
+from tests.overlay.nights import NEVER_HEALTHY, SERVE, Nights, up
 
 runner = CliRunner()
-
-RECIPE = """\
-image: {repository}
-tags: '{tags}'
-patchsets: [{patchset}]
-service:
-  name: web
-  container_name: {container}
-  port: {port}
-  model: {{path: /models/tiny, host_path: {model}}}
-  command: [/bin/sh, -c, "{serve}", sh]
-  volumes: ['{www}:/www:ro']
-  init: true  # PID 1 forwards SIGTERM: a stop takes no 10 s grace period
-  chat_template: {{from: model, set: {{enable_thinking: false}}}}
-  healthcheck:
-    test: [CMD, /bin/wget, -q, -O, /dev/null, 'http://127.0.0.1:{port}/health']
-    interval: 1s
-    retries: 2
-    start_period: 0s
-  gpus: null
-"""
-SERVE = "exec /bin/busybox httpd -f -p {port} -h /www"
-NEVER_HEALTHY = "exec /bin/sleep 3600"
-
-
-@dataclass(frozen=True)
-class Nights:
-    recipe: Path
-    fields: dict[str, Any]
-    out: Path
-    night1: str
-    night2: str
-    container: str
-    port: int
-
-    @property
-    def links(self) -> Path:
-        """`<out>/<recipe>/`: the recipe (and compose project) is named per run."""
-        return self.out / self.recipe.stem
-
-    def write_recipe(self, serve: str = SERVE) -> None:
-        self.recipe.write_text(RECIPE.format(**self.fields, serve=serve.format(port=self.port)))
-
-
-def next_night(tag: str) -> str:
-    """nightly-dev-cu13-<date>-<sha8> one day later (same checkout, as a rebuild is)."""
-    *head, date, sha = tag.split("-")
-    return "-".join([*head, str(int(date) + 1), sha])
-
-
-def night_image(demo: Demo, client: Any, tmp: Path, reference: str, changed: bool) -> str:
-    """A nightly of the demo's checkout (built here: the shared demo image may go at any
-    time); `changed`: the next night, its patched serving file moved on by a line."""
-    tree = tmp / reference.rsplit(":", 1)[1]
-    shutil.copytree(demo.recipe.parent / "source", tree, symlinks=True)
-    if changed:
-        serving = tree / SERVING
-        serving.write_text(serving.read_text() + "# changed upstream in night 2\n")
-    labels = {REVISION_LABEL: demo.upstream.nightly_commit}
-    build_image(client, reference, {str(SOURCE_ROOT): tree}, labels=labels)
-    return reference
-
-
-@pytest.fixture
-def nights(demo: Demo, docker_client: Any, tmp_path: Path) -> Iterator[Nights]:
-    token = uuid.uuid4().hex[:10]
-    repository = f"pk-test/up-{token}"
-    tag = demo.image.rsplit(":", 1)[1]
-    night1 = night_image(demo, docker_client, tmp_path, f"{repository}:{tag}", False)
-    night2 = night_image(demo, docker_client, tmp_path, f"{repository}:{next_night(tag)}", True)
-    www = tmp_path / "www"
-    www.mkdir()
-    (www / "health").write_text("ok\n")
-    port = free_port()
-    container = f"pk-up-{token}"
-    fields = {
-        "repository": repository,
-        "tags": TAG_PATTERN,
-        "patchset": demo.recipe.parent / "sglang-demo.yaml",
-        "container": container,
-        "port": port,
-        "model": demo.recipe.parent / "model",
-        "www": www,
-    }
-    recipe = tmp_path / "recipes" / f"web-{token}.yaml"
-    recipe.parent.mkdir()
-    nights = Nights(recipe, fields, tmp_path / "overlays", night1, night2, container, port)
-    nights.write_recipe()
-    yield nights
-    with contextlib.suppress(docker.errors.NotFound):
-        docker_client.containers.get(container).remove(force=True)
-    for reference in (night1, night2):
-        with contextlib.suppress(docker.errors.ImageNotFound):
-            docker_client.images.remove(reference, force=True)
-
-
-def up(nights: Nights, *extra: str) -> Result:
-    args = ["up", "--recipe", str(nights.recipe), "--out", str(nights.out), "--no-smoke"]
-    return runner.invoke(app, [*args, "--deadline", "60", *extra])
 
 
 def served(client: Any, nights: Nights) -> tuple[str, dict[str, str]]:
@@ -495,8 +388,8 @@ def test_the_users_hand_patches_never_outlive_their_night(
         "    volumes:\n"
         f"      - '{nights.fields['www']}:/www:ro'\n"
         + "".join(f"      - ./{PurePosixPath(p).name}:{p}:ro\n" for p in adopted)
-        + f"    init: true\n"
-        f'    command: /bin/sh -c "exec /bin/busybox httpd -f -p {port} -h /www" sh\n'
+        + "    init: true\n"
+        + f'    command: /bin/sh -c "exec /bin/busybox httpd -f -p {port} -h /www" sh\n'
         f"    healthcheck: {{test: [CMD, /bin/wget, -q, -O, /dev/null, "
         f"'http://127.0.0.1:{port}/health'], interval: 1s, retries: 2}}\n"
     )

@@ -27,10 +27,9 @@ from patchkeeper.image.engine import EngineSource
 from patchkeeper.overlay import drift, driver
 from patchkeeper.overlay.lock import read_lock
 from patchkeeper.paths import cache_dir
-from tests.overlay.test_service import overlay
-from tests.overlay.test_up import NEVER_HEALTHY, Nights, nights, up
+from tests.overlay.locks import overlay
+from tests.overlay.nights import NEVER_HEALTHY, Nights, up
 
-__all__ = ["nights"]  # the fixture, shared with test_up
 runner = CliRunner()
 
 

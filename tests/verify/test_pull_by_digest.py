@@ -10,7 +10,7 @@ import docker.errors
 import pytest
 
 from patchkeeper.errors import ImageError
-from patchkeeper.verify.image_runtime import local_image, pull_image
+from patchkeeper.image.engine import local_image, pull_image
 from tests.names import unique
 from tests.oci import Image, layer, push, tree
 from tests.overlay.locks import make_lock
@@ -32,10 +32,10 @@ def test_the_locked_digest_is_pulled_even_after_the_tag_moved(docker_client: Any
         "source": "registry",
     }
     lock = make_lock("f" * 64, image=image)
-    assert local_image(docker_client, lock) is None  # not here yet
+    assert local_image(docker_client, lock.image) is None  # not here yet
     try:
-        assert pull_image(docker_client, lock) == locked.config_digest
-        assert local_image(docker_client, lock) == locked.config_digest
+        assert pull_image(docker_client, lock.image) == locked.config_digest
+        assert local_image(docker_client, lock.image) == locked.config_digest
     finally:  # whatever this run pulled of its repository
         pulled = {i.id for i in docker_client.images.list(name=f"{REGISTRY}/{repository}")}
         for image_id in pulled | {locked.config_digest}:
@@ -44,4 +44,4 @@ def test_the_locked_digest_is_pulled_even_after_the_tag_moved(docker_client: Any
 
     unpinned = make_lock("f" * 64, image={**image, "digest": None, "pinned": locked.config_digest})
     with pytest.raises(ImageError, match=rf"{repository}:nightly .*lock pins no digest"):
-        pull_image(docker_client, unpinned)
+        pull_image(docker_client, unpinned.image)
