@@ -18,7 +18,6 @@ from __future__ import annotations
 import base64
 import contextlib
 import io
-import json
 import logging
 import re
 import time
