@@ -131,7 +131,9 @@ def test_boot_tier_serves_the_overlay_with_speculative_decoding(
 
 def test_vanilla_0523_busts_the_radix_cache_with_the_billing_line() -> None:
     python = ensure_boot_env(env_dir())
-    with boot_endpoint(python, boot_model(python, env_dir())) as url:
+    # No draft model: prefill in native torch, not the Triton interpreter (~35 s less),
+    # and the same radix cache.
+    with boot_endpoint(python, boot_model(python, env_dir()), speculative=False) as url:
         done = CliRunner().invoke(
             app, ["smoke", "--base-url", url, "--check", "billing_header_prefix", "--json"]
         )
