@@ -40,7 +40,7 @@ from patchkeeper.verify import image_runtime
 from patchkeeper.verify.catalog import CHECK_NAMES
 from patchkeeper.verify.catalog import Runtime as Runtime  # re-exported for commands
 from patchkeeper.verify.cpu.env import SGLANG_VERSION as BOOT_SGLANG
-from patchkeeper.verify.cpu.env import build_tiny_model, ensure_boot_env
+from patchkeeper.verify.cpu.env import boot_model, ensure_boot_env
 from patchkeeper.verify.image_runtime import Running, adapter_container, compose_service
 from patchkeeper.verify.image_sglang import image_sglang
 from patchkeeper.verify.reporting import passed
@@ -283,9 +283,7 @@ def _adapter_in_image(
 def _boot_on_host(lock: Lock, overlay: Path, settings: Settings, scratch: Path) -> Outcome:
     """Real SGLang on CPU (tiny local model, NEXTN MTP), the overlay first on its path."""
     python = ensure_boot_env(env_dir())
-    model = env_dir() / "tiny-mtp"
-    if not (model / "config.json").is_file():
-        build_tiny_model(python, model)
+    model = boot_model(python, env_dir())
     package = overlay_package(
         installed_package(python), overlay / ROOTFS, lock.patchsets[0].source_root, scratch
     )

@@ -76,6 +76,14 @@ def ensure_boot_env(root: Path, *, base_python: str = sys.executable) -> Path:
     return cached_venv(root / f"sglang-boot-{SGLANG_VERSION}", groups, base_python)
 
 
+def boot_model(python: Path, root: Path) -> Path:
+    """The tiny MTP model the boot tier serves, under `root`: built on first use."""
+    model = root / "tiny-mtp"
+    if not (model / "config.json").is_file():
+        build_tiny_model(python, model)
+    return model
+
+
 def build_tiny_model(python: Path, dest: Path, *, mtp: bool = True) -> Path:
     """Run `tiny_model.py` with the boot venv's `python` (it needs torch) into `dest`."""
     command = [str(python), str(TINY_MODEL_SCRIPT), str(dest)]
