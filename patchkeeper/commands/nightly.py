@@ -297,11 +297,34 @@ def run(
     outputs: Path | None = None,
     dry: bool = False,
 ) -> int:
+    """Every recipe's night, then the report, the commit, and what is published."""
     if not recipes:
         raise ConfigError("nightly: no recipes (--recipe, or PATCHKEEPER_RECIPES)")
     preflight(out, publish, outputs)
     if dry:
         return dry_run(recipes, out, source, proving is not None, publish)
+    runs, failures = _nights(recipes, out, source, proving)
+    body = report(runs, failures)
+    reporting.append_step_summary(body + "\n")
+    sys.stdout.write(body + "\n")  # verbatim: Markdown must not be re-wrapped
+    sys.stdout.flush()
+    update = _commit(runs, out, publish)
+    posted, unposted = _publish(runs, failures, update, publish, body)
+    for item in posted:
+        verb = "opened" if item.created else "updated"
+        err_console.print(f"{verb} {item.kind} #{item.number}: {item.url}", markup=False)
+    if update is not None and update.commit is None:
+        err_console.print("overlays unchanged from the base branch: nothing to propose")
+    changed = update is not None and update.commit is not None
+    if outputs is not None:
+        _write_outputs(outputs, runs, posted, changed, body)
+    return max([exit_code(runs, failures), *(err.exit_code for err in unposted)])
+
+
+def _nights(
+    recipes: Sequence[Path], out: Path, source: SourceOptions, proving: Proving | None
+) -> tuple[list[RecipeRun], list[RecipeFailure]]:
+    """Each recipe synced (and proven); one recipe's trouble never stops the others'."""
     runs: list[RecipeRun] = []
     failures: list[RecipeFailure] = []
     for recipe in recipes:
@@ -312,47 +335,60 @@ def run(
             failure = RecipeFailure.of(recipe, err)
             err_console.print(f"error: {recipe}: {failure.message}", markup=False)
             failures.append(failure)
-    body = report(runs, failures)
-    reporting.append_step_summary(body + "\n")
-    sys.stdout.write(body + "\n")  # verbatim: Markdown must not be re-wrapped
-    sys.stdout.flush()
+    return runs, failures
+
+
+def _tags(runs: Sequence[RecipeRun]) -> str:
+    return ", ".join(sorted({r.lock.image.ref.rsplit(":", 1)[-1] for r in runs}))
+
+
+def _commit(
+    runs: Sequence[RecipeRun], out: Path, publish: Publish
+) -> git_branch.BranchUpdate | None:
+    """The overlays committed on the publish branch (and pushed), when any recipe ran."""
+    if not runs:
+        return None
+    update = git_branch.commit_paths(
+        Path.cwd(),
+        [out],
+        publish.branch,
+        f"patchkeeper: overlays for {_tags(runs)}",
+        publish.author,
+    )
+    return git_branch.push(Path.cwd(), update, publish.remote) if publish.push else update
+
+
+def _publish(
+    runs: Sequence[RecipeRun],
+    failures: Sequence[RecipeFailure],
+    update: git_branch.BranchUpdate | None,
+    publish: Publish,
+    body: str,
+) -> tuple[list[Posted], list[PatchkeeperError]]:
+    """The pull request, an issue per conflict and per failed recipe: each post is tried,
+    one refused does not stop the others."""
     posted: list[Posted] = []
     unposted: list[PatchkeeperError] = []
-    update = None
-    if runs:
-        tags = ", ".join(sorted({r.lock.image.ref.rsplit(":", 1)[-1] for r in runs}))
-        update = git_branch.commit_paths(
-            Path.cwd(), [out], publish.branch, f"patchkeeper: overlays for {tags}", publish.author
-        )
-        if publish.push:
-            update = git_branch.push(Path.cwd(), update, publish.remote)
-    if publish.repository:
-        tracker = GitHubTracker(client_from_env(), publish.repository)
-        posts: list[Callable[[], Posted]] = []
-        if update is not None and update.commit is not None and publish.push:
-            base = publish.base or git_branch.current_branch(Path.cwd())
-            title = f"patchkeeper: overlays for {tags}"
-            posts.append(partial(tracker.upsert_pull, publish.branch, base, title, body))
-        for night in runs:
-            for patch in night.conflicts:
-                issue = _issue(night, patch, plan_markdown(night.lock))
-                posts.append(partial(tracker.open_issue, *issue))
-        posts += [partial(tracker.open_issue, *failure.issue()) for failure in failures]
-        for post in posts:
-            try:
-                posted.append(post())
-            except PatchkeeperError as err:  # the other posts still go out
-                err_console.print(f"error: {err}", markup=False)
-                unposted.append(err)
-    for item in posted:
-        verb = "opened" if item.created else "updated"
-        err_console.print(f"{verb} {item.kind} #{item.number}: {item.url}", markup=False)
-    if update is not None and update.commit is None:
-        err_console.print("overlays unchanged from the base branch: nothing to propose")
-    changed = update is not None and update.commit is not None
-    if outputs is not None:
-        _write_outputs(outputs, runs, posted, changed, body)
-    return max([exit_code(runs, failures), *(err.exit_code for err in unposted)])
+    if not publish.repository:
+        return posted, unposted
+    tracker = GitHubTracker(client_from_env(), publish.repository)
+    posts: list[Callable[[], Posted]] = []
+    if update is not None and update.commit is not None and publish.push:
+        base = publish.base or git_branch.current_branch(Path.cwd())
+        title = f"patchkeeper: overlays for {_tags(runs)}"
+        posts.append(partial(tracker.upsert_pull, publish.branch, base, title, body))
+    for night in runs:
+        for patch in night.conflicts:
+            issue = _issue(night, patch, plan_markdown(night.lock))
+            posts.append(partial(tracker.open_issue, *issue))
+    posts += [partial(tracker.open_issue, *failure.issue()) for failure in failures]
+    for post in posts:
+        try:
+            posted.append(post())
+        except PatchkeeperError as err:  # the other posts still go out
+            err_console.print(f"error: {err}", markup=False)
+            unposted.append(err)
+    return posted, unposted
 
 
 def exit_code(runs: Sequence[RecipeRun], failures: Sequence[RecipeFailure]) -> int:
