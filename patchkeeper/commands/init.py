@@ -19,7 +19,8 @@ import difflib
 import os
 import re
 import shlex
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
 
@@ -27,7 +28,7 @@ from patchkeeper.config.load import NAME
 from patchkeeper.config.yaml_bounds import check_expansion
 from patchkeeper.errors import EXIT_OK, ConfigError, ImageError, UnreachableError
 from patchkeeper.image.engine import EngineSource
-from patchkeeper.image.model import ImageRef, ImageSource
+from patchkeeper.image.model import ImageFile, ImageRef, ImageSource
 from patchkeeper.image.registry import RegistrySource
 from patchkeeper.overlay import compose_cli
 from patchkeeper.overlay.compose import dump, flag
@@ -252,6 +253,57 @@ def _image(file: Path, spec: dict[str, Any], service: str) -> ImageRef:
         ) from None
 
 
+@dataclass
+class _Adopted:
+    """What each mounted file became: a patch entry, its diff file, or nothing."""
+
+    patches: list[dict[str, Any]] = field(default_factory=list)
+    diffs: dict[Path, str] = field(default_factory=dict)  # local diff files to write
+    dropped: list[str] = field(default_factory=list)  # the image's own bytes: no patch
+
+
+def _adopt(
+    file: Path,
+    ref: ImageRef,
+    found: Sequence[Candidate],
+    vanilla: Mapping[PurePosixPath, ImageFile | None],
+    pr_of: Mapping[PurePosixPath, int],
+    diff_paths: Mapping[PurePosixPath, Path],
+    report: Report,
+) -> _Adopted:
+    """Each mounted file diffed against the image's own: a PR entry where `--pr` named
+    one, else a local diff (with the half-a-fix warning); identical files are dropped."""
+    adopted = _Adopted()
+    for candidate in found:
+        file_in_image = vanilla.get(candidate.target)
+        where = f"{candidate.host} (mounted at {candidate.target})"
+        original = (
+            _text(file_in_image.content, f"{ref}:{candidate.target}") if file_in_image else None
+        )
+        text = make_diff(original, _text(candidate.host.read_bytes(), where), candidate.relative)
+        if not text:
+            report.say(f"{candidate.target}: the image's own bytes; not a patch")
+            adopted.dropped.append(str(candidate.target))
+            continue
+        body = text.splitlines()
+        added = sum(1 for line in body if line[:1] == "+" and line[:3] != "+++")
+        removed = sum(1 for line in body if line[:1] == "-" and line[:3] != "---")
+        report.say(
+            f"{candidate.target}: {candidate.host} differs from {ref}'s (+{added} -{removed})"
+        )
+        report.say(text)
+        why = f"hand-patched {candidate.relative} mounted by {file.name}"
+        pr = pr_of.get(candidate.target)
+        if pr is not None:
+            adopted.patches.append({"pr": pr, "why": why})
+            continue
+        report.warn(f"{candidate.target}: kept as a local diff; {HALF_PORT}")
+        diff_path = diff_paths[candidate.target]
+        adopted.diffs[diff_path] = text
+        adopted.patches.append({"diff": diff_path.name, "why": why})
+    return adopted
+
+
 def run(
     file: Path,
     service: str,
@@ -288,36 +340,9 @@ def run(
     source = _source(ref)
     image = source.resolve(ref)
     vanilla = source.read(image, [c.target for c in found])
-    patches: list[dict[str, Any]] = []
-    diffs: dict[Path, str] = {}
-    dropped: list[str] = []
-    for candidate in found:
-        file_in_image = vanilla.get(candidate.target)
-        where = f"{candidate.host} (mounted at {candidate.target})"
-        original = (
-            _text(file_in_image.content, f"{ref}:{candidate.target}") if file_in_image else None
-        )
-        text = make_diff(original, _text(candidate.host.read_bytes(), where), candidate.relative)
-        if not text:
-            report.say(f"{candidate.target}: the image's own bytes; not a patch")
-            dropped.append(str(candidate.target))
-            continue
-        body = text.splitlines()
-        added = sum(1 for line in body if line[:1] == "+" and line[:3] != "+++")
-        removed = sum(1 for line in body if line[:1] == "-" and line[:3] != "---")
-        report.say(
-            f"{candidate.target}: {candidate.host} differs from {ref}'s (+{added} -{removed})"
-        )
-        report.say(text)
-        why = f"hand-patched {candidate.relative} mounted by {file.name}"
-        pr = pr_of.get(candidate.target)
-        if pr is not None:
-            patches.append({"pr": pr, "why": why})
-            continue
-        report.warn(f"{candidate.target}: kept as a local diff; {HALF_PORT}")
-        diff_path = directory / names[candidate.target]
-        diffs[diff_path] = text
-        patches.append({"diff": diff_path.name, "why": why})
+    diff_paths = {target: directory / n for target, n in names.items()}
+    adopted = _adopt(file, ref, found, vanilla, pr_of, diff_paths, report)
+    patches, diffs, dropped = adopted.patches, adopted.diffs, adopted.dropped
     if not patches:
         raise ConfigError(f"{file}: service {service!r} mounts no file that differs from the image")
     patchset = {"upstream": upstream, "source_root": str(source_root), "patches": patches}
