@@ -34,7 +34,7 @@ from tests.names import unique
 
 REPO = Path(__file__).resolve().parents[1]
 BILLING_DIFF = REPO / "patchsets/sglang-claude-code/drop-billing-line.diff"
-RELEASES = ("0.5.10", "0.5.16", "0.5.20", "0.5.23")
+RELEASES = ("0.5.10", "0.5.14", "0.5.16", "0.5.23")
 DEV = "0.5.24.dev123+g1a2b3c4"
 DEV_TREE = "0.5.23"  # the dev commit is this release's tree with the version bumped
 WITHOUT_BILLING_FIX = ("0.5.10",)  # before 0.5.14's request model: the diff has no anchor

@@ -32,7 +32,7 @@ from tests.release_images import BILLING_DIFF, DEV, Nightly, release_file
 
 PROTOCOL = "python/sglang/srt/entrypoints/anthropic/protocol.py"
 IN_IMAGE = f"{SOURCE_ROOT}/{PROTOCOL}"
-PATCHED_RELEASES = ("0.5.16", "0.5.20", "0.5.23", DEV)
+PATCHED_RELEASES = ("0.5.14", "0.5.16", "0.5.23", DEV)
 
 
 def patched(nightlies: list[Nightly]) -> list[Nightly]:
@@ -88,14 +88,20 @@ def test_sync_ports_the_shipped_diff_onto_each_release(
         )
 
 
-def usage(url: str, system: Any) -> tuple[int, int, str]:
-    """Prompt tokens, of which cached, and the reply's text, for one question."""
-    body = {
-        "model": "default",
-        "max_tokens": 64,
-        "messages": [{"role": "user", "content": "List the files here."}],
-        "system": system,
-    }
+QUESTION = [{"role": "user", "content": "List the files here."}]
+# Claude Code also sends role "system" entries inside messages; 0.5.14's request model
+# joins them with the system prompt into one string before any field validator runs.
+MID_SYSTEM = [
+    *QUESTION,
+    {"role": "assistant", "content": "Done."},
+    {"role": "system", "content": "MARKER-mid Mind the tests."},
+    {"role": "user", "content": "More?"},
+]
+
+
+def usage(url: str, system: Any, messages: list[dict[str, Any]] = QUESTION) -> tuple[int, int, str]:
+    """Prompt tokens, of which cached, and the reply's text."""
+    body = {"model": "default", "max_tokens": 64, "messages": messages, "system": system}
     reply = httpx.post(f"{url}/v1/messages", json=body, timeout=60.0)
     assert reply.status_code == 200, reply.text
     doc = reply.json()
@@ -104,7 +110,7 @@ def usage(url: str, system: Any) -> tuple[int, int, str]:
     return doc["usage"]["input_tokens"] + cached, cached, text
 
 
-@pytest.mark.parametrize("version", ["0.5.16", "0.5.23"])  # the oldest and newest model
+@pytest.mark.parametrize("version", ["0.5.14", "0.5.23"])  # the oldest and newest model
 def test_the_patched_release_drops_the_billing_line_and_nothing_else(
     nightlies: list[Nightly], version: str, tmp_path: Path
 ) -> None:
@@ -135,6 +141,10 @@ def test_the_patched_release_drops_the_billing_line_and_nothing_else(
         # A string system prompt: its first line, when the billing line, goes.
         as_string, _, _ = usage(url, rules)
         assert usage(url, f"{billing}\n{rules}")[:2] == (as_string, as_string - 1)
+        # With role "system" entries inside messages too.
+        mid, _, text = usage(url, [{"type": "text", "text": rules}], MID_SYSTEM)
+        assert "MARKER-mid" in text and "MARKER-rules" in text
+        assert usage(url, with_block, MID_SYSTEM)[:2] == (mid, mid - 1)
         # Text that merely mentions the header, anywhere but at a block's head, stays.
         mention = f"Never echo an x-anthropic-billing-header: line. MARKER-mention {rules}"
         total, _, text = usage(url, mention)

@@ -19,8 +19,8 @@ from tests.release_images import DEV, RELEASES, Nightly
 # The bug matrix these releases must show on vanilla (see the closing survey).
 EXPECTED = {
     "0.5.10": {"mid_conversation_system": "failed", "tool_stream_blocks": "failed"},
+    "0.5.14": {"mid_conversation_system": "passed", "tool_stream_blocks": "passed"},
     "0.5.16": {"mid_conversation_system": "passed", "tool_stream_blocks": "passed"},
-    "0.5.20": {"mid_conversation_system": "passed", "tool_stream_blocks": "passed"},
     "0.5.23": {"mid_conversation_system": "passed", "tool_stream_blocks": "passed"},
     DEV: {"mid_conversation_system": "passed", "tool_stream_blocks": "passed"},
 }
