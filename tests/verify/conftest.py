@@ -1,5 +1,6 @@
-"""Fixtures of the verify tests: the Claude Code CLI, and SGLang 0.5.13 nightly images
-with a real Python (see tests/sglang_image.py)."""
+"""Fixtures of the verify tests: the Claude Code CLI, SGLang 0.5.13 nightly images
+with a real Python (see tests/sglang_image.py), and nightly images of real releases'
+trees with their synced overlays (see tests/release_images.py)."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ from typer.testing import CliRunner
 from patchkeeper.cli import app
 from patchkeeper.demo.setup import Demo
 from tests.conftest import WHEEL_CACHE
+from tests.release_images import Nightly, release_nightlies
 from tests.sglang_image import base_image, nightly_image
 
 REPO = Path(__file__).resolve().parents[2]
@@ -82,3 +84,12 @@ def image_overlay(
         (24294, 26773, 28906, 25876), "applied"
     )
     return Path(doc["overlay"])
+
+
+@pytest.fixture(scope="session")
+def nightlies(
+    docker_client: Any, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[list[Nightly]]:
+    """One synced overlay per nightly of a real release's tree (and a dev tree), the
+    shipped billing-line patch ported where it ports; built once for every module."""
+    yield from release_nightlies(docker_client, tmp_path_factory.mktemp("release-upstream"))
