@@ -64,6 +64,8 @@ def test_sync_ports_the_shipped_diff_onto_each_release(
         ), nightly.version
         assert patch.diff_sha256 == hashlib.sha256(shipped).hexdigest()
         assert [(f.path, f.action) for f in patch.files] == [(IN_IMAGE, "patched")]
+        # Its index names 0.5.23's real blob, which upstream's history has: three-way.
+        assert patch.files[0].note == "three-way against upstream blob 1ed25902be66"
         # The overlay holds exactly one file: the image's protocol.py with the diff applied.
         files = sorted(p for p in (nightly.overlay / ROOTFS).rglob("*") if p.is_file())
         assert files == [nightly.overlay / ROOTFS / IN_IMAGE.lstrip("/")], files
