@@ -3,8 +3,11 @@ and v1 (`docker-compose`). A missing one is a failure, never a skip."""
 
 from __future__ import annotations
 
+import contextlib
 import shlex
+from typing import Any
 
+import docker.errors
 import pytest
 
 from patchkeeper.errors import ConfigError
@@ -29,3 +32,16 @@ def compose(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> 
     chosen = installed(request.param)
     monkeypatch.setenv(compose_cli.ENV, shlex.join(chosen.argv))
     return chosen
+
+
+def remove_project(client: Any, project: str) -> None:
+    """Everything compose made for `project`: its containers, then its networks (a
+    project off host networking gets a bridge network, and the engine's address pools
+    run out when they leak)."""
+    label = {"label": f"com.docker.compose.project={project}"}
+    for container in client.containers.list(all=True, filters=label):
+        with contextlib.suppress(docker.errors.NotFound):
+            container.remove(force=True)
+    for network in client.networks.list(filters=label):
+        with contextlib.suppress(docker.errors.NotFound):
+            network.remove()

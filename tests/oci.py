@@ -1013,6 +1013,10 @@ class BackgroundHTTPServer:
     def __init__(self) -> None:
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler_class())
         self._server.daemon_threads = True
+        # A client that resets its connection between the poll and accept() would leave a
+        # blocking accept() waiting for the next client, and shutdown() waiting on it
+        # forever; with a timeout, accept() gives up and the serve loop goes on.
+        self._server.socket.settimeout(1.0)
         self.host = f"127.0.0.1:{self._server.server_address[1]}"
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
 

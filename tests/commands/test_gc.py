@@ -4,7 +4,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import subprocess
@@ -13,7 +12,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-import docker.errors
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -24,6 +22,7 @@ from patchkeeper.commands.gc import verdicts
 from patchkeeper.demo.setup import Demo
 from patchkeeper.overlay import compose_cli
 from patchkeeper.overlay.write import STORE, point, write_overlay
+from tests.compose_fixtures import remove_project
 from tests.names import unique
 from tests.overlay.locks import FILES, make_lock, overlay_content
 
@@ -140,11 +139,7 @@ def test_a_stopped_container_keeps_its_directory_when_out_is_reached_through_a_l
         container.reload()
         assert container.status == "running"
     finally:
-        for leftover in docker_client.containers.list(
-            all=True, filters={"label": f"{PROJECT_LABEL}={project}"}
-        ):
-            with contextlib.suppress(docker.errors.NotFound):
-                leftover.remove(force=True)
+        remove_project(docker_client, project)
 
 
 @pytest.mark.parametrize("kind", ["file", "missing"])

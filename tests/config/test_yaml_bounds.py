@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import io
 import tempfile
 from pathlib import Path
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 from ruamel.yaml import YAML
+from ruamel.yaml.error import YAMLError
 
 from patchkeeper.config.yaml_bounds import check_expansion
 from patchkeeper.errors import ConfigError
@@ -64,8 +66,16 @@ JSONISH = st.recursive(
 @settings(max_examples=150, deadline=None)
 @given(JSONISH)
 def test_a_document_without_aliases_within_the_bound_passes(document: object) -> None:
+    text = io.StringIO()
+    YAML(typ="safe").dump({"x": document}, text)
+    # ruamel's emitter writes some keys (":0" in a flow mapping) as YAML no parser takes
+    # back; such a text is malformed, not a document, and has its own test below.
+    try:
+        YAML(typ="safe").load(text.getvalue())
+    except YAMLError:
+        assume(False)
     with tempfile.NamedTemporaryFile("w", suffix=".yaml") as handle:
-        YAML(typ="safe").dump({"x": document}, handle)
+        handle.write(text.getvalue())
         handle.flush()
         check_expansion(Path(handle.name))
 

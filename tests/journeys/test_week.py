@@ -33,7 +33,7 @@ from patchkeeper.demo.scenario import PROTOCOL, SOURCE_ROOT
 from patchkeeper.demo.setup import Demo
 from patchkeeper.image.identity import REVISION_LABEL
 from patchkeeper.verify.runtime import free_port
-from tests.compose_fixtures import installed
+from tests.compose_fixtures import installed, remove_project
 from tests.names import unique
 
 runner = CliRunner()
@@ -151,6 +151,7 @@ def week(demo: Demo, docker_client: Any, tmp_path: Path) -> Iterator[Week]:
     )
     with contextlib.suppress(docker.errors.NotFound):
         docker_client.containers.get(container).remove(force=True)
+    remove_project(docker_client, project)
     for reference in nights.values():
         with contextlib.suppress(docker.errors.ImageNotFound):
             docker_client.images.remove(reference, force=True)
