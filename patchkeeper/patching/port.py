@@ -242,43 +242,18 @@ def _port_file(
     target = current.get(path)
     source = current.get(root / file.old_path) if file.old_path else None
     if file.kind is FileChange.DELETED:
-        results = tuple(HunkResult(h, HunkStatus.PRESENT) for h in file.hunks)
-        if source is None:
-            return FileOutcome(path, file.kind, FileAction.UNCHANGED, results)
-        note = "deleted upstream; a read-only mount cannot delete it"
-        return FileOutcome(path, file.kind, FileAction.LEFT_IN_PLACE, note=note)
+        return _port_deleted(file, path, source)
     if file.kind is FileChange.ADDED:
         return _port_added(file, path, target, current)
     ours = target if target is not None else source  # a rename ports the old file's content
     if ours is None:
         return FileOutcome(path, file.kind, FileAction.CONFLICT, note="absent from the image")
-    ours_text = _text(ours, f"image path {path}")
-    three_way = None
-    inputs, way = _merge_inputs(parsed, file)
-    if inputs is not None:
-        base, theirs = inputs
-        labels = (f"image {path}", _base_name(parsed, file, short=False), parsed.label)
-        merged = merge(ours_text, base, theirs, file.hunks, labels)
-        content, results = merged.content, merged.hunks
-        three_way = merged if content is None else None
-    else:
-        lines, exact = apply_exact(split_lines(ours_text), file.hunks)
-        results = tuple(exact)
-        failed = any(r.status is HunkStatus.CONFLICT for r in results)
-        content = None if failed else "".join(lines)
-    notes = [way] if way else []
+    content, results, three_way, notes = _changed(
+        parsed, file, path, _text(ours, f"image path {path}")
+    )
     if content is None:
-        content, reused = _reuse(parsed, path, ours_text)
-        notes += [reused] if reused else []
-        if content is None:
-            note = "; ".join(notes)
-            return FileOutcome(path, file.kind, FileAction.CONFLICT, results, note, ours, three_way)
-        results = tuple(
-            HunkResult(r.hunk, HunkStatus.DRIFTED, r.line, "placed by a recorded resolution")
-            if r.status is HunkStatus.CONFLICT
-            else r
-            for r in results
-        )
+        note = "; ".join(notes)
+        return FileOutcome(path, file.kind, FileAction.CONFLICT, results, note, ours, three_way)
     new = content.encode()
     current[path] = new
     if file.kind is FileChange.RENAMED and source is not None and target is None:
@@ -288,6 +263,49 @@ def _port_file(
     else:
         action = FileAction.CREATED if target is None else FileAction.PATCHED
     return FileOutcome(path, file.kind, action, results, "; ".join(notes))
+
+
+def _port_deleted(file: FilePatch, path: PurePosixPath, source: bytes | None) -> FileOutcome:
+    """A file the change deletes: gone already, or left in place (a mount cannot delete)."""
+    if source is None:
+        results = tuple(HunkResult(h, HunkStatus.PRESENT) for h in file.hunks)
+        return FileOutcome(path, file.kind, FileAction.UNCHANGED, results)
+    note = "deleted upstream; a read-only mount cannot delete it"
+    return FileOutcome(path, file.kind, FileAction.LEFT_IN_PLACE, note=note)
+
+
+def _changed(
+    parsed: ParsedChange, file: FilePatch, path: PurePosixPath, ours: str
+) -> tuple[str | None, tuple[HunkResult, ...], Merged | None, list[str]]:
+    """The file's new text (None: a conflict) by a three-way merge or exact matching, else
+    a recorded resolution; its hunks' results; the merge that refused; the notes."""
+    three_way = None
+    inputs, way = _merge_inputs(parsed, file)
+    if inputs is not None:
+        base, theirs = inputs
+        labels = (f"image {path}", _base_name(parsed, file, short=False), parsed.label)
+        merged = merge(ours, base, theirs, file.hunks, labels)
+        content, results = merged.content, merged.hunks
+        three_way = merged if content is None else None
+    else:
+        lines, exact = apply_exact(split_lines(ours), file.hunks)
+        results = tuple(exact)
+        failed = any(r.status is HunkStatus.CONFLICT for r in results)
+        content = None if failed else "".join(lines)
+    notes = [way] if way else []
+    if content is not None:
+        return content, results, None, notes
+    content, reused = _reuse(parsed, path, ours)
+    notes += [reused] if reused else []
+    if content is None:
+        return None, results, three_way, notes
+    placed = tuple(
+        HunkResult(r.hunk, HunkStatus.DRIFTED, r.line, "placed by a recorded resolution")
+        if r.status is HunkStatus.CONFLICT
+        else r
+        for r in results
+    )
+    return content, placed, None, notes
 
 
 def _reuse(parsed: ParsedChange, path: PurePosixPath, ours: str) -> tuple[str | None, str]:
