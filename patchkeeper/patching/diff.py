@@ -14,6 +14,7 @@ import re
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import PurePosixPath
+from typing import Any
 
 from unidiff.constants import DEV_NULL, LINE_TYPE_NO_NEWLINE
 from unidiff.errors import UnidiffParseError
@@ -202,29 +203,34 @@ def parse_diff(text: str, label: str) -> tuple[FilePatch, ...]:
         raise UnsafeInputError(f"{label}: malformed diff: {err}") from None
     if not patch_set:
         raise UnsafeInputError(f"{label}: no file changes found in the diff")
-    files = []
-    for patched in patch_set:
-        old, new = (
-            None if name == DEV_NULL else safe_repo_path(name, label)
-            for name in (patched.source_file, patched.target_file)
-        )
-        if old is None and new is None:
-            raise UnsafeInputError(f"{label}: a file entry with /dev/null on both sides")
-        # By the headers, not by unidiff's is_added_file: filling an empty file is `-0,0` too.
-        info = [str(line) for line in patched.patch_info or ()]
-        if old is None or any(line.startswith("new file mode") for line in info):
-            kind = FileChange.ADDED
-        elif new is None or any(line.startswith("deleted file mode") for line in info):
-            kind = FileChange.DELETED
-        elif patched.is_rename:
-            kind = FileChange.RENAMED
-        else:
-            kind = FileChange.MODIFIED
-        path = new or old
-        assert path is not None  # both None is refused above
-        hunks = tuple(_hunk(h) for h in patched)
-        unsupported = _unsupported(patched)
-        if kind is FileChange.MODIFIED and not hunks and not unsupported:
-            raise UnsafeInputError(f"{label}: {path}: a file entry without any hunk")
-        files.append(FilePatch(path, old, kind, hunks, unsupported, _blobs(patched)))
-    return tuple(files)
+    return tuple(_file_patch(patched, label) for patched in patch_set)
+
+
+def _file_patch(patched: Any, label: str) -> FilePatch:
+    """One file entry of the diff, its paths checked and its kind named."""
+    old, new = (
+        None if name == DEV_NULL else safe_repo_path(name, label)
+        for name in (patched.source_file, patched.target_file)
+    )
+    if old is None and new is None:
+        raise UnsafeInputError(f"{label}: a file entry with /dev/null on both sides")
+    kind = _kind(patched, old, new)
+    path = new or old
+    assert path is not None  # both None is refused above
+    hunks = tuple(_hunk(h) for h in patched)
+    unsupported = _unsupported(patched)
+    if kind is FileChange.MODIFIED and not hunks and not unsupported:
+        raise UnsafeInputError(f"{label}: {path}: a file entry without any hunk")
+    return FilePatch(path, old, kind, hunks, unsupported, _blobs(patched))
+
+
+def _kind(patched: Any, old: PurePosixPath | None, new: PurePosixPath | None) -> FileChange:
+    """By the headers, not by unidiff's is_added_file: filling an empty file is `-0,0` too."""
+    info = [str(line) for line in patched.patch_info or ()]
+    if old is None or any(line.startswith("new file mode") for line in info):
+        return FileChange.ADDED
+    if new is None or any(line.startswith("deleted file mode") for line in info):
+        return FileChange.DELETED
+    if patched.is_rename:
+        return FileChange.RENAMED
+    return FileChange.MODIFIED
