@@ -186,6 +186,22 @@ def _lift(
     if missing:
         raise SystemExit(f"adapter_server: {source} defines no {', '.join(missing)}")
 
+    chosen, needed = _closure(by_name, wanted, namespace)
+    imports = _imports_binding(tree, needed)
+    body = imports + [n for n in tree.body if _top_level_name(n) in chosen]
+    namespace.setdefault("__name__", module)
+    code = compile(
+        ast.fix_missing_locations(ast.Module(body=body, type_ignores=[])), str(source), "exec"
+    )
+    exec(code, namespace)
+    return namespace
+
+
+def _closure(
+    by_name: dict[str, list[ast.stmt]], wanted: list[str], namespace: dict[str, Any]
+) -> tuple[set[str], set[str]]:
+    """The top-level definitions `wanted` needs (transitively), and the free names left
+    for the file's imports to bind (those not in `namespace` already)."""
     chosen: set[str] = set()
     needed: set[str] = set()
     pending = list(wanted)
@@ -202,7 +218,11 @@ def _lift(
                     pending.append(free)
                 else:
                     needed.add(free)
+    return chosen, needed
 
+
+def _imports_binding(tree: ast.Module, needed: set[str]) -> list[ast.stmt]:
+    """The file's own import statements, cut down to the aliases that bind `needed`."""
     imports: list[ast.stmt] = []
     for node in tree.body:
         if isinstance(node, ast.Import):
@@ -213,13 +233,7 @@ def _lift(
             aliases = [a for a in node.names if (a.asname or a.name) in needed]
             if aliases:
                 imports.append(ast.ImportFrom(module=node.module, names=aliases, level=node.level))
-    body = imports + [n for n in tree.body if _top_level_name(n) in chosen]
-    namespace.setdefault("__name__", module)
-    code = compile(
-        ast.fix_missing_locations(ast.Module(body=body, type_ignores=[])), str(source), "exec"
-    )
-    exec(code, namespace)
-    return namespace
+    return imports
 
 
 def _provide_imports(sglang_dir: Path, importer: Path) -> None:
