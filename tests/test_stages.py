@@ -90,3 +90,20 @@ def test_every_allowed_exception_is_still_needed() -> None:
     """An exception no import uses any more is removed, so the list stays the truth."""
     found = {(m, i) for m, path in _modules() for i in _imports(m, path)}
     assert not ALLOWED - found, ALLOWED - found
+
+
+def test_test_modules_share_helpers_through_support_modules_only() -> None:
+    """A test module imports no other test module: what tests share lives in support
+    modules (builders, servers, fixtures), so moving or deleting a test breaks no other."""
+    tests = Path(__file__).parent
+    found = []
+    for path in sorted(tests.rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            names = [node.module or ""] if isinstance(node, ast.ImportFrom) else []
+            names += [a.name for a in node.names] if isinstance(node, ast.Import) else []
+            found += [
+                f"{path.relative_to(tests)} imports {name}"
+                for name in names
+                if name.startswith("tests.") and name.rsplit(".", 1)[-1].startswith("test_")
+            ]
+    assert found == []

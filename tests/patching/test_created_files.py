@@ -20,7 +20,7 @@ from patchkeeper.patching.port import (
     refuse_unmountable,
     sha256,
 )
-from tests.patching.test_port import ROOT, change, modify
+from tests.patching.changes import ROOT, change, modify
 
 
 def added(path: str, body: str = "x = 1\n") -> str:

@@ -23,7 +23,7 @@ from patchkeeper.upstream.model import PrState, UpstreamChange
 from tests.git_http import GitHttpServer
 from tests.oci import Image, layer, tree, write_oci_layout
 from tests.patching.conftest import BASE, RECIPE, ROOT, PrHistory, image, merge_file
-from tests.upstream.test_local_blobs import blob_id, colliding
+from tests.upstream.blob_ids import blob_id, colliding
 
 MakeUpstream = Callable[[dict[str, bytes]], PrHistory]
 FIX = Edit("m.py", "b = 2\n", "b = 20\n")  # the local fix, three lines below `# 5`

@@ -1,26 +1,10 @@
-from pathlib import Path, PurePosixPath
+from pathlib import PurePosixPath
 
 import pytest
 
-from patchkeeper.config.models import Patch
 from patchkeeper.errors import UnsafeInputError
-from patchkeeper.patching.port import FileAction, ParsedChange, PatchState, excluded, port
-from patchkeeper.upstream.model import PrState, UpstreamChange
-
-ROOT = PurePosixPath("/src")
-
-
-def change(key: str, diff: str, exclude: tuple[str, ...] = ()) -> ParsedChange:
-    patch = Patch(diff=Path(f"{key}.diff"), why="test", exclude=exclude)
-    return ParsedChange.of(UpstreamChange("ps", patch, PrState.LOCAL, diff), ROOT)
-
-
-def modify(path: str, old: str, new: str, context: str = "ctx\n") -> str:
-    return (
-        f"--- a/{path}\n+++ b/{path}\n@@ -1,2 +1,2 @@\n"
-        + "".join(f" {c}\n" for c in context.splitlines())
-        + f"-{old}\n+{new}\n"
-    )
+from patchkeeper.patching.port import FileAction, PatchState, excluded, port
+from tests.patching.changes import ROOT, change, modify
 
 
 def test_two_changes_on_one_file_apply_in_order() -> None:

@@ -8,7 +8,7 @@ from pathlib import PurePosixPath
 from patchkeeper.patching.diff import FileChange
 from patchkeeper.patching.hunks import HunkResult, HunkStatus
 from patchkeeper.patching.port import FileAction, FileOutcome, PatchOutcome, PatchState, port
-from tests.patching.test_port import ROOT, change, modify
+from tests.patching.changes import ROOT, change, modify
 
 ADD = "--- /dev/null\n+++ b/new.py\n@@ -0,0 +1,2 @@\n+hello\n+world\n"
 DELETE = "--- a/gone.py\n+++ /dev/null\n@@ -1 +0,0 @@\n-bye\n"

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
-import itertools
 import subprocess
 import zlib
 from collections.abc import Iterator
@@ -18,12 +16,9 @@ from patchkeeper.upstream.git_resolver import GitResolver
 from patchkeeper.upstream.mirror import GitMirror
 from patchkeeper.upstream.model import UpstreamBlob
 from tests.git_http import GitHttpServer
+from tests.upstream.blob_ids import blob_id, colliding
 
 M, OTHER = PurePosixPath("pkg/m.py"), PurePosixPath("pkg/other.py")
-
-
-def blob_id(data: bytes) -> str:
-    return hashlib.sha1(b"blob %d\0" % len(data) + data).hexdigest()
 
 
 def _missing(mirror: Path) -> set[str]:
@@ -45,18 +40,6 @@ class Served:
     def fetches(self) -> int:
         """Fetches served so far (each starts with one ref advertisement)."""
         return sum(1 for path, ok in self.server.requests if ok and "/info/refs" in path)
-
-
-def colliding(prefix: int, tail: bytes = b"") -> tuple[bytes, bytes]:
-    """Two file contents (ending in `tail`) whose blob ids share `prefix` hex digits."""
-    seen: dict[str, bytes] = {}
-    for n in itertools.count():
-        data = f"value = {n}\n".encode() + tail
-        head = blob_id(data)[:prefix]
-        if head in seen:
-            return seen[head], data
-        seen[head] = data
-    raise AssertionError("unreachable")
 
 
 V1, V2 = colliding(4)

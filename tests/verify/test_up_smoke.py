@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 
 from patchkeeper.cli import app
 from patchkeeper.demo.setup import Demo
-from tests.verify.test_compose_boot import ADAPTER, compose_recipe
+from tests.verify.compose_recipes import ADAPTER, compose_recipe
 
 
 def test_up_runs_the_quick_smoke_subset_and_keeps_a_passing_night(
