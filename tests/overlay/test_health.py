@@ -189,6 +189,9 @@ def test_a_service_whose_container_never_appears_fails_at_the_deadline(
     assert str(failed.value) == (
         "service sglang not healthy after 2.5 s; its last output:\n(no container)"
     )
+    with pytest.raises(ServerError) as failed:
+        driver.wait_healthy(service(tmp_path / "b", Engine([inspect("web", LABELS)])), 0)
+    assert str(failed.value).startswith("service sglang not healthy after 0 s; its last output:")
 
 
 def test_the_services_container_is_found_by_its_project_and_service(tmp_path: Path) -> None:
