@@ -342,7 +342,7 @@ def run(
     vanilla = source.read(image, [c.target for c in found])
     diff_paths = {target: directory / n for target, n in names.items()}
     adopted = _adopt(file, ref, found, vanilla, pr_of, diff_paths, report)
-    patches, diffs, dropped = adopted.patches, adopted.diffs, adopted.dropped
+    patches, diffs = adopted.patches, adopted.diffs
     if not patches:
         raise ConfigError(f"{file}: service {service!r} mounts no file that differs from the image")
     patchset = {"upstream": upstream, "source_root": str(source_root), "patches": patches}
@@ -375,7 +375,7 @@ def run(
                 "patchset": str(patchset_path),
                 "diffs": [str(p) for p in diffs],
                 "patches": patches,
-                "not_patches": dropped,
+                "not_patches": adopted.dropped,
                 "adopted": fields["adopted"],
                 "port": port,
                 "chat_template": str(template) if template else None,

@@ -308,8 +308,9 @@ def run(
     reporting.append_step_summary(body + "\n")
     sys.stdout.write(body + "\n")  # verbatim: Markdown must not be re-wrapped
     sys.stdout.flush()
-    update = _commit(runs, out, publish)
-    posted, unposted = _publish(runs, failures, update, publish, body)
+    title = f"patchkeeper: overlays for {_tags(runs)}"
+    update = _commit(runs, out, publish, title)
+    posted, unposted = _publish(runs, failures, update, publish, title, body)
     for item in posted:
         verb = "opened" if item.created else "updated"
         err_console.print(f"{verb} {item.kind} #{item.number}: {item.url}", markup=False)
@@ -343,18 +344,12 @@ def _tags(runs: Sequence[RecipeRun]) -> str:
 
 
 def _commit(
-    runs: Sequence[RecipeRun], out: Path, publish: Publish
+    runs: Sequence[RecipeRun], out: Path, publish: Publish, message: str
 ) -> git_branch.BranchUpdate | None:
     """The overlays committed on the publish branch (and pushed), when any recipe ran."""
     if not runs:
         return None
-    update = git_branch.commit_paths(
-        Path.cwd(),
-        [out],
-        publish.branch,
-        f"patchkeeper: overlays for {_tags(runs)}",
-        publish.author,
-    )
+    update = git_branch.commit_paths(Path.cwd(), [out], publish.branch, message, publish.author)
     return git_branch.push(Path.cwd(), update, publish.remote) if publish.push else update
 
 
@@ -363,6 +358,7 @@ def _publish(
     failures: Sequence[RecipeFailure],
     update: git_branch.BranchUpdate | None,
     publish: Publish,
+    title: str,
     body: str,
 ) -> tuple[list[Posted], list[PatchkeeperError]]:
     """The pull request, an issue per conflict and per failed recipe: each post is tried,
@@ -375,7 +371,6 @@ def _publish(
     posts: list[Callable[[], Posted]] = []
     if update is not None and update.commit is not None and publish.push:
         base = publish.base or git_branch.current_branch(Path.cwd())
-        title = f"patchkeeper: overlays for {_tags(runs)}"
         posts.append(partial(tracker.upsert_pull, publish.branch, base, title, body))
     for night in runs:
         for patch in night.conflicts:
